@@ -1,0 +1,1 @@
+//! Image folders for training and validation.

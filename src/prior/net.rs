@@ -1,0 +1,1 @@
+//! The neural denoiser (owned by the training work; see train.rs).
