@@ -1,1 +1,380 @@
-fn main(){}
+//! The `diffc` command-line tool: a thin layer over the library API.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use diffc::prior::{self, Denoiser};
+use diffc::{
+    Decoder, Encoder, EncoderOptions, Error, Image, Limits, Method, RateTarget, ReconstructOptions,
+    Result, Stop,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "diffc",
+    version,
+    about = "Lossy image compression with Gaussian diffusion (DiffC) and reverse channel coding",
+    long_about = "Lossy image compression with Gaussian diffusion (DiffC). The stream is progressive: \
+                  any byte prefix decodes to the best image its complete packets allow."
+)]
+struct Cli {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Flow,
+    Ancestral,
+    Denoise,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Flow => Method::Flow,
+            MethodArg::Ancestral => Method::Ancestral,
+            MethodArg::Denoise => Method::Denoise,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compress an image (PNG, JPEG, WebP, BMP, PNM, TIFF; 8-bit gray or RGB) to a diffc stream.
+    #[command(alias = "encode")]
+    Compress {
+        /// Input image, or `-` for stdin.
+        input: String,
+        /// Output stream, or `-` for stdout.
+        output: String,
+        /// Target bits per pixel (stops at the closest packet boundary). Default 0.5.
+        #[arg(long, conflicts_with = "steps")]
+        bpp: Option<f64>,
+        /// Encode this many diffusion steps instead of targeting a rate.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Seed of the shared randomness (same image + options + seed => same bytes).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Prior: an embedded model name (see `diffc models`).
+        #[arg(long, default_value = prior::DEFAULT_MODEL)]
+        model: String,
+        /// Load the prior's weights from this safetensors file (architecture from --model).
+        #[arg(long)]
+        model_file: Option<PathBuf>,
+        /// Steps in the log-SNR grid.
+        #[arg(long, default_value_t = EncoderOptions::default().grid_steps)]
+        grid_steps: u16,
+        /// First log-SNR of the grid.
+        #[arg(long, default_value_t = EncoderOptions::default().lambda_start, allow_hyphen_values = true)]
+        lambda_start: f64,
+        /// Last log-SNR of the grid.
+        #[arg(long, default_value_t = EncoderOptions::default().lambda_stop, allow_hyphen_values = true)]
+        lambda_stop: f64,
+        /// log2 of the candidates per chunk (encode time grows as 2^N).
+        #[arg(long, default_value_t = EncoderOptions::default().log2_k)]
+        log2_k: u8,
+        /// Target ideal bits per chunk.
+        #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
+        chunk_bits: f64,
+    },
+    /// Decompress a diffc stream (complete or cut anywhere) to an image (PNG unless OUT has
+    /// another image extension).
+    #[command(alias = "decode")]
+    Decompress {
+        /// Input stream, or `-` for stdin.
+        input: String,
+        /// Output image, or `-` for PNG on stdout.
+        output: String,
+        /// Reconstruction from the last received step.
+        #[arg(long, value_enum, default_value = "flow")]
+        method: MethodArg,
+        /// Decode only the first N bytes of the input.
+        #[arg(long)]
+        bytes: Option<usize>,
+        /// Denoiser evaluations for flow/ancestral reconstruction.
+        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps)]
+        flow_steps: usize,
+        /// Use this embedded model instead of the one the stream names.
+        #[arg(long)]
+        model: Option<String>,
+        /// Load the model weights from this file (architecture from --model, default tiny).
+        #[arg(long)]
+        model_file: Option<PathBuf>,
+        /// Fail (exit code 1) instead of warning when the stream is corrupt.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Show a stream's header and per-packet table (no model needed).
+    Inspect {
+        /// Input stream, or `-` for stdin.
+        input: String,
+        /// Machine-readable JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the models built into this binary.
+    Models,
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>> {
+    if path == "-" {
+        let mut v = Vec::new();
+        std::io::stdin().read_to_end(&mut v)?;
+        Ok(v)
+    } else {
+        std::fs::read(path)
+            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}"))))
+    }
+}
+
+fn write_output(path: &str, bytes: &[u8]) -> Result<()> {
+    if path == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+        Ok(())
+    } else {
+        std::fs::write(path, bytes)
+            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}"))))
+    }
+}
+
+fn pick_model(name: &str, file: Option<&Path>) -> Result<Arc<dyn Denoiser>> {
+    match file {
+        Some(f) => prior::load_model_file(name, f),
+        None => prior::load_model(name),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Compress {
+            input,
+            output,
+            bpp,
+            steps,
+            seed,
+            model,
+            model_file,
+            grid_steps,
+            lambda_start,
+            lambda_stop,
+            log2_k,
+            chunk_bits,
+        } => {
+            let t0 = Instant::now();
+            let image = Image::decode(&read_input(&input)?)?;
+            let model = pick_model(&model, model_file.as_deref())?;
+            let target = match (bpp, steps) {
+                (_, Some(n)) => RateTarget::Steps(n),
+                (Some(b), None) => RateTarget::Bpp(b),
+                (None, None) => RateTarget::Bpp(0.5),
+            };
+            let opts = EncoderOptions {
+                target,
+                seed,
+                lambda_start,
+                lambda_stop,
+                grid_steps,
+                log2_k,
+                chunk_bits,
+                ..Default::default()
+            };
+            let enc = Encoder::new(model, opts)?;
+            let pixels = image.width as f64 * image.height as f64;
+            let encoded = enc.encode(&image, &Limits::default(), |s| {
+                if !quiet {
+                    eprintln!(
+                        "step {:>3}  lambda {:>6.2}  {:>8} B  {:>7.4} bpp  KL {:>9.0} bit  spent {:>9} bit  {:.2}s",
+                        s.step,
+                        s.lambda,
+                        s.bytes,
+                        s.cumulative_bytes as f64 * 8.0 / pixels,
+                        s.kl_bits,
+                        s.bytes * 8,
+                        s.seconds
+                    );
+                }
+            })?;
+            write_output(&output, &encoded.bytes)?;
+            if !quiet {
+                let kl: f64 = encoded.steps.iter().map(|s| s.kl_bits).sum();
+                let spent = encoded.bytes.len() as f64 * 8.0;
+                eprintln!(
+                    "{}x{}: {} bytes, {:.4} bpp, {} steps, spent/ideal {:.3}, {:.2} s",
+                    image.width,
+                    image.height,
+                    encoded.bytes.len(),
+                    encoded.bpp(image.width, image.height),
+                    encoded.steps.len(),
+                    spent / kl.max(1.0),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Decompress {
+            input,
+            output,
+            method,
+            bytes,
+            flow_steps,
+            model,
+            model_file,
+            strict,
+        } => {
+            let t0 = Instant::now();
+            let mut data = read_input(&input)?;
+            if let Some(n) = bytes {
+                data.truncate(n);
+            }
+            let decoder = match (model, model_file) {
+                (None, None) => Decoder::new(),
+                (m, f) => Decoder::with_model(pick_model(
+                    m.as_deref().unwrap_or(prior::DEFAULT_MODEL),
+                    f.as_deref(),
+                )?),
+            };
+            let opts = ReconstructOptions {
+                method: method.into(),
+                flow_steps,
+                ..Default::default()
+            };
+            let (img, report) = decoder.decode(&data, &opts)?;
+            match &report.stop {
+                Stop::Corrupt { detail, .. } if strict => {
+                    return Err(Error::Format {
+                        field: "packet",
+                        detail: detail.clone(),
+                    })
+                }
+                Stop::Corrupt {
+                    step,
+                    at_byte,
+                    detail,
+                } => eprintln!(
+                    "warning: stopped at corrupt packet of step {step} (byte {at_byte}): {detail}; image is from the last good packet"
+                ),
+                _ => {}
+            }
+            if output == "-" {
+                write_output("-", &img.to_png()?)?;
+            } else {
+                img.save(Path::new(&output))?;
+            }
+            if !quiet {
+                let total = report.header.map(|h| h.grid.steps).unwrap_or(0);
+                eprintln!(
+                    "{}x{}: decoded {}/{} steps from {} bytes ({:.4} bpp), {} reconstruction, {:.2} s",
+                    img.width,
+                    img.height,
+                    report.steps_decoded,
+                    total,
+                    report.bytes_used,
+                    report.bytes_used as f64 * 8.0 / (img.width as f64 * img.height as f64),
+                    opts.method,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Inspect { input, json } => {
+            let data = read_input(&input)?;
+            let ins = diffc::inspect(&data, &Limits::default())?;
+            let mut out = String::new();
+            let h = &ins.header;
+            let pixels = h.width as f64 * h.height as f64;
+            if json {
+                out.push_str(&format!(
+                    "{{\"width\":{},\"height\":{},\"channels\":{},\"model_id\":\"{:016x}\",\"seed\":{},\"lambda_start\":{},\"lambda_stop\":{},\"grid_steps\":{},\"max_width\":{},\"total_bytes\":{},\"stop\":\"{}\",\"packets\":[",
+                    h.width, h.height, h.channels, h.model_id, h.seed,
+                    h.grid.lambda(0), h.grid.lambda(h.grid.steps as usize - 1), h.grid.steps,
+                    h.max_width, ins.total_bytes, stop_text(&ins.stop).replace('"', "'")
+                ));
+                for (i, p) in ins.packets.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!(
+                        "{{\"step\":{},\"lambda\":{},\"bytes\":{},\"cumulative_bpp\":{},\"ideal_kl_bits\":{},\"spent_bits\":{},\"index_bits\":{},\"chunks\":{},\"log2_k\":{}}}",
+                        p.step, p.lambda, p.bytes, p.cumulative_bytes as f64 * 8.0 / pixels,
+                        p.kl_bits, p.bytes * 8, p.index_bits, p.n_chunks, p.log2_k
+                    ));
+                }
+                out.push_str("]}\n");
+            } else {
+                out.push_str(&format!(
+                    "diffc stream v{}: {}x{}x{} model {:016x} seed {} grid lambda {:.3}..{:.3} in {} steps, max_width {}\n",
+                    diffc::bitstream::VERSION, h.width, h.height, h.channels, h.model_id, h.seed,
+                    h.grid.lambda(0), h.grid.lambda(h.grid.steps as usize - 1), h.grid.steps, h.max_width
+                ));
+                out.push_str(" step   lambda     bytes   cum_bpp   ideal_KL_bits   spent_bits  spent/ideal   chunks  log2K\n");
+                let (mut kl, mut spent) = (0.0, 0u64);
+                for p in &ins.packets {
+                    kl += p.kl_bits;
+                    spent += p.bytes as u64 * 8;
+                    out.push_str(&format!(
+                        "{:>5} {:>8.3} {:>9} {:>9.4} {:>15.0} {:>12} {:>12.3} {:>8} {:>6}\n",
+                        p.step,
+                        p.lambda,
+                        p.bytes,
+                        p.cumulative_bytes as f64 * 8.0 / pixels,
+                        p.kl_bits,
+                        p.bytes * 8,
+                        p.bytes as f64 * 8.0 / p.kl_bits.max(1.0),
+                        p.n_chunks,
+                        p.log2_k
+                    ));
+                }
+                out.push_str(&format!(
+                    "total: {} bytes ({:.4} bpp), {} packets, ideal {:.0} bits, spent {} bits in packets (ratio {:.3}); {}\n",
+                    ins.total_bytes, ins.total_bytes as f64 * 8.0 / pixels, ins.packets.len(), kl, spent,
+                    spent as f64 / kl.max(1.0), stop_text(&ins.stop)
+                ));
+            }
+            write_output("-", out.as_bytes())
+        }
+        Command::Models => {
+            for name in prior::available_models() {
+                let m = prior::load_model(name)?;
+                println!("{name:<8} id {:016x}", m.model_id());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn stop_text(s: &Stop) -> String {
+    match s {
+        Stop::Complete => "complete".into(),
+        Stop::Truncated { at_byte } => format!("truncated at byte {at_byte}"),
+        Stop::Corrupt {
+            step,
+            at_byte,
+            detail,
+        } => format!("corrupt packet of step {step} at byte {at_byte}: {detail}"),
+        Stop::TrailingBytes { count } => format!("{count} trailing bytes ignored"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("diffc: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -55,4 +55,103 @@ pub trait Denoiser: Send + Sync {
     fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes>;
 }
 
+pub mod gauss;
 pub mod net;
+
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// FNV-1a 64-bit hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3): the model id.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Name of the model used when none is chosen.
+pub const DEFAULT_MODEL: &str = "tiny";
+
+/// Weights compiled into the binary: `(name, safetensors bytes)`.
+fn embedded_weights() -> &'static [(&'static str, &'static [u8])] {
+    &[] // EMBED-TINY
+}
+
+/// Names of every model this build can use without files: the closed-form `gauss` and the
+/// embedded networks.
+pub fn available_models() -> Vec<&'static str> {
+    let mut v = vec!["gauss"];
+    v.extend(embedded_weights().iter().map(|(n, _)| *n));
+    v
+}
+
+/// Load a model by name (embedded weights, or the closed-form `gauss`).
+pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
+    if name == "gauss" {
+        return Ok(Arc::new(gauss::GaussDenoiser::default()));
+    }
+    let (_, bytes) = embedded_weights()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| {
+            Error::UnknownModel(format!(
+                "{name} (available: {})",
+                available_models().join(", ")
+            ))
+        })?;
+    Ok(Arc::new(net_from_bytes_tmp(
+        name,
+        bytes,
+        &default_device()?,
+    )?))
+}
+
+/// Load network weights from a safetensors file; `name` picks the architecture.
+pub fn load_model_file(name: &str, path: &std::path::Path) -> Result<Arc<dyn Denoiser>> {
+    let bytes = std::fs::read(path)?;
+    Ok(Arc::new(net_from_bytes_tmp(
+        name,
+        &bytes,
+        &default_device()?,
+    )?))
+}
+
+/// Find the model a stream was coded with among the embedded ones, by its id.
+pub fn load_model_by_id(id: u64) -> Result<Arc<dyn Denoiser>> {
+    if id == gauss::gauss_model_id() {
+        return load_model("gauss");
+    }
+    for (name, bytes) in embedded_weights() {
+        if fnv1a64(bytes) == id {
+            return load_model(name);
+        }
+    }
+    Err(Error::UnknownModel(format!(
+        "stream needs model {id:016x}, which is not embedded in this build (have: {}); pass the weights with --model-file",
+        available_models().join(", ")
+    )))
+}
+
+/// CPU by default; the first CUDA device when built with the `cuda` feature.
+pub fn default_device() -> Result<candle_core::Device> {
+    #[cfg(feature = "cuda")]
+    {
+        Ok(candle_core::Device::new_cuda(0)?)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok(candle_core::Device::Cpu)
+    }
+}
+
+// TEMP until net.rs lands.
+fn net_from_bytes_tmp(
+    _name: &str,
+    _bytes: &[u8],
+    _dev: &candle_core::Device,
+) -> Result<gauss::GaussDenoiser> {
+    Err(Error::Model("network not built yet".into()))
+}

@@ -1,0 +1,759 @@
+//! The library API: [`Encoder`], [`Decoder`], [`StreamingDecoder`] and [`inspect`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::bitstream::{Header, Limits, Packet, HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::image_io::Image;
+use crate::prior::{Denoiser, Planes};
+use crate::prng::Philox;
+use crate::rcc::{self, Layout};
+use crate::reconstruct::{self, Latent, ReconstructOptions};
+use crate::schedule::{Grid, Transition, LAMBDA_UNIT, MAX_ABS_LAMBDA};
+
+/// When the encoder stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateTarget {
+    /// Stop at the packet boundary whose file size (bits per pixel) is closest to this.
+    Bpp(f64),
+    /// Encode this many steps of the grid.
+    Steps(usize),
+    /// Encode the whole grid.
+    All,
+}
+
+/// Encoder settings. `Default` gives the recommended values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderOptions {
+    /// Where to stop.
+    pub target: RateTarget,
+    /// Seed of the shared randomness (written in the header).
+    pub seed: u64,
+    /// First lambda of the step grid.
+    pub lambda_start: f64,
+    /// Last lambda of the step grid.
+    pub lambda_stop: f64,
+    /// Steps in the grid.
+    pub grid_steps: u16,
+    /// `log2` of the candidates per chunk.
+    pub log2_k: u8,
+    /// Target ideal KL per chunk in bits; the chunk count is `ceil(KL / chunk_bits)`.
+    pub chunk_bits: f64,
+    /// Largest pool-row width.
+    pub max_width: u16,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            target: RateTarget::Bpp(0.5),
+            seed: 0,
+            lambda_start: -6.0,
+            lambda_stop: 12.0,
+            grid_steps: 37,
+            log2_k: 12,
+            chunk_bits: 8.0,
+            max_width: 256,
+        }
+    }
+}
+
+impl EncoderOptions {
+    /// Check the options once, with errors that carry the offending value.
+    pub fn validate(&self) -> Result<Grid> {
+        let grid = Grid::new(self.lambda_start, self.lambda_stop, self.grid_steps)?;
+        match self.target {
+            RateTarget::Bpp(b) if !(b.is_finite() && b > 0.0) => {
+                return Err(Error::InvalidArgument(format!("bpp = {b}, must be > 0")))
+            }
+            RateTarget::Steps(0) => {
+                return Err(Error::InvalidArgument("steps must be at least 1".into()))
+            }
+            _ => {}
+        }
+        if self.log2_k == 0 || self.log2_k > rcc::index_coder::MAX_LOG2_K {
+            return Err(Error::InvalidArgument(format!(
+                "log2_k = {}, must be in 1..={}",
+                self.log2_k,
+                rcc::index_coder::MAX_LOG2_K
+            )));
+        }
+        if !(self.chunk_bits.is_finite() && self.chunk_bits >= 0.5) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk_bits = {}, must be >= 0.5",
+                self.chunk_bits
+            )));
+        }
+        if self.max_width == 0 || self.max_width as usize > rcc::MAX_WIDTH_LIMIT {
+            return Err(Error::InvalidArgument(format!(
+                "max_width = {}, must be in 1..={}",
+                self.max_width,
+                rcc::MAX_WIDTH_LIMIT
+            )));
+        }
+        Ok(grid)
+    }
+}
+
+/// What one coded step cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// Step index (0-based).
+    pub step: usize,
+    /// Log-SNR reached by the step.
+    pub lambda: f64,
+    /// Framed packet size in bytes.
+    pub bytes: usize,
+    /// Stream size up to and including this packet.
+    pub cumulative_bytes: usize,
+    /// Ideal cost KL(q||p) in bits (as written in the packet when read back).
+    pub kl_bits: f64,
+    /// Bits of the entropy-coded indices (range-coder words × 32).
+    pub index_bits: u64,
+    /// Chunks (indices) in the step.
+    pub n_chunks: u64,
+    /// `log2` candidate count.
+    pub log2_k: u8,
+    /// Wall time of the step (encoder or decoder side), seconds.
+    pub seconds: f64,
+}
+
+/// A finished encoding.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The stream.
+    pub bytes: Vec<u8>,
+    /// Per-step costs of the packets in `bytes`.
+    pub steps: Vec<StepReport>,
+}
+
+impl Encoded {
+    /// Bits per pixel of the whole stream.
+    pub fn bpp(&self, width: u32, height: u32) -> f64 {
+        self.bytes.len() as f64 * 8.0 / (width as f64 * height as f64)
+    }
+}
+
+/// DiffC encoder.
+pub struct Encoder {
+    model: Arc<dyn Denoiser>,
+    opts: EncoderOptions,
+    grid: Grid,
+}
+
+impl Encoder {
+    /// An encoder using `model` as the prior.
+    pub fn new(model: Arc<dyn Denoiser>, opts: EncoderOptions) -> Result<Self> {
+        let grid = opts.validate()?;
+        Ok(Encoder { model, opts, grid })
+    }
+
+    /// Encode an image; `progress` is called after every coded step.
+    pub fn encode(
+        &self,
+        image: &Image,
+        limits: &Limits,
+        mut progress: impl FnMut(&StepReport),
+    ) -> Result<Encoded> {
+        let header = Header {
+            width: image.width,
+            height: image.height,
+            channels: image.channels,
+            model_id: self.model.model_id(),
+            seed: self.opts.seed,
+            grid: self.grid,
+            max_width: self.opts.max_width,
+        };
+        header.validate(limits).map_err(|e| match e {
+            Error::Limits { .. } => e,
+            e => Error::InvalidArgument(e.to_string()),
+        })?;
+        let x = image.to_planes();
+        let (c, h, w) = (x.channels, x.height, x.width);
+        let dims = x.len();
+        let pixels = image.width as f64 * image.height as f64;
+        let g = Philox::new(self.opts.seed);
+
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&header.to_bytes());
+        let mut steps = Vec::new();
+        let mut z = vec![0f32; dims];
+        let n_steps = match self.opts.target {
+            RateTarget::Steps(n) => n.min(self.grid.steps as usize),
+            _ => self.grid.steps as usize,
+        };
+        let target_bits = match self.opts.target {
+            RateTarget::Bpp(b) => Some(b * pixels),
+            _ => None,
+        };
+        let (mut kl_sum, mut spent_sum) = (0.0f64, 0.0f64);
+        let mut lambda_prev: Option<f64> = None;
+        for i in 0..n_steps {
+            let t0 = Instant::now();
+            let lt = lambda_prev;
+            let mut ls = self.grid.lambda(i);
+            let x_hat = match lt {
+                None => vec![0f32; dims],
+                Some(l) => reconstruct::predict(self.model.as_ref(), &z, c, h, w, l)?,
+            };
+            let diff: Vec<f32> = x.data.iter().zip(&x_hat).map(|(&a, &b)| a - b).collect();
+            let err2: f64 = diff.iter().map(|&d| d as f64 * d as f64).sum();
+            let kl_of =
+                |tr: &Transition| 0.5 * tr.mu_scale * tr.mu_scale * err2 / std::f64::consts::LN_2;
+            let mut tr = Transition::new(lt, ls);
+            let mut kl = kl_of(&tr);
+            let mut final_lambda_q = None;
+            if let Some(tb) = target_bits {
+                // Would this step overshoot the target? Then make it the last step and shorten
+                // it (a lambda between the previous one and the grid's) to land on the target.
+                let ratio = if kl_sum > 0.0 {
+                    spent_sum / kl_sum
+                } else {
+                    1.2
+                };
+                let have = out.len() as f64 * 8.0;
+                const PACKET_OVERHEAD_BITS: f64 = 96.0;
+                if have + kl * ratio + PACKET_OVERHEAD_BITS > tb {
+                    let afford = (tb - have - PACKET_OVERHEAD_BITS) / ratio;
+                    if afford < 0.25 * self.opts.chunk_bits {
+                        break;
+                    }
+                    let snr_t = lt.map(f64::exp).unwrap_or(0.0);
+                    let snr_s = ls.exp();
+                    let snr_new = snr_t + (snr_s - snr_t) * (afford / kl).min(1.0);
+                    let q_min = lt
+                        .map(|l| (l / LAMBDA_UNIT).floor() as i32 + 1)
+                        .unwrap_or(i32::MIN);
+                    let q_max = (ls / LAMBDA_UNIT).round() as i32;
+                    let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32)
+                        .clamp(q_min.min(q_max), q_max);
+                    ls = q as f64 * LAMBDA_UNIT;
+                    final_lambda_q = Some(q);
+                    tr = Transition::new(lt, ls);
+                    kl = kl_of(&tr);
+                }
+            }
+            let scale = tr.mu_scale as f32;
+            let mu: Vec<f32> = diff.iter().map(|&d| scale * d).collect();
+            let n_chunks = ((kl / self.opts.chunk_bits).ceil() as usize).clamp(1, dims);
+            let layout = Layout::new(
+                dims,
+                n_chunks,
+                self.opts.log2_k,
+                self.opts.max_width as usize,
+            )?;
+            let coded = rcc::encode_step(&g, i as u32, &mu, &layout)?;
+            let words = rcc::index_coder::encode_indices(&coded.indices, self.opts.log2_k)?;
+            let packet = Packet {
+                final_lambda_q,
+                n_chunks: n_chunks as u64,
+                log2_k: self.opts.log2_k,
+                kl_bits: kl.round() as u64,
+                words,
+            };
+            let before = out.len();
+            packet.write(&mut out);
+            advance(&mut z, &x_hat, &coded.sample, &tr);
+            lambda_prev = Some(ls);
+            let report = StepReport {
+                step: i,
+                lambda: ls,
+                bytes: out.len() - before,
+                cumulative_bytes: out.len(),
+                kl_bits: kl,
+                index_bits: packet.words.len() as u64 * 32,
+                n_chunks: n_chunks as u64,
+                log2_k: self.opts.log2_k,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            kl_sum += kl;
+            spent_sum += report.bytes as f64 * 8.0;
+            progress(&report);
+            steps.push(report);
+            if final_lambda_q.is_some() {
+                break;
+            }
+        }
+        Ok(Encoded {
+            bytes: out.to_vec(),
+            steps,
+        })
+    }
+}
+
+/// `z_s = coef_z z_t + coef_x x_hat + std * e`.
+fn advance(z: &mut [f32], x_hat: &[f32], e: &[f32], tr: &Transition) {
+    let (cz, cx, sd) = (tr.coef_z as f32, tr.coef_x as f32, tr.std as f32);
+    for ((zv, &xv), &ev) in z.iter_mut().zip(x_hat).zip(e) {
+        *zv = cz * *zv + cx * xv + sd * ev;
+    }
+}
+
+/// Why decoding stopped where it did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// Every step of the grid arrived.
+    Complete,
+    /// The bytes ended inside the header or a packet (a clean cut is also reported here when
+    /// fewer packets than the grid's steps arrived).
+    Truncated {
+        /// Byte offset where the incomplete part starts.
+        at_byte: usize,
+    },
+    /// A packet was corrupt; everything before it was used, nothing after it.
+    Corrupt {
+        /// Step whose packet is corrupt.
+        step: usize,
+        /// Byte offset of that packet.
+        at_byte: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Bytes followed the last step of the grid; they were ignored.
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// What a decode used and where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeReport {
+    /// The stream header, once complete.
+    pub header: Option<Header>,
+    /// Steps decoded.
+    pub steps_decoded: usize,
+    /// Bytes of the stream that were used (header + complete good packets).
+    pub bytes_used: usize,
+    /// Why decoding stopped.
+    pub stop: Stop,
+    /// Per-step reports of decoded packets (`seconds` = decode time).
+    pub steps: Vec<StepReport>,
+}
+
+/// The decoder's latent after the packets so far.
+struct Progress {
+    header: Header,
+    z: Vec<f32>,
+    /// Lambda of `z` (`None` before the first packet).
+    lambda: Option<f64>,
+    /// A final packet (with its own lambda) arrived; nothing may follow.
+    finished: bool,
+}
+
+enum State {
+    NeedHeader,
+    Steps(Progress),
+    Failed {
+        progress: Option<Progress>,
+        reason: String,
+    },
+}
+
+/// Which model a decoder uses.
+#[derive(Clone)]
+pub enum ModelChoice {
+    /// Pick the embedded model whose id the stream header names.
+    ByStreamId,
+    /// Use this model; a stream coded with another id is refused.
+    Fixed(Arc<dyn Denoiser>),
+}
+
+/// Push decoder: feed bytes as they arrive, render the best image so far at any time.
+///
+/// Identical results whether bytes arrive whole, one at a time, or in any split. After a
+/// corrupt packet it stays failed (further pushes return [`Error::Poisoned`]) but still renders
+/// the image of the last good packet.
+pub struct StreamingDecoder {
+    choice: ModelChoice,
+    model: Option<Arc<dyn Denoiser>>,
+    limits: Limits,
+    pending: Vec<u8>,
+    consumed: usize,
+    state: State,
+    steps: Vec<StepReport>,
+    trailing: usize,
+}
+
+impl StreamingDecoder {
+    /// A decoder with the given model choice and limits.
+    pub fn new(choice: ModelChoice, limits: Limits) -> Self {
+        StreamingDecoder {
+            choice,
+            model: None,
+            limits,
+            pending: Vec::new(),
+            consumed: 0,
+            state: State::NeedHeader,
+            steps: Vec::new(),
+            trailing: 0,
+        }
+    }
+
+    /// Feed more bytes; decodes every packet they complete. Returns the steps decoded so far.
+    ///
+    /// A corrupt header or packet is returned as an error once; the decoder then keeps what it
+    /// had and refuses further input.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<usize> {
+        if let State::Failed { reason, .. } = &self.state {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        if let State::Steps(p) = &self.state {
+            if p.finished || self.steps.len() >= p.header.grid.steps as usize {
+                self.trailing += bytes.len();
+                return Ok(self.steps.len());
+            }
+        }
+        self.pending.extend_from_slice(bytes);
+        let r = self.advance();
+        if let Err(e) = &r {
+            let reason = e.to_string();
+            let progress = match std::mem::replace(&mut self.state, State::NeedHeader) {
+                State::Steps(p) => Some(p),
+                State::NeedHeader => None,
+                State::Failed { progress, .. } => progress,
+            };
+            self.state = State::Failed { progress, reason };
+            self.pending = Vec::new();
+        }
+        r
+    }
+
+    fn advance(&mut self) -> Result<usize> {
+        loop {
+            match &mut self.state {
+                State::Failed { reason, .. } => return Err(Error::Poisoned(reason.clone())),
+                State::NeedHeader => {
+                    let header = match Header::parse(&self.pending, &self.limits) {
+                        Err(Error::Truncated { .. }) => return Ok(0),
+                        r => r?,
+                    };
+                    let model = match &self.choice {
+                        ModelChoice::ByStreamId => crate::prior::load_model_by_id(header.model_id)?,
+                        ModelChoice::Fixed(m) => {
+                            if m.model_id() != header.model_id {
+                                return Err(Error::WrongModel {
+                                    stream: header.model_id,
+                                    decoder: m.model_id(),
+                                });
+                            }
+                            m.clone()
+                        }
+                    };
+                    self.model = Some(model);
+                    self.pending.drain(..HEADER_LEN);
+                    self.consumed = HEADER_LEN;
+                    self.state = State::Steps(Progress {
+                        header,
+                        z: vec![0f32; header.dims()],
+                        lambda: None,
+                        finished: false,
+                    });
+                }
+                State::Steps(progress) => {
+                    let done = self.steps.len();
+                    if progress.finished || done >= progress.header.grid.steps as usize {
+                        self.trailing += self.pending.len();
+                        self.pending = Vec::new();
+                        return Ok(done);
+                    }
+                    let (packet, n) = match Packet::read(&self.pending, &self.limits) {
+                        Err(Error::Truncated { .. }) => return Ok(done),
+                        Err(e) => return Err(corrupt(done, self.consumed, e)),
+                        Ok(p) => p,
+                    };
+                    let t0 = Instant::now();
+                    let model = self
+                        .model
+                        .clone()
+                        .ok_or_else(|| Error::InvalidArgument("decoder has no model".into()))?;
+                    let lambda = decode_packet(model.as_ref(), done, &packet, progress)
+                        .map_err(|e| corrupt(done, self.consumed, e))?;
+                    self.consumed += n;
+                    self.pending.drain(..n);
+                    self.steps.push(StepReport {
+                        step: done,
+                        lambda,
+                        bytes: n,
+                        cumulative_bytes: self.consumed,
+                        kl_bits: packet.kl_bits as f64,
+                        index_bits: packet.words.len() as u64 * 32,
+                        n_chunks: packet.n_chunks,
+                        log2_k: packet.log2_k,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn progress(&self) -> Option<&Progress> {
+        match &self.state {
+            State::Steps(p) => Some(p),
+            State::Failed { progress, .. } => progress.as_ref(),
+            State::NeedHeader => None,
+        }
+    }
+
+    /// The header, once it has arrived.
+    pub fn header(&self) -> Option<&Header> {
+        self.progress().map(|p| &p.header)
+    }
+
+    /// Steps decoded so far.
+    pub fn steps_decoded(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Where decoding stands.
+    pub fn report(&self) -> DecodeReport {
+        let header = self.header().copied();
+        let complete = self
+            .progress()
+            .map(|p| p.finished || self.steps.len() >= p.header.grid.steps as usize)
+            .unwrap_or(false);
+        let stop = match &self.state {
+            State::Failed { reason, .. } => Stop::Corrupt {
+                step: self.steps.len(),
+                at_byte: self.consumed,
+                detail: reason.clone(),
+            },
+            _ if complete && self.trailing > 0 => Stop::TrailingBytes {
+                count: self.trailing,
+            },
+            _ if complete => Stop::Complete,
+            _ => Stop::Truncated {
+                at_byte: self.consumed,
+            },
+        };
+        DecodeReport {
+            header,
+            steps_decoded: self.steps.len(),
+            bytes_used: self.consumed,
+            stop,
+            steps: self.steps.clone(),
+        }
+    }
+
+    /// Render the best image so far. Fails only if the header has not arrived.
+    pub fn render(&self, opts: &ReconstructOptions) -> Result<Image> {
+        let p = self.progress().ok_or(Error::Truncated { what: "header" })?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("decoder has no model".into()))?;
+        let h = &p.header;
+        let (c, hh, w) = (h.channels as usize, h.height as usize, h.width as usize);
+        let latent = Latent {
+            z: &p.z,
+            lambda: p.lambda,
+            shape: (c, hh, w),
+            seed: h.seed,
+        };
+        let x = reconstruct::reconstruct(model.as_ref(), &latent, opts)?;
+        Image::from_planes(&Planes {
+            channels: c,
+            height: hh,
+            width: w,
+            data: x,
+        })
+    }
+}
+
+fn corrupt(step: usize, at: usize, e: Error) -> Error {
+    match e {
+        Error::Format { field, detail } => Error::Format {
+            field,
+            detail: format!("{detail} (packet of step {step} at byte {at})"),
+        },
+        e => e,
+    }
+}
+
+/// Apply one packet to the latent; returns the lambda reached.
+fn decode_packet(
+    model: &dyn Denoiser,
+    step: usize,
+    packet: &Packet,
+    progress: &mut Progress,
+) -> Result<f64> {
+    let header = progress.header;
+    let dims = header.dims();
+    if packet.n_chunks == 0 || packet.n_chunks > dims as u64 {
+        return Err(Error::format(
+            "n_chunks",
+            format!("{} outside 1..={dims}", packet.n_chunks),
+        ));
+    }
+    let layout = Layout::new(
+        dims,
+        packet.n_chunks as usize,
+        packet.log2_k,
+        header.max_width as usize,
+    )?;
+    let lt = progress.lambda;
+    let ls = match packet.final_lambda_q {
+        None => header.grid.lambda(step),
+        Some(q) => {
+            let l = q as f64 * LAMBDA_UNIT;
+            if l.abs() > MAX_ABS_LAMBDA || lt.is_some_and(|t| l <= t) {
+                return Err(Error::format(
+                    "final_lambda",
+                    format!(
+                        "{l} is not above the previous step's lambda or outside ±{MAX_ABS_LAMBDA}"
+                    ),
+                ));
+            }
+            l
+        }
+    };
+    // The work below is bounded by the chunk count, itself bounded by dims (limited by
+    // max_pixels), whatever the packet's length.
+    let indices =
+        rcc::index_coder::decode_indices(packet.words.clone(), layout.n_chunks, packet.log2_k)?;
+    let g = Philox::new(header.seed);
+    let e = rcc::decode_step(&g, step as u32, &layout, &indices)?;
+    let (c, h, w) = (
+        header.channels as usize,
+        header.height as usize,
+        header.width as usize,
+    );
+    let tr = Transition::new(lt, ls);
+    let x_hat = match lt {
+        None => vec![0f32; dims],
+        Some(l) => reconstruct::predict(model, &progress.z, c, h, w, l)?,
+    };
+    advance(&mut progress.z, &x_hat, &e, &tr);
+    progress.lambda = Some(ls);
+    progress.finished = packet.final_lambda_q.is_some();
+    Ok(ls)
+}
+
+/// Convenience decoder for a whole (possibly truncated or damaged) stream in memory.
+pub struct Decoder {
+    choice: ModelChoice,
+    limits: Limits,
+}
+
+impl Decoder {
+    /// A decoder choosing the model by the stream's id among the embedded models.
+    pub fn new() -> Self {
+        Decoder {
+            choice: ModelChoice::ByStreamId,
+            limits: Limits::default(),
+        }
+    }
+
+    /// A decoder that uses `model` (streams coded with another model are refused).
+    pub fn with_model(model: Arc<dyn Denoiser>) -> Self {
+        Decoder {
+            choice: ModelChoice::Fixed(model),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Replace the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Decode every complete, intact packet and reconstruct. A damaged or cut stream gives the
+    /// image of its last good packet and a report saying where and why it stopped; only an
+    /// unusable header is an error.
+    pub fn decode(&self, bytes: &[u8], opts: &ReconstructOptions) -> Result<(Image, DecodeReport)> {
+        let mut sd = StreamingDecoder::new(self.choice.clone(), self.limits);
+        let pushed = sd.push(bytes);
+        if sd.header().is_none() {
+            pushed?;
+            return Err(Error::Truncated { what: "header" });
+        }
+        let img = sd.render(opts)?;
+        Ok((img, sd.report()))
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Header and packet table of a stream, without running any model.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// The header.
+    pub header: Header,
+    /// One report per complete, intact packet (`seconds` is 0).
+    pub packets: Vec<StepReport>,
+    /// Where reading stopped.
+    pub stop: Stop,
+    /// Total stream length in bytes.
+    pub total_bytes: usize,
+}
+
+/// Read the header and packet table of a stream.
+pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection> {
+    let header = Header::parse(bytes, limits)?;
+    let mut pos = HEADER_LEN;
+    let mut packets = Vec::new();
+    let mut finished = false;
+    let stop = loop {
+        if packets.len() >= header.grid.steps as usize {
+            break if pos < bytes.len() {
+                Stop::TrailingBytes {
+                    count: bytes.len() - pos,
+                }
+            } else {
+                Stop::Complete
+            };
+        }
+        if finished {
+            break if pos < bytes.len() {
+                Stop::TrailingBytes {
+                    count: bytes.len() - pos,
+                }
+            } else {
+                Stop::Complete
+            };
+        }
+        match Packet::read(&bytes[pos..], limits) {
+            Ok((p, n)) => {
+                pos += n;
+                let step = packets.len();
+                finished = p.final_lambda_q.is_some();
+                packets.push(StepReport {
+                    step,
+                    lambda: p
+                        .final_lambda_q
+                        .map(|q| q as f64 * LAMBDA_UNIT)
+                        .unwrap_or_else(|| header.grid.lambda(step)),
+                    bytes: n,
+                    cumulative_bytes: pos,
+                    kl_bits: p.kl_bits as f64,
+                    index_bits: p.words.len() as u64 * 32,
+                    n_chunks: p.n_chunks,
+                    log2_k: p.log2_k,
+                    seconds: 0.0,
+                });
+            }
+            Err(Error::Truncated { .. }) => break Stop::Truncated { at_byte: pos },
+            Err(e) => {
+                break Stop::Corrupt {
+                    step: packets.len(),
+                    at_byte: pos,
+                    detail: e.to_string(),
+                }
+            }
+        }
+    };
+    Ok(Inspection {
+        header,
+        packets,
+        stop,
+        total_bytes: bytes.len(),
+    })
+}

@@ -1,0 +1,420 @@
+//! Reverse channel coding of one diffusion step: chunked, truncated Poisson functional
+//! representation (PFR) over a shared candidate pool.
+//!
+//! In units of the step's standard deviation the encoder wants a sample of `N(mu, I)` while
+//! both sides can draw from `N(0, I)`. The `D` dimensions of the step are shuffled by a seeded
+//! permutation and cut into `n_chunks` contiguous chunks of nearly equal size; each chunk is
+//! coded as one PFR sample among `K = 2^log2_k` candidates, and its index is entropy coded.
+//! The layout depends only on `D`, `n_chunks`, `log2_k` and `max_width` — integers from the
+//! stream — never on model outputs (`spec/rcc.md`).
+//!
+//! Candidates come from one pool of `K` rows per step: segment `j` of chunk `c` sees pool row
+//! `(a_g k + b_g) mod K` (an affine permutation keyed by the segment), with per-position
+//! random signs. The encoder scores all candidates of a tile of chunks with one matrix product.
+
+pub mod index_coder;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::prng::{uniform_below, Domain, Philox};
+
+/// Largest pool row width the format allows.
+pub const MAX_WIDTH_LIMIT: usize = 4096;
+
+/// How the dimensions of one step are cut into chunks and segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Number of coded dimensions `D` (pixels × channels).
+    pub dims: usize,
+    /// Number of chunks (one index each).
+    pub n_chunks: usize,
+    /// `log2` of the number of candidates per chunk.
+    pub log2_k: u8,
+    /// Segments per chunk.
+    pub segments: usize,
+    /// Width of a segment (= used width of a pool row).
+    pub width: usize,
+}
+
+impl Layout {
+    /// Derive the layout from the transmitted integers; errors name the offending field.
+    pub fn new(dims: usize, n_chunks: usize, log2_k: u8, max_width: usize) -> Result<Self> {
+        if dims == 0 {
+            return Err(Error::format("dims", "zero dimensions"));
+        }
+        if n_chunks == 0 || n_chunks > dims {
+            return Err(Error::format(
+                "n_chunks",
+                format!("{n_chunks} outside 1..={dims}"),
+            ));
+        }
+        if log2_k == 0 || log2_k > index_coder::MAX_LOG2_K {
+            return Err(Error::format(
+                "log2_k",
+                format!("{log2_k} outside 1..={}", index_coder::MAX_LOG2_K),
+            ));
+        }
+        if max_width == 0 || max_width > MAX_WIDTH_LIMIT {
+            return Err(Error::format(
+                "max_width",
+                format!("{max_width} outside 1..={MAX_WIDTH_LIMIT}"),
+            ));
+        }
+        let d_max = dims.div_ceil(n_chunks);
+        let segments = d_max.div_ceil(max_width);
+        let width = d_max.div_ceil(segments);
+        Ok(Layout {
+            dims,
+            n_chunks,
+            log2_k,
+            segments,
+            width,
+        })
+    }
+
+    /// Number of candidates `K`.
+    pub fn k(&self) -> usize {
+        1 << self.log2_k
+    }
+
+    /// Positions `[start, end)` of chunk `c` in the permuted order: `floor(c D / n)`.
+    pub fn chunk_bounds(&self, c: usize) -> (usize, usize) {
+        let f = |c: usize| ((c as u128 * self.dims as u128) / self.n_chunks as u128) as usize;
+        (f(c), f(c + 1))
+    }
+
+    /// Positions `[start, end)` of segment `j` within a chunk of length `len`.
+    pub fn segment_bounds(&self, len: usize, j: usize) -> (usize, usize) {
+        let s = (j * self.width).min(len);
+        let e = ((j + 1) * self.width).min(len);
+        (s, e)
+    }
+}
+
+/// The step's dimension permutation: position `p` of the permuted order is dimension `perm[p]`.
+///
+/// Fisher–Yates from the last position down: for `i = D-1 .. 1`, swap `i` with
+/// `j = uniform_below(r_i, i + 1)`, where `r_i` is 64-bit word `i % 2` of block
+/// `(DimPermutation, step, i / 2)` (low word first).
+pub fn dim_permutation(g: &Philox, step: u32, dims: usize) -> Vec<u32> {
+    let mut perm: Vec<u32> = (0..dims as u32).collect();
+    let mut i = dims;
+    while i > 1 {
+        i -= 1;
+        let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
+        let r = if i % 2 == 0 {
+            w[0] as u64 | (w[1] as u64) << 32
+        } else {
+            w[2] as u64 | (w[3] as u64) << 32
+        };
+        let j = uniform_below(r, i as u64 + 1) as usize;
+        perm.swap(i, j);
+    }
+    perm
+}
+
+/// Sign of permuted position `p`: bit `p % 32` of word `(p % 128) / 32` of block
+/// `(Sign, step, p / 128)`; a set bit means −1.
+pub fn signs(g: &Philox, step: u32, dims: usize) -> Vec<f32> {
+    let mut out = vec![1.0f32; dims];
+    out.par_chunks_mut(128).enumerate().for_each(|(blk, s)| {
+        let w = g.block(Domain::Sign, step, blk as u64);
+        for (i, v) in s.iter_mut().enumerate() {
+            if (w[i / 32] >> (i % 32)) & 1 == 1 {
+                *v = -1.0;
+            }
+        }
+    });
+    out
+}
+
+/// Affine permutation of segment `g` (global index `c * segments + j`): `k -> (a k + b) mod K`
+/// with `a = word0 | 1`, `b = word1`, both masked to `K - 1`, from block `(SegmentPermutation, step, g)`.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentPermutation {
+    a: u32,
+    b: u32,
+    mask: u32,
+}
+
+impl SegmentPermutation {
+    /// Parameters of global segment `seg`.
+    pub fn new(g: &Philox, step: u32, seg: u64, log2_k: u8) -> Self {
+        let w = g.block(Domain::SegmentPermutation, step, seg);
+        let mask = ((1u64 << log2_k) - 1) as u32;
+        SegmentPermutation {
+            a: (w[0] | 1) & mask,
+            b: w[1] & mask,
+            mask,
+        }
+    }
+
+    /// Pool row of candidate `k`.
+    #[inline]
+    pub fn row(&self, k: u32) -> u32 {
+        (self.a.wrapping_mul(k).wrapping_add(self.b)) & self.mask
+    }
+}
+
+/// Result of coding one step on the encoder side.
+pub struct EncodedStep {
+    /// Chosen candidate index per chunk.
+    pub indices: Vec<u32>,
+    /// The transmitted sample in dimension order (unit variance scale).
+    pub sample: Vec<f32>,
+}
+
+/// Chunks whose candidates are scored together and share one arrival-time sequence.
+const TILE_CHUNKS: usize = 64;
+
+/// Encoder: choose one candidate per chunk for target mean `mu` (unit-variance units).
+///
+/// The arrival times are the encoder's own randomness (seeded for determinism); the decoder
+/// never needs them.
+pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result<EncodedStep> {
+    if mu.len() != layout.dims {
+        return Err(Error::InvalidArgument(format!(
+            "mu has {} values, layout expects {}",
+            mu.len(),
+            layout.dims
+        )));
+    }
+    let k = layout.k();
+    let w = layout.width;
+    let perm = dim_permutation(g, step, layout.dims);
+    let sgn = signs(g, step, layout.dims);
+    // Pool, transposed (w x K) for the product M (segments x w) * P^T (w x K).
+    let mut pool = vec![0f32; k * w];
+    pool.par_chunks_mut(w)
+        .enumerate()
+        .for_each(|(r, row)| g.fill_normals_row(Domain::Pool, step, r as u32, row));
+    let mut pool_t = vec![0f32; k * w];
+    for r in 0..k {
+        for i in 0..w {
+            pool_t[i * k + r] = pool[r * w + i];
+        }
+    }
+    let pool_t = candle_core::Tensor::from_vec(pool_t, (w, k), &candle_core::Device::Cpu)?;
+
+    let n_tiles = layout.n_chunks.div_ceil(TILE_CHUNKS);
+    let mut indices = vec![0u32; layout.n_chunks];
+    let mut sample_perm = vec![0f32; layout.dims];
+    for tile in 0..n_tiles {
+        let c0 = tile * TILE_CHUNKS;
+        let c1 = (c0 + TILE_CHUNKS).min(layout.n_chunks);
+        let rows = (c1 - c0) * layout.segments;
+        let mut m = vec![0f32; rows * w];
+        for c in c0..c1 {
+            let (s, e) = layout.chunk_bounds(c);
+            for j in 0..layout.segments {
+                let (a, b) = layout.segment_bounds(e - s, j);
+                let base = ((c - c0) * layout.segments + j) * w;
+                for p in a..b {
+                    m[base + p - a] = mu[perm[s + p] as usize] * sgn[s + p];
+                }
+            }
+        }
+        let mt = candle_core::Tensor::from_vec(m, (rows, w), &candle_core::Device::Cpu)?;
+        let scores: Vec<f32> = mt.matmul(&pool_t)?.flatten_all()?.to_vec1()?;
+        let log_t = arrival_log_times(g, step, tile as u64, k);
+        let chosen: Vec<u32> = (c0..c1)
+            .into_par_iter()
+            .map(|c| {
+                let perms: Vec<SegmentPermutation> = (0..layout.segments)
+                    .map(|j| {
+                        SegmentPermutation::new(
+                            g,
+                            step,
+                            (c * layout.segments + j) as u64,
+                            layout.log2_k,
+                        )
+                    })
+                    .collect();
+                let base = (c - c0) * layout.segments * k;
+                let mut best = f32::INFINITY;
+                let mut best_k = 0u32;
+                for (kk, &lt) in log_t.iter().enumerate() {
+                    let mut s = 0f32;
+                    for (j, p) in perms.iter().enumerate() {
+                        s += scores[base + j * k + p.row(kk as u32) as usize];
+                    }
+                    let v = lt - s;
+                    if v < best {
+                        best = v;
+                        best_k = kk as u32;
+                    }
+                }
+                best_k
+            })
+            .collect();
+        indices[c0..c1].copy_from_slice(&chosen);
+    }
+    // Materialize the chosen candidates exactly as the decoder will.
+    regenerate(g, step, layout, &indices, &sgn, &mut sample_perm);
+    let mut sample = vec![0f32; layout.dims];
+    for (p, &d) in perm.iter().enumerate() {
+        sample[d as usize] = sample_perm[p];
+    }
+    Ok(EncodedStep { indices, sample })
+}
+
+/// `log T_k` for `T_k = E_1 + ... + E_k`, `E_i = -ln U` from block `(Arrival, step, tile << 32 | i)`.
+fn arrival_log_times(g: &Philox, step: u32, tile: u64, k: usize) -> Vec<f32> {
+    let mut t = 0f64;
+    (0..k)
+        .map(|i| {
+            let w = g.block(Domain::Arrival, step, tile << 32 | i as u64);
+            t += crate::prng::exponential_from_words(w[0], w[1]);
+            t.ln() as f32
+        })
+        .collect()
+}
+
+/// Write the chosen candidates of every chunk into `out` (permuted order, unit variance).
+fn regenerate(
+    g: &Philox,
+    step: u32,
+    layout: &Layout,
+    indices: &[u32],
+    sgn: &[f32],
+    out: &mut [f32],
+) {
+    // Split `out` into the chunks' disjoint position ranges, then fill them in parallel.
+    let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(layout.n_chunks);
+    let mut rest = out;
+    for c in 0..layout.n_chunks {
+        let (s, e) = layout.chunk_bounds(c);
+        let (head, tail) = rest.split_at_mut(e - s);
+        parts.push((c, head));
+        rest = tail;
+    }
+    parts.into_par_iter().for_each(|(c, dst)| {
+        let (s, _) = layout.chunk_bounds(c);
+        let len = dst.len();
+        for j in 0..layout.segments {
+            let (a, b) = layout.segment_bounds(len, j);
+            if a == b {
+                continue;
+            }
+            let p =
+                SegmentPermutation::new(g, step, (c * layout.segments + j) as u64, layout.log2_k);
+            let row = p.row(indices[c]);
+            g.fill_normals_row(Domain::Pool, step, row, &mut dst[a..b]);
+            for (i, v) in dst[a..b].iter_mut().enumerate() {
+                *v *= sgn[s + a + i];
+            }
+        }
+    });
+}
+
+/// Decoder: rebuild the step's sample (dimension order, unit variance) from the indices.
+pub fn decode_step(g: &Philox, step: u32, layout: &Layout, indices: &[u32]) -> Result<Vec<f32>> {
+    if indices.len() != layout.n_chunks {
+        return Err(Error::format(
+            "indices",
+            format!("{} indices for {} chunks", indices.len(), layout.n_chunks),
+        ));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= layout.k()) {
+        return Err(Error::format("indices", format!("index {bad} >= K")));
+    }
+    let perm = dim_permutation(g, step, layout.dims);
+    let sgn = signs(g, step, layout.dims);
+    let mut sample_perm = vec![0f32; layout.dims];
+    regenerate(g, step, layout, indices, &sgn, &mut sample_perm);
+    let mut sample = vec![0f32; layout.dims];
+    for (p, &d) in perm.iter().enumerate() {
+        sample[d as usize] = sample_perm[p];
+    }
+    Ok(sample)
+}
+
+/// Ideal cost of a step in bits: `0.5 ||mu||^2 / ln 2`.
+pub fn kl_bits(mu: &[f32]) -> f64 {
+    mu.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() * 0.5 / std::f64::consts::LN_2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_covers_every_dimension_once() {
+        for (d, n, w) in [
+            (10, 3, 4),
+            (1000, 7, 64),
+            (5, 5, 1),
+            (1, 1, 4096),
+            (777, 2, 100),
+        ] {
+            let l = Layout::new(d, n, 8, w).unwrap();
+            let mut covered = 0;
+            for c in 0..n {
+                let (s, e) = l.chunk_bounds(c);
+                assert!(e - s <= l.segments * l.width);
+                for j in 0..l.segments {
+                    let (a, b) = l.segment_bounds(e - s, j);
+                    assert!(b - a <= l.width);
+                    covered += b - a;
+                }
+            }
+            assert_eq!(covered, d);
+        }
+        assert!(Layout::new(10, 11, 8, 4).is_err());
+        assert!(Layout::new(10, 0, 8, 4).is_err());
+        assert!(Layout::new(10, 2, 0, 4).is_err());
+        assert!(Layout::new(10, 2, 21, 4).is_err());
+    }
+
+    #[test]
+    fn permutation_is_a_bijection() {
+        let g = Philox::new(5);
+        let p = dim_permutation(&g, 3, 1001);
+        let mut seen = vec![false; 1001];
+        for &v in &p {
+            assert!(!seen[v as usize]);
+            seen[v as usize] = true;
+        }
+        assert_ne!(p, (0..1001).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn decoder_regenerates_encoder_sample() {
+        let g = Philox::new(77);
+        let dims = 3000;
+        let mu: Vec<f32> = (0..dims).map(|i| ((i % 17) as f32 - 8.0) * 0.02).collect();
+        let layout = Layout::new(dims, 9, 10, 128).unwrap();
+        let enc = encode_step(&g, 4, &mu, &layout).unwrap();
+        let dec = decode_step(&g, 4, &layout, &enc.indices).unwrap();
+        assert_eq!(enc.sample, dec);
+    }
+
+    /// The coded sample must move toward the target: its projection on mu is close to ||mu||^2.
+    #[test]
+    fn sample_follows_target_distribution() {
+        let g = Philox::new(11);
+        let dims = 4096;
+        let mu: Vec<f32> = (0..dims)
+            .map(|i| if i % 2 == 0 { 0.06 } else { -0.03 })
+            .collect();
+        let kl = kl_bits(&mu); // ~ 6.6 bits total
+        let layout = Layout::new(dims, 1, 12, 512).unwrap();
+        let mut proj_sum = 0.0;
+        let trials = 40;
+        for step in 0..trials {
+            let enc = encode_step(&g, step, &mu, &layout).unwrap();
+            let dot: f64 = enc
+                .sample
+                .iter()
+                .zip(&mu)
+                .map(|(&e, &m)| (e * m) as f64)
+                .sum();
+            let mm: f64 = mu.iter().map(|&m| (m * m) as f64).sum();
+            proj_sum += dot / mm;
+        }
+        let proj = proj_sum / trials as f64;
+        assert!(kl > 5.0 && kl < 8.0, "kl {kl}");
+        assert!(proj > 0.7 && proj < 1.3, "mean projection {proj}");
+    }
+}
