@@ -122,6 +122,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure rate–distortion on a folder of images through the real bitstream (CSV + SVG
+    /// plot), with JPEG/WebP/AVIF from Debian's encoders in the same run when installed.
+    Eval {
+        /// Folder of images.
+        #[arg(long)]
+        data: PathBuf,
+        /// Comma-separated target rates (bits per pixel).
+        #[arg(long, value_delimiter = ',', default_value = "0.125,0.25,0.5,1.0")]
+        bpp: Vec<f64>,
+        /// CSV output (the plot goes next to it as .svg).
+        #[arg(long, default_value = "eval.csv")]
+        out: PathBuf,
+        /// Prior: an embedded model name.
+        #[arg(long, default_value = prior::DEFAULT_MODEL)]
+        model: String,
+        /// Load the prior's weights from this safetensors file.
+        #[arg(long)]
+        model_file: Option<PathBuf>,
+        /// Comma-separated reconstructions to measure.
+        #[arg(long, value_delimiter = ',', default_value = "denoise,flow,ancestral")]
+        methods: Vec<MethodArg>,
+        /// Use only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Skip the classical codecs.
+        #[arg(long)]
+        no_baselines: bool,
+        /// Denoiser evaluations for flow/ancestral.
+        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps)]
+        flow_steps: usize,
+        /// log2 of the candidates per chunk.
+        #[arg(long, default_value_t = EncoderOptions::default().log2_k)]
+        log2_k: u8,
+        /// Steps in the log-SNR grid.
+        #[arg(long, default_value_t = EncoderOptions::default().grid_steps)]
+        grid_steps: u16,
+        /// Target ideal bits per chunk.
+        #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
+        chunk_bits: f64,
+    },
     /// List the models built into this binary.
     Models,
 }
@@ -344,6 +384,66 @@ fn run(cli: Cli) -> Result<()> {
                 ));
             }
             write_output("-", out.as_bytes())
+        }
+        Command::Eval {
+            data,
+            bpp,
+            out,
+            model,
+            model_file,
+            methods,
+            limit,
+            no_baselines,
+            flow_steps,
+            log2_k,
+            grid_steps,
+            chunk_bits,
+        } => {
+            let opts = diffc::eval::EvalOptions {
+                data,
+                bpps: bpp,
+                model: pick_model(&model, model_file.as_deref())?,
+                encoder: EncoderOptions {
+                    log2_k,
+                    grid_steps,
+                    chunk_bits,
+                    ..Default::default()
+                },
+                methods: methods.into_iter().map(Method::from).collect(),
+                flow_steps,
+                limit,
+                baselines: !no_baselines,
+            };
+            let rows = diffc::eval::run(&opts, |line| {
+                if !quiet {
+                    eprintln!("{line}");
+                }
+            })?;
+            diffc::eval::write_csv(&rows, &out)?;
+            let svg = out.with_extension("svg");
+            diffc::eval::write_svg(&rows, &svg)?;
+            println!(
+                "{:<16} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
+                "codec", "target", "bpp", "ideal", "spent/id", "PSNR", "MS-SSIM", "enc s", "dec s"
+            );
+            for (codec, target, v) in diffc::eval::summarize(&rows) {
+                println!(
+                    "{:<16} {:>7.3} {:>8.4} {:>9.4} {:>8.3} {:>8.2} {:>8.4} {:>8.2} {:>7.2}",
+                    codec,
+                    target,
+                    v[0],
+                    v[1],
+                    v[0] / v[1],
+                    v[2],
+                    v[3],
+                    v[4],
+                    v[5]
+                );
+            }
+            if !quiet {
+                eprintln!("wrote {} and {}", out.display(), svg.display());
+            }
+            Ok(())
         }
         Command::Models => {
             for name in prior::available_models() {
