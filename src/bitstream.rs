@@ -25,7 +25,14 @@ pub struct Limits {
     pub max_packets: u64,
     /// Largest single packet payload in bytes.
     pub max_packet_bytes: u64,
+    /// Largest memory the codec may allocate for its own buffers, in bytes (estimated as
+    /// [`BYTES_PER_DIM`] per coded dimension, checked when the header arrives).
+    pub max_alloc_bytes: u64,
 }
+
+/// The codec's own buffers per coded dimension (latent, sample, permutation, signs, x_hat,
+/// staging copies): an upper estimate used by [`Limits::max_alloc_bytes`].
+pub const BYTES_PER_DIM: u64 = 40;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -33,6 +40,7 @@ impl Default for Limits {
             max_pixels: 1 << 26,
             max_packets: 4096,
             max_packet_bytes: 1 << 28,
+            max_alloc_bytes: 8 << 30,
         }
     }
 }
@@ -60,6 +68,12 @@ impl Header {
     /// Number of coded dimensions `width * height * channels`.
     pub fn dims(&self) -> usize {
         self.width as usize * self.height as usize * self.channels as usize
+    }
+
+    /// Largest payload a valid packet of this stream can have: at most one index per
+    /// dimension, each at most 6 bytes of range-coder output, plus fixed fields.
+    pub fn max_packet_payload(&self) -> u64 {
+        6 * self.dims() as u64 + 64
     }
 
     /// Serialize to the 48 header bytes.
@@ -145,6 +159,14 @@ impl Header {
                 max: limits.max_pixels,
             });
         }
+        let alloc = pixels * self.channels as u64 * BYTES_PER_DIM;
+        if alloc > limits.max_alloc_bytes {
+            return Err(Error::Limits {
+                what: "allocation bytes",
+                value: alloc,
+                max: limits.max_alloc_bytes,
+            });
+        }
         if self.grid.steps as u64 > limits.max_packets {
             return Err(Error::Limits {
                 what: "steps",
@@ -215,8 +237,14 @@ impl Packet {
     /// Read one framed packet from the start of `bytes`, returning it and its framed length.
     ///
     /// `Truncated` means more bytes may complete it; `Format` means it is corrupt.
-    pub fn read(bytes: &[u8], limits: &Limits) -> Result<(Packet, usize)> {
+    pub fn read(bytes: &[u8], limits: &Limits, max_payload: u64) -> Result<(Packet, usize)> {
         let (len, n) = get_varint(bytes, "packet length")?;
+        if len > max_payload {
+            return Err(Error::format(
+                "packet length",
+                format!("{len} bytes exceeds the largest possible packet ({max_payload}) for this image"),
+            ));
+        }
         if len > limits.max_packet_bytes {
             return Err(Error::Limits {
                 what: "packet bytes",
@@ -417,11 +445,11 @@ mod tests {
             };
             let mut out = BytesMut::new();
             p.write(&mut out);
-            let (q, n) = Packet::read(&out, &Limits::default()).unwrap();
+            let (q, n) = Packet::read(&out, &Limits::default(), 1 << 20).unwrap();
             assert_eq!((q, n), (p, out.len()));
             for cut in 0..out.len() {
                 assert!(matches!(
-                    Packet::read(&out[..cut], &Limits::default()),
+                    Packet::read(&out[..cut], &Limits::default(), 1 << 20),
                     Err(Error::Truncated { .. })
                 ));
             }

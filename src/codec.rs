@@ -460,7 +460,11 @@ impl StreamingDecoder {
                         self.pending = Vec::new();
                         return Ok(done);
                     }
-                    let (packet, n) = match Packet::read(&self.pending, &self.limits) {
+                    let (packet, n) = match Packet::read(
+                        &self.pending,
+                        &self.limits,
+                        progress.header.max_packet_payload(),
+                    ) {
                         Err(Error::Truncated { .. }) => return Ok(done),
                         Err(e) => return Err(corrupt(done, self.consumed, e)),
                         Ok(p) => p,
@@ -720,7 +724,7 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection> {
                 Stop::Complete
             };
         }
-        match Packet::read(&bytes[pos..], limits) {
+        match Packet::read(&bytes[pos..], limits, header.max_packet_payload()) {
             Ok((p, n)) => {
                 pos += n;
                 let step = packets.len();
