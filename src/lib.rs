@@ -18,6 +18,8 @@ pub mod codec;
 pub mod data;
 pub mod error;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image_io;
 pub mod metrics;
 pub mod prior;
