@@ -236,6 +236,17 @@ impl Encoder {
                     kl = kl_of(&tr);
                 }
             }
+            if final_lambda_q.is_none() && i + 1 == n_steps && n_steps < self.grid.steps as usize {
+                // Encoding stops before the grid's end: mark the last packet final so decoders
+                // report a complete stream (its lambda rounded to the stream's fixed point).
+                let q = (ls / LAMBDA_UNIT).round() as i32;
+                if lt.is_none_or(|l| q as f64 * LAMBDA_UNIT > l) {
+                    ls = q as f64 * LAMBDA_UNIT;
+                    final_lambda_q = Some(q);
+                    tr = Transition::new(lt, ls);
+                    kl = kl_of(&tr);
+                }
+            }
             let scale = tr.mu_scale as f32;
             let mu: Vec<f32> = diff.iter().map(|&d| scale * d).collect();
             let n_chunks = ((kl / self.opts.chunk_bits).ceil() as usize).clamp(1, dims);
