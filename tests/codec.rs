@@ -380,6 +380,21 @@ fn limits_refuse_large_images_before_encoding() {
 }
 
 #[test]
+fn allocation_limit_is_checked_from_the_header() {
+    let img = fixture("dragonfly_96x64.png");
+    let enc = encode(&img, RateTarget::Steps(2), 0);
+    let limits = Limits {
+        max_alloc_bytes: 100_000,
+        ..Limits::default()
+    };
+    let r = Decoder::new().limits(limits).decode(&enc.bytes, &denoise());
+    assert!(
+        matches!(r, Err(Error::Limits { what: "allocation bytes", max: 100_000, .. })),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn inspect_reports_ideal_and_spent_bits() {
     let img = fixture("dragonfly_96x64.png");
     let enc = encode(&img, RateTarget::Bpp(0.8), 0);

@@ -1,0 +1,91 @@
+//! The shipped network: it loads from the embedded weights, is deterministic, actually denoises,
+//! and as a prior beats the closed-form Gaussian prior at the same rate.
+
+use diffc::prior::{self, Planes};
+use diffc::{
+    psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
+};
+
+fn fixture(name: &str) -> Image {
+    Image::open(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")).as_ref()).unwrap()
+}
+
+#[test]
+fn embedded_default_model_loads_and_is_pinned_by_id() {
+    let m = prior::load_model(prior::DEFAULT_MODEL).unwrap();
+    assert_eq!(m.name(), prior::DEFAULT_MODEL);
+    let again = prior::load_model_by_id(m.model_id()).unwrap();
+    assert_eq!(again.model_id(), m.model_id());
+    assert!(prior::available_models().contains(&prior::DEFAULT_MODEL));
+}
+
+#[test]
+fn denoiser_is_deterministic_and_beats_identity_at_lambda_3() {
+    let m = prior::load_model(prior::DEFAULT_MODEL).unwrap();
+    let x = fixture("dragonfly_96x64.png").to_planes();
+    let lambda = 3.0f64;
+    let (a, s) = (
+        diffc::schedule::alpha(lambda) as f32,
+        diffc::schedule::sigma(lambda) as f32,
+    );
+    let g = diffc::prng::Philox::new(1);
+    let mut noise = vec![0f32; x.len()];
+    g.fill_normals_row(diffc::prng::Domain::Ancestral, 0, 0, &mut noise);
+    let z = Planes {
+        data: x
+            .data
+            .iter()
+            .zip(&noise)
+            .map(|(&v, &e)| a * v + s * e)
+            .collect(),
+        ..x.clone()
+    };
+    let out1 = m.predict_x(&z, lambda).unwrap();
+    let out2 = m.predict_x(&z, lambda).unwrap();
+    assert_eq!(out1, out2, "same input, same output");
+    let mse = |p: &[f32]| {
+        p.iter()
+            .zip(&x.data)
+            .map(|(&u, &v)| ((u - v) as f64).powi(2))
+            .sum::<f64>()
+            / x.len() as f64
+    };
+    let identity: Vec<f32> = z.data.iter().map(|&v| v / a).collect();
+    let rel = mse(&out1.data) / mse(&identity);
+    assert!(
+        rel < 0.6,
+        "relative x-MSE at lambda=3 is {rel:.3}; the prior does not denoise"
+    );
+}
+
+#[test]
+fn trained_prior_beats_gaussian_prior_at_equal_rate() {
+    let img = fixture("dragonfly_96x64.png");
+    let run = |model: std::sync::Arc<dyn diffc::prior::Denoiser>| {
+        let opts = EncoderOptions {
+            target: RateTarget::Bpp(1.0),
+            log2_k: 10,
+            ..Default::default()
+        };
+        let enc = Encoder::new(model.clone(), opts)
+            .unwrap()
+            .encode(&img, &Limits::default(), |_| {})
+            .unwrap();
+        let ro = ReconstructOptions {
+            method: Method::Denoise,
+            ..Default::default()
+        };
+        let (out, _) = Decoder::with_model(model).decode(&enc.bytes, &ro).unwrap();
+        (enc.bpp(img.width, img.height), psnr(&img, &out).unwrap())
+    };
+    let (bpp_net, psnr_net) = run(prior::load_model(prior::DEFAULT_MODEL).unwrap());
+    let (bpp_gauss, psnr_gauss) = run(prior::load_model("gauss").unwrap());
+    assert!(
+        (bpp_net / bpp_gauss - 1.0).abs() < 0.15,
+        "{bpp_net} vs {bpp_gauss}"
+    );
+    assert!(
+        psnr_net > psnr_gauss + 3.0,
+        "network {psnr_net:.2} dB vs gaussian {psnr_gauss:.2} dB at ~1 bpp"
+    );
+}
