@@ -1,1 +1,683 @@
-//! The neural denoiser (owned by the training work; see train.rs).
+//! The neural denoiser: a small normalization-free, fully convolutional U-Net in pixel space.
+//!
+//! Design (see `models/README.md` and the measured notes on CPU training):
+//! - Internal layout is `(N, H, W, C)` (channels last) so that every 3x3 convolution is one
+//!   im2col (a custom op with its own backward) followed by a single tall 2-D matmul
+//!   `cols (N H W, 9 Cin) x W^T (9 Cin, Cout)`; candle's matmul is much faster than its conv2d on
+//!   CPU, in the backward pass most of all, and the tall orientation is ~2.5x faster than the
+//!   wide one. The weight layout is `(Cout, 9 Cin)` with column `k Cin + c` for tap
+//!   `(k / 3 - 1, k % 3 - 1)`.
+//! - The input `z` is first folded 2x2 into channels (pixel-unshuffle), so all work happens at
+//!   half resolution or below; the output `v` is unfolded (pixel-shuffle) back to full size.
+//!   Downsampling is pixel-unshuffle + 1x1, upsampling 1x1 + pixel-shuffle, skips are additive.
+//! - The noise level enters twice: two constant input planes (`lambda / 12` and
+//!   `sigmoid(-lambda)`, FFDNet-style) and a per-layer additive bias computed from a sinusoidal
+//!   embedding of `lambda`. No normalization layers; ReLU activations.
+//! - v-prediction: `x_hat = alpha z - sigma v`, `alpha = sqrt(sigmoid(lambda))`,
+//!   `sigma = sqrt(sigmoid(-lambda))`.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+
+use super::{Denoiser, Planes};
+use crate::error::{Error, Result};
+
+pub use super::fnv1a64;
+
+/// Architecture hyper-parameters of a [`DenoiserNet`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// Channels at 1/2, 1/4 and 1/8 resolution.
+    pub channels: [usize; 3],
+    /// Number of 3x3 conv layers per level on the way down (the 1/8 level is the middle).
+    pub depth: [usize; 3],
+    /// Number of 3x3 conv layers at 1/4 and 1/2 resolution on the way up.
+    pub up_depth: [usize; 2],
+    /// Number of sinusoidal frequencies in the lambda embedding.
+    pub n_freq: usize,
+    /// Width of the lambda-embedding MLP.
+    pub emb_dim: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            channels: [48, 96, 144],
+            depth: [2, 2, 3],
+            up_depth: [2, 2],
+            n_freq: 16,
+            emb_dim: 128,
+        }
+    }
+}
+
+impl NetConfig {
+    /// The configuration for a model name (`"tiny"` is the default model), if known.
+    pub fn by_name(name: &str) -> Option<NetConfig> {
+        match name {
+            "tiny" => Some(NetConfig::default()),
+            "small" => Some(NetConfig {
+                channels: [64, 128, 192],
+                depth: [2, 3, 4],
+                up_depth: [3, 2],
+                ..NetConfig::default()
+            }),
+            // A minute network for unit tests.
+            "test" => Some(NetConfig {
+                channels: [8, 8, 8],
+                depth: [1, 1, 1],
+                up_depth: [1, 1],
+                n_freq: 4,
+                emb_dim: 8,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Total spatial down-sampling factor: input height and width must be multiples of it.
+    pub fn stride(&self) -> usize {
+        8
+    }
+
+    /// Multiply-adds x 2 per input pixel of one forward pass (convolutions and 1x1 layers only).
+    pub fn flops_per_pixel(&self) -> f64 {
+        let [c1, c2, c3] = self.channels;
+        let conv = |cin: usize, cout: usize, area: f64| 2.0 * 9.0 * (cin * cout) as f64 / area;
+        let pw = |cin: usize, cout: usize, area: f64| 2.0 * (cin * cout) as f64 / area;
+        let mut f = conv(14, c1, 4.0);
+        f += (self.depth[0] - 1) as f64 * conv(c1, c1, 4.0);
+        f += pw(4 * c1, c2, 16.0) + self.depth[1] as f64 * conv(c2, c2, 16.0);
+        f += pw(4 * c2, c3, 64.0) + self.depth[2] as f64 * conv(c3, c3, 64.0);
+        f += pw(c3, 4 * c2, 64.0) + self.up_depth[0] as f64 * conv(c2, c2, 16.0);
+        f += pw(c2, 4 * c1, 16.0) + self.up_depth[1] as f64 * conv(c1, c1, 4.0);
+        f += conv(c1, 12, 4.0);
+        f
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// im2col for 3x3 convolutions in (N, H, W, C) layout, with zero padding.
+
+/// `(N, H, W, C)` -> `(N, H, W, 9 C)`: channel `k C + c` holds channel `c` of the pixel at
+/// offset `(k / 3 - 1, k % 3 - 1)`, zero outside.
+struct Im2col;
+/// The adjoint of [`Im2col`]: `(N, H, W, 9 C)` -> `(N, H, W, C)`.
+struct Col2im;
+
+fn dims4(layout: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+    layout.shape().dims4()
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(d) => d,
+        _ => candle_core::bail!("im2col: only f32 is supported"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("im2col: input must be contiguous"),
+    }
+}
+
+impl candle_core::CustomOp1 for Im2col {
+    fn name(&self) -> &'static str {
+        "diffc-im2col3x3"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, h, w, c) = dims4(l)?;
+        let src = contiguous_f32(s, l)?;
+        let mut out = vec![0f32; 9 * n * h * w * c];
+        out.par_chunks_mut(9 * w * c)
+            .enumerate()
+            .for_each(|(r, o)| {
+                let (ni, y) = (r / h, r % h);
+                for x in 0..w {
+                    for k in 0..9 {
+                        let sy = y as isize + (k / 3) as isize - 1;
+                        let sx = x as isize + (k % 3) as isize - 1;
+                        let d = &mut o[(x * 9 + k) * c..(x * 9 + k + 1) * c];
+                        if sy < 0 || sy >= h as isize || sx < 0 || sx >= w as isize {
+                            d.fill(0.0);
+                        } else {
+                            let at = ((ni * h + sy as usize) * w + sx as usize) * c;
+                            d.copy_from_slice(&src[at..at + c]);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, 9 * c))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Col2im)?))
+    }
+}
+
+impl candle_core::CustomOp1 for Col2im {
+    fn name(&self) -> &'static str {
+        "diffc-col2im3x3"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, h, w, c9) = dims4(l)?;
+        let c = c9 / 9;
+        let src = contiguous_f32(s, l)?;
+        let mut out = vec![0f32; n * h * w * c];
+        out.par_chunks_mut(w * c).enumerate().for_each(|(r, o)| {
+            let (ni, y) = (r / h, r % h);
+            // in[y][x] += cols[y - dy][x - dx][k]
+            for k in 0..9 {
+                let sy = y as isize - ((k / 3) as isize - 1);
+                if sy < 0 || sy >= h as isize {
+                    continue;
+                }
+                let dx = (k % 3) as isize - 1;
+                let row =
+                    &src[(ni * h + sy as usize) * w * c9..(ni * h + sy as usize + 1) * w * c9];
+                for x in 0..w {
+                    let sx = x as isize - dx;
+                    if sx < 0 || sx >= w as isize {
+                        continue;
+                    }
+                    let g = &row[(sx as usize * 9 + k) * c..(sx as usize * 9 + k + 1) * c];
+                    o[x * c..(x + 1) * c]
+                        .iter_mut()
+                        .zip(g)
+                        .for_each(|(a, b)| *a += b);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, c))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Im2col)?))
+    }
+}
+
+/// im2col of a `(N, H, W, C)` tensor (any device; the CPU path uses the custom op).
+fn im2col(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(Im2col)
+    } else {
+        let (_, h, w, _) = x.dims4()?;
+        let p = x.pad_with_zeros(1, 1, 1)?.pad_with_zeros(2, 1, 1)?;
+        let mut parts = Vec::with_capacity(9);
+        for k in 0..9 {
+            parts.push(p.narrow(1, k / 3, h)?.narrow(2, k % 3, w)?);
+        }
+        Tensor::cat(&parts, 3)
+    }
+}
+
+/// im2col of a `(N, H, W, C)` tensor, `(N, H, W, 9 C)` out (exposed for benchmarks).
+pub fn im2col_pub(x: &Tensor) -> candle_core::Result<Tensor> {
+    im2col(x)
+}
+
+/// `(N, H, W, C)` -> `(N, H / 2, W / 2, 4 C)`; channel `(dy * 2 + dx) C + c`.
+fn unshuffle(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    x.reshape(vec![n, h / 2, 2, w / 2, 2, c])?
+        .permute(vec![0, 1, 3, 2, 4, 5])?
+        .contiguous()?
+        .reshape((n, h / 2, w / 2, 4 * c))
+}
+
+/// Inverse of [`unshuffle`].
+fn shuffle(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, h, w, c4) = x.dims4()?;
+    let c = c4 / 4;
+    x.reshape(vec![n, h, w, 2, 2, c])?
+        .permute(vec![0, 1, 3, 2, 4, 5])?
+        .contiguous()?
+        .reshape((n, 2 * h, 2 * w, c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers.
+
+/// A dense layer `y = x W^T + b` on `(N, in)`.
+struct Dense {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Dense {
+    fn new(vb: VarBuilder, cin: usize, cout: usize, std: f64) -> candle_core::Result<Self> {
+        let w = vb.get_with_hints(
+            (cout, cin),
+            "w",
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        )?;
+        let b = vb.get_with_hints(cout, "b", Init::Const(0.0))?;
+        Ok(Dense { w, b })
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
+    }
+}
+
+/// A 3x3 (`k3`) or 1x1 convolution on `(N, H, W, C)` with a lambda-dependent bias.
+struct Conv {
+    w: Tensor,
+    k3: bool,
+    cout: usize,
+    bias: Dense,
+}
+
+impl Conv {
+    fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k3: bool,
+        emb_dim: usize,
+        zero: bool,
+    ) -> candle_core::Result<Self> {
+        let fan_in = if k3 { 9 * cin } else { cin };
+        let init = if zero {
+            Init::Const(0.0)
+        } else {
+            Init::Randn {
+                mean: 0.0,
+                stdev: (2.0 / fan_in as f64).sqrt(),
+            }
+        };
+        let w = vb.get_with_hints((cout, fan_in), "w", init)?;
+        let bias = Dense::new(vb.pp("emb"), emb_dim, cout, 0.02 / (emb_dim as f64).sqrt())?;
+        Ok(Conv { w, k3, cout, bias })
+    }
+
+    /// `x` is `(N, H, W, Cin)`, `emb` is `(N, emb_dim)`.
+    fn forward(&self, x: &Tensor, emb: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, h, w, _) = x.dims4()?;
+        let cols = if self.k3 { im2col(x)? } else { x.clone() };
+        let k = cols.dim(3)?;
+        let y = cols.reshape((n * h * w, k))?.matmul(&self.w.t()?)?;
+        let b = self.bias.forward(emb)?.reshape((n, 1, self.cout))?;
+        y.reshape((n, h * w, self.cout))?
+            .broadcast_add(&b)?
+            .reshape((n, h, w, self.cout))
+    }
+}
+
+/// The denoising network. See the module documentation for the architecture.
+pub struct DenoiserNet {
+    cfg: NetConfig,
+    emb1: Dense,
+    emb2: Dense,
+    enc1: Vec<Conv>,
+    down1: Conv,
+    enc2: Vec<Conv>,
+    down2: Conv,
+    mid: Vec<Conv>,
+    up2: Conv,
+    dec2: Vec<Conv>,
+    up1: Conv,
+    dec1: Vec<Conv>,
+    out: Conv,
+}
+
+impl DenoiserNet {
+    /// Build (or load, depending on `vb`) a network with configuration `cfg`.
+    pub fn new(vb: VarBuilder, cfg: &NetConfig) -> candle_core::Result<Self> {
+        let [c1, c2, c3] = cfg.channels;
+        let e = cfg.emb_dim;
+        let ne = 2 * cfg.n_freq + 1;
+        let emb1 = Dense::new(vb.pp("emb1"), ne, e, (2.0 / ne as f64).sqrt())?;
+        let emb2 = Dense::new(vb.pp("emb2"), e, e, (2.0 / e as f64).sqrt())?;
+        let stack =
+            |name: &str, cin: usize, c: usize, n: usize| -> candle_core::Result<Vec<Conv>> {
+                (0..n)
+                    .map(|i| {
+                        let ci = if i == 0 { cin } else { c };
+                        Conv::new(vb.pp(format!("{name}.{i}")), ci, c, true, e, false)
+                    })
+                    .collect()
+            };
+        Ok(DenoiserNet {
+            cfg: cfg.clone(),
+            emb1,
+            emb2,
+            enc1: stack("enc1", 14, c1, cfg.depth[0])?,
+            down1: Conv::new(vb.pp("down1"), 4 * c1, c2, false, e, false)?,
+            enc2: stack("enc2", c2, c2, cfg.depth[1])?,
+            down2: Conv::new(vb.pp("down2"), 4 * c2, c3, false, e, false)?,
+            mid: stack("mid", c3, c3, cfg.depth[2])?,
+            up2: Conv::new(vb.pp("up2"), c3, 4 * c2, false, e, false)?,
+            dec2: stack("dec2", c2, c2, cfg.up_depth[0])?,
+            up1: Conv::new(vb.pp("up1"), c2, 4 * c1, false, e, false)?,
+            dec1: stack("dec1", c1, c1, cfg.up_depth[1])?,
+            out: Conv::new(vb.pp("out"), c1, 12, true, e, true)?,
+        })
+    }
+
+    /// The configuration this network was built with.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// Sinusoidal lambda features `(N, 2 n_freq + 1)`.
+    fn lambda_features(&self, lam: &[f32], dev: &Device) -> candle_core::Result<Tensor> {
+        let nf = self.cfg.n_freq;
+        let mut v = Vec::with_capacity(lam.len() * (2 * nf + 1));
+        for &l in lam {
+            v.push(l / 12.0);
+            for i in 0..nf {
+                // Angular frequencies from 0.02 to 3 rad per unit of log-SNR.
+                let t = if nf > 1 {
+                    i as f64 / (nf - 1) as f64
+                } else {
+                    0.0
+                };
+                let f = (0.02f64.ln() + t * (3.0f64.ln() - 0.02f64.ln())).exp();
+                let a = l as f64 * f;
+                v.push(a.sin() as f32);
+                v.push(a.cos() as f32);
+            }
+        }
+        Tensor::from_vec(v, (lam.len(), 2 * nf + 1), dev)
+    }
+
+    /// Predict `x_hat` `(B, 3, H, W)` from `z` `(B, 3, H, W)` at log-SNR `lambda` `(B,)`.
+    /// `H` and `W` must be multiples of [`NetConfig::stride`].
+    pub fn forward(&self, z: &Tensor, lambda: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = z.dims4()?;
+        let s = self.cfg.stride();
+        if c != 3 || h % s != 0 || w % s != 0 || h == 0 || w == 0 {
+            candle_core::bail!(
+                "DenoiserNet: input must be (B, 3, H, W) with H, W multiples of {s}, got {:?}",
+                z.dims()
+            );
+        }
+        let dev = z.device();
+        let lam: Vec<f32> = lambda.to_dtype(DType::F32)?.to_vec1()?;
+        if lam.len() != b {
+            candle_core::bail!(
+                "DenoiserNet: lambda has {} entries for batch {b}",
+                lam.len()
+            );
+        }
+        let emb = self
+            .emb1
+            .forward(&self.lambda_features(&lam, dev)?)?
+            .relu()?;
+        let emb = self.emb2.forward(&emb)?.relu()?;
+
+        // Noise-level planes at half resolution.
+        let mut planes = Vec::with_capacity(2 * b);
+        planes.extend(lam.iter().map(|&l| l / 12.0));
+        planes.extend(lam.iter().map(|&l| 1.0 / (1.0 + (l as f64).exp()) as f32));
+        let planes = Tensor::from_vec(planes, (2, b, 1, 1), dev)?
+            .permute((1, 2, 3, 0))?
+            .broadcast_as((b, h / 2, w / 2, 2))?;
+
+        let zt = z.permute((0, 2, 3, 1))?.contiguous()?; // (B, H, W, 3)
+        let mut x = Tensor::cat(&[unshuffle(&zt)?, planes.contiguous()?], 3)?;
+        for l in &self.enc1 {
+            x = l.forward(&x, &emb)?.relu()?;
+        }
+        let s1 = x.clone();
+        x = self.down1.forward(&unshuffle(&x)?, &emb)?.relu()?;
+        for l in &self.enc2 {
+            x = l.forward(&x, &emb)?.relu()?;
+        }
+        let s2 = x.clone();
+        x = self.down2.forward(&unshuffle(&x)?, &emb)?.relu()?;
+        for l in &self.mid {
+            x = l.forward(&x, &emb)?.relu()?;
+        }
+        x = (shuffle(&self.up2.forward(&x, &emb)?)? + s2)?.relu()?;
+        for l in &self.dec2 {
+            x = l.forward(&x, &emb)?.relu()?;
+        }
+        x = (shuffle(&self.up1.forward(&x, &emb)?)? + s1)?.relu()?;
+        for l in &self.dec1 {
+            x = l.forward(&x, &emb)?.relu()?;
+        }
+        let v = shuffle(&self.out.forward(&x, &emb)?)?.permute((0, 3, 1, 2))?; // (B, 3, H, W)
+
+        let mut ab = Vec::with_capacity(2 * b);
+        ab.extend(lam.iter().map(|&l| alpha_f(l)));
+        ab.extend(lam.iter().map(|&l| sigma_f(l)));
+        let ab = Tensor::from_vec(ab, (2, b, 1, 1, 1), dev)?;
+        let (a, sg) = (ab.get(0)?, ab.get(1)?);
+        z.broadcast_mul(&a)? - v.broadcast_mul(&sg)?
+    }
+}
+
+/// `sqrt(sigmoid(lambda))` in f64, rounded to f32.
+pub fn alpha_f(lambda: f32) -> f32 {
+    (1.0 / (1.0 + (-lambda as f64).exp())).sqrt() as f32
+}
+
+/// `sqrt(sigmoid(-lambda))` in f64, rounded to f32.
+pub fn sigma_f(lambda: f32) -> f32 {
+    (1.0 / (1.0 + (lambda as f64).exp())).sqrt() as f32
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Denoiser implementation.
+
+/// A [`DenoiserNet`] with its weights, usable as a codec prior.
+pub struct NetDenoiser {
+    name: String,
+    id: u64,
+    net: Arc<DenoiserNet>,
+    device: Device,
+}
+
+impl NetDenoiser {
+    /// Load safetensors weights for the architecture `NetConfig::by_name(name)`.
+    pub fn from_safetensors_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<Self> {
+        let cfg = NetConfig::by_name(name).ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+        let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, device)
+            .map_err(|e| Error::Model(format!("bad weights for {name}: {e}")))?;
+        let net = DenoiserNet::new(vb, &cfg)
+            .map_err(|e| Error::Model(format!("bad weights for {name}: {e}")))?;
+        Ok(NetDenoiser {
+            name: name.to_string(),
+            id: fnv1a64(bytes),
+            net: Arc::new(net),
+            device: device.clone(),
+        })
+    }
+
+    /// Wrap an already built network (e.g. an all-zero one in tests).
+    pub fn from_net(name: &str, id: u64, net: DenoiserNet, device: &Device) -> Self {
+        NetDenoiser {
+            name: name.to_string(),
+            id,
+            net: Arc::new(net),
+            device: device.clone(),
+        }
+    }
+}
+
+impl Denoiser for NetDenoiser {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn model_id(&self) -> u64 {
+        self.id
+    }
+
+    fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes> {
+        if z.channels != 3
+            || z.height == 0
+            || z.width == 0
+            || z.data.len() != 3 * z.height * z.width
+        {
+            return Err(Error::InvalidArgument(format!(
+                "network prior needs a non-empty 3-channel image, got {}x{}x{}",
+                z.channels, z.height, z.width
+            )));
+        }
+        let s = self.net.cfg.stride();
+        let (h, w) = (z.height, z.width);
+        let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
+        let mut padded = vec![0f32; 3 * hp * wp];
+        for c in 0..3 {
+            for y in 0..hp {
+                let sy = y.min(h - 1);
+                let src = &z.data[(c * h + sy) * w..(c * h + sy + 1) * w];
+                let dst = &mut padded[(c * hp + y) * wp..(c * hp + y + 1) * wp];
+                dst[..w].copy_from_slice(src);
+                let last = src[w - 1];
+                dst[w..].fill(last);
+            }
+        }
+        let zt = Tensor::from_vec(padded, (1, 3, hp, wp), &self.device)?;
+        let lt = Tensor::from_vec(vec![lambda as f32], 1, &self.device)?;
+        let out = self.net.forward(&zt, &lt)?;
+        let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
+        let mut data = Vec::with_capacity(3 * h * w);
+        for c in 0..3 {
+            for y in 0..h {
+                data.extend_from_slice(&out[(c * hp + y) * wp..(c * hp + y) * wp + w]);
+            }
+        }
+        Ok(Planes {
+            channels: 3,
+            height: h,
+            width: w,
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_net(zero: bool) -> NetDenoiser {
+        let dev = Device::Cpu;
+        let cfg = NetConfig::by_name("test").unwrap();
+        let net = if zero {
+            DenoiserNet::new(VarBuilder::zeros(DType::F32, &dev), &cfg).unwrap()
+        } else {
+            let vm = candle_nn::VarMap::new();
+            let net =
+                DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg).unwrap();
+            // Make the output layer non-zero so the test sees the whole network.
+            for (k, v) in vm.data().lock().unwrap().iter() {
+                if k.starts_with("out.") && k.ends_with(".w") {
+                    let t = Tensor::full(0.01f32, v.shape(), &dev).unwrap();
+                    v.set(&t).unwrap();
+                }
+            }
+            net
+        };
+        NetDenoiser::from_net("test", 1, net, &dev)
+    }
+
+    fn ramp(h: usize, w: usize) -> Planes {
+        let mut p = Planes::zeros(3, h, w);
+        for (i, v) in p.data.iter_mut().enumerate() {
+            *v = ((i * 7919) % 200) as f32 / 100.0 - 1.0;
+        }
+        p
+    }
+
+    #[test]
+    fn odd_sizes_pad_and_crop() {
+        let d = test_net(true);
+        for (h, w) in [(13, 21), (1, 1), (8, 8), (9, 17)] {
+            let z = ramp(h, w);
+            let x = d.predict_x(&z, 2.0).unwrap();
+            assert_eq!((x.channels, x.height, x.width), (3, h, w));
+            // All-zero weights: v = 0, so x_hat = alpha z.
+            let a = alpha_f(2.0);
+            for (o, i) in x.data.iter().zip(&z.data) {
+                assert!((o - a * i).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic() {
+        let d = test_net(false);
+        let z = ramp(24, 40);
+        let a = d.predict_x(&z, 1.5).unwrap();
+        let b = d.predict_x(&z, 1.5).unwrap();
+        assert_eq!(a, b);
+        let c = d.predict_x(&z, -1.5).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn im2col_matches_conv2d_and_adjoint() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap(); // NCHW
+        let w = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev).unwrap();
+        let r = x.conv2d(&w, 1, 1, 1, 1).unwrap(); // (2, 4, 5, 7)
+                                                   // Ours: NHWC, weight (Cout, 9 Cin) with column k Cin + c.
+        let xn = x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap();
+        let wk = w.permute((0, 2, 3, 1)).unwrap().reshape((4, 27)).unwrap();
+        let cols = im2col(&xn).unwrap().reshape((70, 27)).unwrap();
+        let o = cols
+            .matmul(&wk.t().unwrap())
+            .unwrap()
+            .reshape((2, 5, 7, 4))
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap();
+        let d = (o - r).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+        // <im2col(x), g> == <x, col2im(g)>
+        let g = Tensor::randn(0f32, 1.0, (2, 5, 7, 27), &dev).unwrap();
+        let lhs = (im2col(&xn).unwrap() * &g).unwrap().sum_all().unwrap();
+        let rhs = (xn * g.apply_op1(Col2im).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let (l, r) = (
+            lhs.to_scalar::<f32>().unwrap(),
+            rhs.to_scalar::<f32>().unwrap(),
+        );
+        assert!((l - r).abs() < 1e-3 * l.abs().max(1.0));
+    }
+
+    #[test]
+    fn shuffle_inverts_unshuffle() {
+        let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 3), &Device::Cpu).unwrap();
+        let y = shuffle(&unshuffle(&x).unwrap()).unwrap();
+        let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn unknown_name_and_bad_weights() {
+        let dev = Device::Cpu;
+        assert!(matches!(
+            NetDenoiser::from_safetensors_bytes("nope", b"", &dev),
+            Err(Error::UnknownModel(_))
+        ));
+        assert!(matches!(
+            NetDenoiser::from_safetensors_bytes("tiny", b"garbage", &dev),
+            Err(Error::Model(_))
+        ));
+    }
+}
