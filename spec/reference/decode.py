@@ -1,0 +1,341 @@
+"""Reference decoder of whole diffc streams coded with the built-in `gauss` prior.
+
+Run: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|ancestral]
+     [--flow-steps N]   -> prints the header, one line per packet and the stop reason, and
+                           writes the reconstruction as binary PGM/PPM.
+     python3 spec/reference/decode.py --self-check
+                        -> decodes the example*.difc streams of this folder (whole and cut)
+                           with every method and compares with the Rust decoder's output
+                           pinned in this file.
+
+It implements spec/format.md, spec/index-coding.md, spec/rcc.md and spec/reconstruction.md
+with exact f32 emulation (every f32 operation is computed in double and rounded to f32, which
+is exact for + - * / of f32 operands). `exp`/`expm1` are Python's (the platform libm), like
+the Rust code's. Only the `gauss` model (id 0x98209D16F94A2017) is available here.
+"""
+import math
+import os
+import struct
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import index_coder  # noqa: E402
+import prng  # noqa: E402
+import rcc  # noqa: E402
+
+GAUSS_ID = 0x98209D16F94A2017
+HEADER_LEN = 48
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+class Truncated(Exception):
+    pass
+
+
+class Corrupt(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ container
+
+
+def get_varint(b, pos, end):
+    v = 0
+    for i in range(10):
+        if pos + i >= end:
+            raise Truncated("varint")
+        byte = b[pos + i]
+        if i == 9 and byte > 1:
+            raise Corrupt("varint overflows 64 bits")
+        v |= (byte & 0x7F) << (7 * i)
+        if byte & 0x80 == 0:
+            return v, pos + i + 1
+    raise Corrupt("varint longer than 10 bytes")
+
+
+def parse_header(b):
+    if b[:4] != b"DIFC"[: min(4, len(b))]:
+        raise Corrupt("magic")
+    if len(b) < HEADER_LEN:
+        raise Truncated("header")
+    if zlib.crc32(b[:44]) != struct.unpack_from("<I", b, 44)[0]:
+        raise Corrupt("header_crc")
+    version, channels, flags, width, height, model_id, seed, q0, q1, steps, max_width = \
+        struct.unpack_from("<BBHIIQQiiHH", b, 4)
+    if version != 1:
+        raise Corrupt("version")
+    if flags != 0:
+        raise Corrupt("flags")
+    if channels not in (1, 3):
+        raise Corrupt("channels")
+    if width == 0 or height == 0:
+        raise Corrupt("width/height")
+    if steps == 0:
+        raise Corrupt("steps")
+    if abs(q0) > 7680 or abs(q1) > 7680:
+        raise Corrupt("lambda_start/lambda_stop")
+    if steps > 1 and q1 <= q0:
+        raise Corrupt("lambda_stop")
+    if not 1 <= max_width <= 4096:
+        raise Corrupt("max_width")
+    return dict(channels=channels, width=width, height=height, model_id=model_id, seed=seed,
+                q0=q0, q1=q1, steps=steps, max_width=max_width)
+
+
+def grid_lambda(h, i):
+    a = h["q0"] / 256.0
+    if h["steps"] <= 1:
+        return a
+    b = h["q1"] / 256.0
+    return a + (b - a) * float(i) / float(h["steps"] - 1)
+
+
+def read_packet(b, pos, dims):
+    """Returns (fields, next_pos); raises Truncated or Corrupt."""
+    length, p = get_varint(b, pos, len(b))
+    if length > 6 * dims + 64:
+        raise Corrupt("packet length")
+    end = p + length
+    if len(b) < end + 4:
+        raise Truncated("packet")
+    if zlib.crc32(b[pos:end]) != struct.unpack_from("<I", b, end)[0]:
+        raise Corrupt("packet_crc")
+    if length == 0:
+        raise Corrupt("flags: empty packet")
+    flags = b[p]
+    if flags & ~1:
+        raise Corrupt("flags")
+    p += 1
+    try:
+        n_chunks, p = get_varint(b, p, end)
+        if p >= end:
+            raise Corrupt("log2_k missing")
+        log2_k = b[p]
+        p += 1
+        kl_bits, p = get_varint(b, p, end)
+        final_q = None
+        if flags & 1:
+            z, p = get_varint(b, p, end)
+            if z > 0xFFFFFFFF:
+                raise Corrupt("final_lambda")
+            final_q = (z >> 1) ^ -(z & 1)
+    except Truncated:
+        raise Corrupt("field runs past the end of its packet")
+    if (end - p) % 4:
+        raise Corrupt("packet payload")
+    words = list(struct.unpack_from("<%dI" % ((end - p) // 4), b, p))
+    return dict(n_chunks=n_chunks, log2_k=log2_k, kl_bits=kl_bits, final_q=final_q,
+                words=words), end + 4
+
+
+# ------------------------------------------------------------------ schedule and model
+
+
+def alpha(l):
+    return math.sqrt(1.0 / (1.0 + math.exp(-l)))
+
+
+def sigma(l):
+    return math.sqrt(1.0 / (1.0 + math.exp(l)))
+
+
+def transition(lt, ls):
+    a_s, s_s = alpha(ls), sigma(ls)
+    if lt is None:
+        return 0.0, a_s, s_s
+    c = -math.expm1(lt - ls)
+    a_t = alpha(lt)
+    return a_s / a_t * (1.0 - c), a_s * c, s_s * math.sqrt(c)
+
+
+def ddim(lt, ls):
+    a_t, s_t, a_s, s_s = alpha(lt), sigma(lt), alpha(ls), sigma(ls)
+    return s_s / s_t, a_s - s_s * a_t / s_t
+
+
+def gauss_predict3(z3, lam):
+    mean, var = f32(-0.05), f32(0.25)
+    a, s = f32(alpha(lam)), f32(sigma(lam))
+    gain = f32(f32(a * var) / f32(f32(f32(a * a) * var) + f32(s * s)))
+    am = f32(a * mean)
+    return [f32(mean + f32(gain * f32(v - am))) for v in z3]
+
+
+def predict(z, channels, n, lam):
+    if channels == 3:
+        return gauss_predict3(z, lam)
+    o = gauss_predict3(z * 3, lam)
+    return [f32(f32(f32(o[i] + o[n + i]) + o[2 * n + i]) / 3.0) for i in range(n)]
+
+
+def update(z, x_hat, e, cz, cx, sd):
+    cz, cx, sd = f32(cz), f32(cx), f32(sd)
+    return [f32(f32(f32(cz * zv) + f32(cx * xv)) + f32(sd * ev)) for zv, xv, ev in zip(z, x_hat, e)]
+
+
+# ------------------------------------------------------------------ decoder
+
+
+def decode(b):
+    h = parse_header(b)  # Truncated / Corrupt here: no image
+    if h["model_id"] != GAUSS_ID:
+        raise SystemExit("this reference only has the gauss model")
+    c, H, W = h["channels"], h["height"], h["width"]
+    n, dims = H * W, c * H * W
+    z, lam = [0.0] * dims, None
+    pos, i, finished, stop, packets = HEADER_LEN, 0, False, None, []
+    while True:
+        if finished or i >= h["steps"]:
+            stop = ("TrailingBytes", len(b) - pos) if pos < len(b) else ("Complete",)
+            break
+        try:
+            pk, nxt = read_packet(b, pos, dims)
+            if not 1 <= pk["n_chunks"] <= dims:
+                raise Corrupt("n_chunks")
+            if not 1 <= pk["log2_k"] <= 20:
+                raise Corrupt("log2_k")
+            if pk["final_q"] is None:
+                ls = grid_lambda(h, i)
+            else:
+                ls = pk["final_q"] / 256.0
+                if abs(ls) > 30.0 or (lam is not None and ls <= lam):
+                    raise Corrupt("final_lambda")
+            try:
+                idx = index_coder.decode_indices(pk["words"], pk["n_chunks"], pk["log2_k"])
+            except index_coder.FormatError as err:
+                raise Corrupt("indices: %s" % err)
+            e = rcc.decode_step(h["seed"], i, dims, pk["n_chunks"], pk["log2_k"],
+                                h["max_width"], idx)
+        except Truncated:
+            stop = ("Truncated", pos)
+            break
+        except Corrupt as err:
+            stop = ("Corrupt", i, pos, str(err))
+            break
+        x_hat = [0.0] * dims if lam is None else predict(z, c, n, lam)
+        cz, cx, sd = transition(lam, ls)
+        z = update(z, x_hat, e, cz, cx, sd)
+        lam, finished = ls, pk["final_q"] is not None
+        packets.append((i, ls, nxt - pos, pk["n_chunks"], pk["log2_k"], pk["kl_bits"], idx))
+        pos, i = nxt, i + 1
+    return h, z, lam, packets, stop
+
+
+def reconstruct(h, z, lam, method="flow", flow_steps=6, lambda_end=14.0):
+    c, H, W = h["channels"], h["height"], h["width"]
+    n, dims = H * W, c * H * W
+    if lam is None:
+        return predict([0.0] * dims, c, n, -30.0)
+    x = predict(z, c, n, lam)
+    if method == "denoise" or flow_steps == 0 or lam >= lambda_end:
+        return x
+    zz, lt = list(z), lam
+    for i in range(1, flow_steps + 1):
+        ls = lam + (lambda_end - lam) * float(i) / float(flow_steps)
+        if method == "flow":
+            cz, cx = (f32(v) for v in ddim(lt, ls))
+            zz = [f32(f32(cz * zv) + f32(cx * xv)) for zv, xv in zip(zz, x)]
+        else:
+            cz, cx, sd = transition(lt, ls)
+            noise = [f32(v) for v in prng.normals_row_exact(h["seed"], 5, i, 0, dims)]
+            zz = update(zz, x, noise, cz, cx, sd)
+        x = predict(zz, c, n, ls)
+        lt = ls
+    return x
+
+
+def to_8bit(h, x):
+    c, n = h["channels"], h["height"] * h["width"]
+    out = bytearray(c * n)
+    for ch in range(c):
+        for p in range(n):
+            v = f32(f32(x[ch * n + p] + 1.0) * 127.5)
+            r = math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
+            out[p * c + ch] = int(min(max(r, 0), 255)) if v == v else 0
+    return bytes(out)
+
+
+def pnm(h, data):
+    magic = b"P6" if h["channels"] == 3 else b"P5"
+    return magic + b"\n%d %d\n255\n" % (h["width"], h["height"]) + data
+
+
+def main(argv):
+    if argv[:1] == ["--self-check"]:
+        return self_check()
+    method, flow_steps, args = "flow", 6, []
+    it = iter(argv)
+    for a in it:
+        if a == "--method":
+            method = next(it)
+        elif a == "--flow-steps":
+            flow_steps = int(next(it))
+        else:
+            args.append(a)
+    b = open(args[0], "rb").read()
+    h, z, lam, packets, stop = decode(b)
+    print("header", h)
+    for p in packets:
+        print("step %d lambda %.6f bytes %d n_chunks %d log2_k %d kl_bits %d" % p[:6])
+    print("stop", stop)
+    if len(args) > 1:
+        img = to_8bit(h, reconstruct(h, z, lam, method, flow_steps))
+        open(args[1], "wb").write(pnm(h, img))
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# SHA-256 of the 8-bit samples (interleaved, as written to the image) that the Rust decoder
+# (`diffc decompress --method M --bytes CUT`, default flow_steps = 6, lambda_end = 14) produced
+# for the example streams of this folder, encoded by `diffc compress --model gauss`:
+#   example-rgb.difc        8x6 RGB, seed 42, grid (-4, 10, 8), log2_k 8, chunk_bits 4, bpp 30
+#                           (3 packets, the last one with a final lambda q = -110)
+#   example-rgb-16x12.difc  16x12 RGB, seed 12345, grid (-5, 7, 10), log2_k 10, chunk_bits 6,
+#                           bpp 8 (4 packets, final lambda; step 0 has 3 segments of 192)
+#   example-gray.difc       8x6 gray, seed 7, grid (-3, 9, 5), log2_k 6, steps 5 (complete grid)
+EXPECTED = {
+    ('example-rgb.difc', 48, 'denoise'): 'ecb169d09efddaec70be6d1f9816d6a2ec5f80cbfa26cca49a357f0633fbccd3',
+    ('example-rgb.difc', 48, 'flow'): 'ecb169d09efddaec70be6d1f9816d6a2ec5f80cbfa26cca49a357f0633fbccd3',
+    ('example-rgb.difc', 48, 'ancestral'): 'ecb169d09efddaec70be6d1f9816d6a2ec5f80cbfa26cca49a357f0633fbccd3',
+    ('example-rgb.difc', 62, 'denoise'): '8b0088f08531d4dad4c3d461288f89a7dee5e3ef7a8224328087a590ad1cb01f',
+    ('example-rgb.difc', 62, 'flow'): '8bf1d511b12555f2fda590f6fa1f32258a0d86cb91ad6da40c61b7beb6e6eeeb',
+    ('example-rgb.difc', 62, 'ancestral'): 'b984bc99db9fd5f1f34ac66e9aac773426d6287b2aeaf1613220971d7a6890e5',
+    ('example-rgb.difc', 89, 'denoise'): '0d01d912f108bae515a7db37c45618a5a501990884df18e1a8cec525858d1787',
+    ('example-rgb.difc', 89, 'flow'): '54afe21b56a6e02a3708c19890d02be681da950daabd5b8096c1ef57f8a40991',
+    ('example-rgb.difc', 89, 'ancestral'): '118fbebe7a5a55e6057beee58b63fb08be81ae658af3f3f1f9596607b52d29a7',
+    ('example-rgb-16x12.difc', 48, 'denoise'): '1183e65ac0e46ad4eae9f97219f1a5a6cf2b97d51b18b94d9fb84106cba9a2e6',
+    ('example-rgb-16x12.difc', 48, 'flow'): '1183e65ac0e46ad4eae9f97219f1a5a6cf2b97d51b18b94d9fb84106cba9a2e6',
+    ('example-rgb-16x12.difc', 48, 'ancestral'): '1183e65ac0e46ad4eae9f97219f1a5a6cf2b97d51b18b94d9fb84106cba9a2e6',
+    ('example-rgb-16x12.difc', 62, 'denoise'): '1c7e96c309ea8113f5378f98e3710d1c3cd8810182f2160ce6e7452784ae6830',
+    ('example-rgb-16x12.difc', 62, 'flow'): 'd7534071db69a53de1d6e602e4804955a5958c2a4b594ee55aabe20ef41c3d17',
+    ('example-rgb-16x12.difc', 62, 'ancestral'): '10885b4a683956f5e855ae8ecb8ef0c3d913084ff3929ece54de539f0071429a',
+    ('example-rgb-16x12.difc', 106, 'denoise'): '6bb97722d49b66b7ada420da7735b3fdaa2f03ec0f4a399587fd703cbce4de46',
+    ('example-rgb-16x12.difc', 106, 'flow'): '98c9ac036bfd0c6900d62489bc318e838e6c1091144ed834eda0e14b1f29e1f9',
+    ('example-rgb-16x12.difc', 106, 'ancestral'): '80f3176b2b68bc5ffc3cfac5865949c8021590bbc675f39e433eadbcf4ea60d1',
+    ('example-gray.difc', 48, 'denoise'): 'ecaa6a0a5262f6709cad3256c4b7d806f3dd637d12bb58797c5cbd3cc02152d8',
+    ('example-gray.difc', 48, 'flow'): 'ecaa6a0a5262f6709cad3256c4b7d806f3dd637d12bb58797c5cbd3cc02152d8',
+    ('example-gray.difc', 48, 'ancestral'): 'ecaa6a0a5262f6709cad3256c4b7d806f3dd637d12bb58797c5cbd3cc02152d8',
+    ('example-gray.difc', 62, 'denoise'): 'f00fadab9903cddbec07295bbd8efb0e527bd1a89c6588642d0e4491f33a1ec2',
+    ('example-gray.difc', 62, 'flow'): '9b72d61d6a4a63075f577b79e221b423dcc9c88e27cec6b88e9c708b65280e9d',
+    ('example-gray.difc', 62, 'ancestral'): 'f78aed4551737e8f7b7c53fba3498000552b8f84209b321f7db4494580376605',
+    ('example-gray.difc', 192, 'denoise'): 'a097f830ba2407decd490a1880a8e3954c5989694d48ada98472f347242f7523',
+    ('example-gray.difc', 192, 'flow'): 'a097f830ba2407decd490a1880a8e3954c5989694d48ada98472f347242f7523',
+    ('example-gray.difc', 192, 'ancestral'): 'bf6d50e48ea4c933ee285fe77f54d3daf30ad5e8128fc9d03eb076ee10ee30f6',
+}
+
+
+def self_check():
+    import hashlib
+    for (name, cut, method), want in EXPECTED.items():
+        b = open(os.path.join(HERE, name), "rb").read()[:cut]
+        h, z, lam, packets, stop = decode(b)
+        got = hashlib.sha256(to_8bit(h, reconstruct(h, z, lam, method))).hexdigest()
+        assert got == want, (name, cut, method)
+    print("decode.py: %d example decodes match the Rust decoder" % len(EXPECTED))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
