@@ -102,6 +102,16 @@ impl Header {
         if bytes[..n] != MAGIC[..n] {
             return Err(Error::format("magic", "not a diffc stream"));
         }
+        // The version comes before the checksum: another version may lay out its header
+        // differently, and saying "unsupported version" is more useful than "bad checksum".
+        if let Some(&v) = bytes.get(4) {
+            if v != VERSION {
+                return Err(Error::format(
+                    "version",
+                    format!("{v} (this decoder reads version {VERSION})"),
+                ));
+            }
+        }
         if bytes.len() < HEADER_LEN {
             return Err(Error::Truncated { what: "header" });
         }
@@ -109,12 +119,6 @@ impl Header {
         let crc = LE::read_u32(&b[44..48]);
         if crc != crc32(&b[0..44]) {
             return Err(Error::format("header_crc", "header checksum mismatch"));
-        }
-        if b[4] != VERSION {
-            return Err(Error::format(
-                "version",
-                format!("{} (this decoder reads version {VERSION})", b[4]),
-            ));
         }
         let flags = LE::read_u16(&b[6..8]);
         if flags != 0 {

@@ -17,7 +17,8 @@ use crate::schedule::{Grid, Transition, LAMBDA_UNIT, MAX_ABS_LAMBDA};
 /// When the encoder stops.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RateTarget {
-    /// Stop at the packet boundary whose file size (bits per pixel) is closest to this.
+    /// Land on this many bits per pixel: the step that would overshoot becomes the last one and
+    /// is shortened (its lambda is written in the packet) to fit the remaining budget.
     Bpp(f64),
     /// Encode this many steps of the grid.
     Steps(usize),
@@ -217,19 +218,27 @@ impl Encoder {
                 let have = out.len() as f64 * 8.0;
                 const PACKET_OVERHEAD_BITS: f64 = 96.0;
                 if have + kl * ratio + PACKET_OVERHEAD_BITS > tb {
-                    let afford = (tb - have - PACKET_OVERHEAD_BITS) / ratio;
-                    if afford < 0.25 * self.opts.chunk_bits {
-                        break;
-                    }
+                    // Even when almost nothing is affordable, end with a (minimal) final packet
+                    // so that decoders see a complete stream.
+                    let afford = ((tb - have - PACKET_OVERHEAD_BITS) / ratio).max(0.0);
+                    let frac = if kl > 0.0 {
+                        (afford / kl).min(1.0)
+                    } else {
+                        1.0
+                    };
                     let snr_t = lt.map(f64::exp).unwrap_or(0.0);
-                    let snr_s = ls.exp();
-                    let snr_new = snr_t + (snr_s - snr_t) * (afford / kl).min(1.0);
+                    let snr_new = snr_t + (ls.exp() - snr_t) * frac;
+                    let lim = (MAX_ABS_LAMBDA / LAMBDA_UNIT) as i32;
                     let q_min = lt
                         .map(|l| (l / LAMBDA_UNIT).floor() as i32 + 1)
-                        .unwrap_or(i32::MIN);
+                        .unwrap_or(-lim);
                     let q_max = (ls / LAMBDA_UNIT).round() as i32;
-                    let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32)
-                        .clamp(q_min.min(q_max), q_max);
+                    if q_min > q_max {
+                        // Grid steps finer than the fixed point: no lambda fits between the
+                        // previous step and this one, so stop at the previous packet.
+                        break;
+                    }
+                    let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32).clamp(q_min, q_max);
                     ls = q as f64 * LAMBDA_UNIT;
                     final_lambda_q = Some(q);
                     tr = Transition::new(lt, ls);

@@ -162,6 +162,51 @@ enum Command {
         #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
         chunk_bits: f64,
     },
+    /// Train the neural prior on a folder of photos (checkpoints every few minutes; resumable).
+    Train {
+        /// Folder of training images (png/jpg/jpeg/webp, recursive).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output weights (safetensors); the checkpoint goes to MODEL.ckpt.safetensors and the
+        /// validation log to MODEL.val.csv.
+        #[arg(long)]
+        out: PathBuf,
+        /// Resume exactly from this checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Wall-clock budget in minutes.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// Architecture name.
+        #[arg(long, default_value = prior::DEFAULT_MODEL)]
+        model: String,
+        /// Held-out validation folder (never trained on).
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// Crops per step.
+        #[arg(long, default_value_t = diffc::train::TrainOptions::default().batch)]
+        batch: usize,
+        /// Crop side in pixels (multiple of 8).
+        #[arg(long, default_value_t = diffc::train::TrainOptions::default().crop)]
+        crop: usize,
+        /// Seed of the run (ignored when resuming).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Decode a stream packet by packet and write one image per prefix (a visual check of
+    /// progressive decoding): OUTDIR/step_NNN.png.
+    Progressive {
+        /// Input stream.
+        input: String,
+        /// Output folder (created if missing).
+        outdir: PathBuf,
+        /// Reconstruction.
+        #[arg(long, value_enum, default_value = "flow")]
+        method: MethodArg,
+        /// Write every N-th step (the last one is always written).
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+    },
     /// List the models built into this binary.
     Models,
 }
@@ -294,10 +339,9 @@ fn run(cli: Cli) -> Result<()> {
             let (img, report) = decoder.decode(&data, &opts)?;
             match &report.stop {
                 Stop::Corrupt { detail, .. } if strict => {
-                    return Err(Error::Format {
-                        field: "packet",
-                        detail: detail.clone(),
-                    })
+                    // `detail` is already a complete error message.
+                    eprintln!("diffc: error: {detail}");
+                    std::process::exit(1);
                 }
                 Stop::Corrupt {
                     step,
@@ -442,6 +486,65 @@ fn run(cli: Cli) -> Result<()> {
             }
             if !quiet {
                 eprintln!("wrote {} and {}", out.display(), svg.display());
+            }
+            Ok(())
+        }
+        Command::Train {
+            data,
+            out,
+            resume,
+            minutes,
+            model,
+            val,
+            batch,
+            crop,
+            seed,
+        } => diffc::train::run(&diffc::train::TrainOptions {
+            data,
+            out,
+            resume,
+            minutes,
+            model,
+            val,
+            batch,
+            crop,
+            seed,
+        }),
+        Command::Progressive {
+            input,
+            outdir,
+            method,
+            every,
+        } => {
+            let data = read_input(&input)?;
+            std::fs::create_dir_all(&outdir)?;
+            let ins = diffc::inspect(&data, &Limits::default())?;
+            let opts = ReconstructOptions {
+                method: method.into(),
+                ..Default::default()
+            };
+            let mut sd =
+                diffc::StreamingDecoder::new(diffc::ModelChoice::ByStreamId, Limits::default());
+            let mut pos = 0;
+            let n = ins.packets.len();
+            for (i, p) in ins.packets.iter().enumerate() {
+                sd.push(&data[pos..p.cumulative_bytes])?;
+                pos = p.cumulative_bytes;
+                if i % every.max(1) == 0 || i + 1 == n {
+                    let img = sd.render(&opts)?;
+                    let path = outdir.join(format!("step_{i:03}.png"));
+                    img.save(&path)?;
+                    if !quiet {
+                        eprintln!(
+                            "{}: {} bytes ({:.4} bpp), lambda {:.2}",
+                            path.display(),
+                            p.cumulative_bytes,
+                            p.cumulative_bytes as f64 * 8.0
+                                / (img.width as f64 * img.height as f64),
+                            p.lambda
+                        );
+                    }
+                }
             }
             Ok(())
         }

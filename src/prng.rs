@@ -99,7 +99,9 @@ impl Philox {
     }
 }
 
-/// Uniform double in the open interval (0, 1) from two words: `((a >> 5) * 2^26 + (b >> 6) + 0.5) / 2^53`.
+/// Uniform double from two words: `((a >> 5) * 2^26 + (b >> 6) + 0.5) / 2^53`, in `(0, 1)`
+/// except that the top 2^-53 of inputs round to exactly `1.0` (deterministically; see
+/// `spec/prng.md`).
 #[inline]
 pub fn uniform_open(a: u32, b: u32) -> f64 {
     let m = ((a >> 5) as u64) << 26 | (b >> 6) as u64;

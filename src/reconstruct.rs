@@ -134,15 +134,8 @@ pub fn reconstruct(
 ) -> Result<Vec<f32>> {
     let (c, h, w) = latent.shape;
     let Some(lambda) = latent.lambda else {
-        // Nothing received: the prior mean of a pure-noise latent is a flat image.
-        return predict(
-            model,
-            &vec![0.0; c * h * w],
-            c,
-            h,
-            w,
-            -crate::schedule::MAX_ABS_LAMBDA,
-        );
+        // Nothing received: the same x_hat = 0 that step 0 is coded against (mid-gray).
+        return Ok(vec![0.0; c * h * w]);
     };
     let x0 = predict(model, latent.z, c, h, w, lambda)?;
     if opts.method == Method::Denoise || opts.flow_steps == 0 || lambda >= opts.lambda_end {
