@@ -102,7 +102,7 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
                 available_models().join(", ")
             ))
         })?;
-    Ok(Arc::new(net_from_bytes_tmp(
+    Ok(Arc::new(net::NetDenoiser::from_safetensors_bytes(
         name,
         bytes,
         &default_device()?,
@@ -112,7 +112,7 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
 /// Load network weights from a safetensors file; `name` picks the architecture.
 pub fn load_model_file(name: &str, path: &std::path::Path) -> Result<Arc<dyn Denoiser>> {
     let bytes = std::fs::read(path)?;
-    Ok(Arc::new(net_from_bytes_tmp(
+    Ok(Arc::new(net::NetDenoiser::from_safetensors_bytes(
         name,
         &bytes,
         &default_device()?,
@@ -145,13 +145,4 @@ pub fn default_device() -> Result<candle_core::Device> {
     {
         Ok(candle_core::Device::Cpu)
     }
-}
-
-// TEMP until net.rs lands.
-fn net_from_bytes_tmp(
-    _name: &str,
-    _bytes: &[u8],
-    _dev: &candle_core::Device,
-) -> Result<gauss::GaussDenoiser> {
-    Err(Error::Model("network not built yet".into()))
 }
