@@ -75,9 +75,13 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Name of the model used when none is chosen.
 pub const DEFAULT_MODEL: &str = "tiny";
 
-/// Weights compiled into the binary: `(name, safetensors bytes)`.
+/// Weights compiled into the binary: `(name, safetensors bytes)`. `models/shipped/` holds the
+/// released snapshot of a training run (training itself writes `models/NAME.safetensors`).
 fn embedded_weights() -> &'static [(&'static str, &'static [u8])] {
-    &[] // EMBED-TINY
+    &[(
+        "tiny",
+        include_bytes!("../../models/shipped/tiny.safetensors"),
+    )]
 }
 
 /// Names of every model this build can use without files: the closed-form `gauss` and the
