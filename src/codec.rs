@@ -52,9 +52,11 @@ impl Default for EncoderOptions {
         EncoderOptions {
             target: RateTarget::Bpp(0.5),
             seed: 0,
-            lambda_start: -6.0,
+            // Measured with `diffc eval` on the 256x192 fixture: starting at -4 instead of -6
+            // costs nothing at 0.25-1 bpp and saves four network evaluations; 0.5 spacing.
+            lambda_start: -4.0,
             lambda_stop: 12.0,
-            grid_steps: 37,
+            grid_steps: 33,
             log2_k: 12,
             chunk_bits: 8.0,
             max_width: 256,

@@ -161,6 +161,12 @@ enum Command {
         /// Target ideal bits per chunk.
         #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
         chunk_bits: f64,
+        /// First log-SNR of the grid.
+        #[arg(long, default_value_t = EncoderOptions::default().lambda_start, allow_hyphen_values = true)]
+        lambda_start: f64,
+        /// Last log-SNR of the grid.
+        #[arg(long, default_value_t = EncoderOptions::default().lambda_stop, allow_hyphen_values = true)]
+        lambda_stop: f64,
     },
     /// Train the neural prior on a folder of photos (checkpoints every few minutes; resumable).
     Train {
@@ -442,6 +448,8 @@ fn run(cli: Cli) -> Result<()> {
             log2_k,
             grid_steps,
             chunk_bits,
+            lambda_start,
+            lambda_stop,
         } => {
             let opts = diffc::eval::EvalOptions {
                 data,
@@ -451,6 +459,8 @@ fn run(cli: Cli) -> Result<()> {
                     log2_k,
                     grid_steps,
                     chunk_bits,
+                    lambda_start,
+                    lambda_stop,
                     ..Default::default()
                 },
                 methods: methods.into_iter().map(Method::from).collect(),
