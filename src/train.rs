@@ -3,7 +3,8 @@
 //! Recipe: random crops (with left-right flips) of the training photos, VP noising
 //! `z = alpha x + sigma eps`, v-prediction, sigmoid loss weighting `w = sigmoid(b - lambda)`
 //! applied to the eps-MSE (`b = 2`), log-SNR drawn from a cosine schedule shifted by +3 mixed
-//! with a quarter of `U[-12, 12]`, AdamW (no weight decay) with linear warm-up, global-norm
+//! with a quarter of `U[-12, 12]`, AdamW (no weight decay) with linear warm-up and a linear
+//! cool-down over the last 30% of each run of 20 minutes or more, global-norm
 //! gradient clipping, EMA weights, atomic periodic checkpoints that resume exactly, and a
 //! held-out validation with fixed crops and fixed noise.
 
@@ -37,7 +38,9 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Checkpoint to resume from (e.g. `MODEL.ckpt.safetensors` of an earlier run).
     pub resume: Option<PathBuf>,
-    /// Wall-clock budget of this invocation, in minutes.
+    /// Wall-clock budget of this invocation, in minutes. A budget of 20 minutes or more ends
+    /// with a learning-rate cool-down (linear to 5% over its last 30%); the cool-down is not part
+    /// of the checkpointed schedule, so a resumed run starts again at the full rate.
     pub minutes: f64,
     /// Architecture name (see [`NetConfig::by_name`]).
     pub model: String,
@@ -108,6 +111,8 @@ const EMA: f64 = 0.999;
 const LOSS_B: f64 = 2.0;
 const COS_SHIFT: f64 = 3.0;
 const CKPT_SECONDS: f64 = 240.0;
+const COOLDOWN_MIN_MINUTES: f64 = 20.0;
+const COOLDOWN_FRACTION: f64 = 0.3;
 const VAL_SECONDS: f64 = 900.0;
 /// Log-SNRs of the validation bands.
 pub const VAL_LAMBDAS: [f32; 5] = [-3.0, 0.0, 3.0, 6.0, 9.0];
@@ -141,6 +146,8 @@ struct State {
     step: u64,
     rng: Rng,
     seconds: f64,
+    /// Multiplier on the scheduled learning rate (the end-of-run cool-down); not saved.
+    lr_scale: f64,
     net: DenoiserNet,
     ema_net: DenoiserNet,
 }
@@ -174,6 +181,7 @@ impl State {
             step: 0,
             rng: Rng::new(seed),
             seconds: 0.0,
+            lr_scale: 1.0,
             net,
             ema_net,
         })
@@ -269,8 +277,8 @@ impl State {
         let lams: Vec<f32> = (0..batch).map(|_| sample_lambda(&mut self.rng)).collect();
         let mut z = vec![0f32; batch * n];
         self.rng.fill_normal(&mut z);
-        for b in 0..batch {
-            let (a, s) = (alpha_f(lams[b]), sigma_f(lams[b]));
+        for (b, &l) in lams.iter().enumerate() {
+            let (a, s) = (alpha_f(l), sigma_f(l));
             for i in b * n..(b + 1) * n {
                 z[i] = a * x[i] + s * z[i];
             }
@@ -302,12 +310,12 @@ impl State {
         let gnorm = sq.sqrt();
         let scale = if gnorm > CLIP { CLIP / gnorm } else { 1.0 };
         let t = (self.step + 1) as i32;
-        let lr = self.lr();
+        let lr = self.lr() * self.lr_scale;
         let bc1 = 1.0 - BETA1.powi(t);
         let bc2 = 1.0 - BETA2.powi(t);
         let ema = EMA.min((1.0 + self.step as f64) / (10.0 + self.step as f64));
-        for i in 0..self.params.len() {
-            let gi = g[i].affine(scale, 0.0)?;
+        for (i, gi) in g.iter().enumerate() {
+            let gi = gi.affine(scale, 0.0)?;
             self.m[i] = ((self.m[i].affine(BETA1, 0.0))? + gi.affine(1.0 - BETA1, 0.0)?)?;
             self.v[i] = ((self.v[i].affine(BETA2, 0.0))? + gi.sqr()?.affine(1.0 - BETA2, 0.0)?)?;
             let upd = (self.m[i].affine(1.0 / bc1, 0.0)?
@@ -514,6 +522,12 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         if el >= budget {
             break;
         }
+        // Cool-down: runs of at least COOLDOWN_MIN_MINUTES anneal the learning rate linearly
+        // to 5% over the last COOLDOWN_FRACTION of their budget.
+        if opts.minutes >= COOLDOWN_MIN_MINUTES {
+            let left = (budget - el) / (COOLDOWN_FRACTION * budget);
+            st.lr_scale = left.clamp(0.05, 1.0);
+        }
         let ts = Instant::now();
         let (l, g) = st.train_step(&pool, opts.batch, opts.crop, &dev)?;
         st.seconds += ts.elapsed().as_secs_f64();
@@ -528,7 +542,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 st.step,
                 acc_loss / acc_n as f64,
                 acc_g / acc_n as f64,
-                st.lr(),
+                st.lr() * st.lr_scale,
                 steps_since_print as f64 / dt,
                 el / 60.0,
                 st.seconds / 60.0

@@ -229,6 +229,99 @@ pub fn im2col_pub(x: &Tensor) -> candle_core::Result<Tensor> {
     im2col(x)
 }
 
+/// Fused `relu(y + b[n])` for `y` `(N, P, C)` and a per-sample bias `b` `(N, C)`.
+struct BiasRelu;
+/// `grad * (res > 0)`: the backward of [`BiasRelu`] with respect to `y`.
+struct ReluMask;
+
+const FUSE_CHUNK: usize = 512;
+
+impl candle_core::CustomOp2 for BiasRelu {
+    fn name(&self) -> &'static str {
+        "diffc-bias-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, p, c) = l1.shape().dims3()?;
+        let y = contiguous_f32(s1, l1)?;
+        let b = contiguous_f32(s2, l2)?;
+        if b.len() != n * c {
+            candle_core::bail!("bias-relu: bias has {} values for {n}x{c}", b.len());
+        }
+        let mut out = vec![0f32; n * p * c];
+        out.par_chunks_mut(FUSE_CHUNK * c)
+            .zip(y.par_chunks(FUSE_CHUNK * c))
+            .enumerate()
+            .for_each(|(i, (o, yi))| {
+                for (j, (orow, yrow)) in o.chunks_mut(c).zip(yi.chunks(c)).enumerate() {
+                    let ni = (i * FUSE_CHUNK + j) / p;
+                    let brow = &b[ni * c..(ni + 1) * c];
+                    for ((ov, &yv), &bv) in orow.iter_mut().zip(yrow).zip(brow) {
+                        *ov = (yv + bv).max(0.0);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, p, c))))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let gy = grad.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
+        let gb = gy.sum(1)?;
+        Ok((Some(gy), Some(gb)))
+    }
+}
+
+impl candle_core::CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "diffc-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = contiguous_f32(s1, l1)?;
+        let r = contiguous_f32(s2, l2)?;
+        if g.len() != r.len() {
+            candle_core::bail!("relu-mask: size mismatch");
+        }
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(1 << 16)
+            .zip(g.par_chunks(1 << 16).zip(r.par_chunks(1 << 16)))
+            .for_each(|(o, (g, r))| {
+                for ((ov, &gv), &rv) in o.iter_mut().zip(g).zip(r) {
+                    *ov = if rv > 0.0 { gv } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `relu(y + b)` with `y` `(N, P, C)` and `b` `(N, C)` broadcast over `P`.
+fn bias_relu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if y.device().is_cpu() {
+        y.contiguous()?.apply_op2(&b.contiguous()?, BiasRelu)
+    } else {
+        let (n, _, c) = y.dims3()?;
+        y.broadcast_add(&b.reshape((n, 1, c))?)?.relu()
+    }
+}
+
 /// `(N, H, W, C)` -> `(N, H / 2, W / 2, 4 C)`; channel `(dy * 2 + dx) C + c`.
 fn unshuffle(x: &Tensor) -> candle_core::Result<Tensor> {
     let (n, h, w, c) = x.dims4()?;
@@ -309,16 +402,30 @@ impl Conv {
         Ok(Conv { w, k3, cout, bias })
     }
 
-    /// `x` is `(N, H, W, Cin)`, `emb` is `(N, emb_dim)`.
-    fn forward(&self, x: &Tensor, emb: &Tensor) -> candle_core::Result<Tensor> {
+    /// The convolution without bias, `(N, H W, Cout)`.
+    fn linear(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, h, w, _) = x.dims4()?;
         let cols = if self.k3 { im2col(x)? } else { x.clone() };
         let k = cols.dim(3)?;
-        let y = cols.reshape((n * h * w, k))?.matmul(&self.w.t()?)?;
+        cols.reshape((n * h * w, k))?
+            .matmul(&self.w.t()?)?
+            .reshape((n, h * w, self.cout))
+    }
+
+    /// `x` is `(N, H, W, Cin)`, `emb` is `(N, emb_dim)`.
+    fn forward(&self, x: &Tensor, emb: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, h, w, _) = x.dims4()?;
         let b = self.bias.forward(emb)?.reshape((n, 1, self.cout))?;
-        y.reshape((n, h * w, self.cout))?
+        self.linear(x)?
             .broadcast_add(&b)?
             .reshape((n, h, w, self.cout))
+    }
+
+    /// `relu(forward(x, emb))`, fused.
+    fn forward_relu(&self, x: &Tensor, emb: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, h, w, _) = x.dims4()?;
+        let b = self.bias.forward(emb)?;
+        bias_relu(&self.linear(x)?, &b)?.reshape((n, h, w, self.cout))
     }
 }
 
@@ -436,25 +543,25 @@ impl DenoiserNet {
         let zt = z.permute((0, 2, 3, 1))?.contiguous()?; // (B, H, W, 3)
         let mut x = Tensor::cat(&[unshuffle(&zt)?, planes.contiguous()?], 3)?;
         for l in &self.enc1 {
-            x = l.forward(&x, &emb)?.relu()?;
+            x = l.forward_relu(&x, &emb)?;
         }
         let s1 = x.clone();
-        x = self.down1.forward(&unshuffle(&x)?, &emb)?.relu()?;
+        x = self.down1.forward_relu(&unshuffle(&x)?, &emb)?;
         for l in &self.enc2 {
-            x = l.forward(&x, &emb)?.relu()?;
+            x = l.forward_relu(&x, &emb)?;
         }
         let s2 = x.clone();
-        x = self.down2.forward(&unshuffle(&x)?, &emb)?.relu()?;
+        x = self.down2.forward_relu(&unshuffle(&x)?, &emb)?;
         for l in &self.mid {
-            x = l.forward(&x, &emb)?.relu()?;
+            x = l.forward_relu(&x, &emb)?;
         }
         x = (shuffle(&self.up2.forward(&x, &emb)?)? + s2)?.relu()?;
         for l in &self.dec2 {
-            x = l.forward(&x, &emb)?.relu()?;
+            x = l.forward_relu(&x, &emb)?;
         }
         x = (shuffle(&self.up1.forward(&x, &emb)?)? + s1)?.relu()?;
         for l in &self.dec1 {
-            x = l.forward(&x, &emb)?.relu()?;
+            x = l.forward_relu(&x, &emb)?;
         }
         let v = shuffle(&self.out.forward(&x, &emb)?)?.permute((0, 3, 1, 2))?; // (B, 3, H, W)
 
@@ -658,6 +765,30 @@ mod tests {
             rhs.to_scalar::<f32>().unwrap(),
         );
         assert!((l - r).abs() < 1e-3 * l.abs().max(1.0));
+    }
+
+    #[test]
+    fn fused_bias_relu_matches_unfused_with_gradients() {
+        let dev = Device::Cpu;
+        let y = candle_core::Var::randn(0f32, 1.0, (2, 700, 5), &dev).unwrap();
+        let b = candle_core::Var::randn(0f32, 1.0, (2, 5), &dev).unwrap();
+        let wgt = Tensor::randn(0f32, 1.0, (2, 700, 5), &dev).unwrap();
+        let f = bias_relu(&y, &b).unwrap();
+        let u = y
+            .broadcast_add(&b.reshape((2, 1, 5)).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap();
+        let d = (&f - &u).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        let gf = (f * &wgt).unwrap().sum_all().unwrap().backward().unwrap();
+        let gu = (u * &wgt).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [y.as_tensor(), b.as_tensor()] {
+            let a = gf.get(v).unwrap();
+            let c = gu.get(v).unwrap();
+            let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+        }
     }
 
     #[test]
