@@ -58,7 +58,10 @@ impl Default for EncoderOptions {
             lambda_stop: 12.0,
             grid_steps: 33,
             log2_k: 12,
-            chunk_bits: 8.0,
+            // Measured with `diffc eval` (fixture, K = 2^12): 16-bit chunks beat 8-bit ones by
+            // ~1 dB at 1 bpp for every reconstruction. Truncated PFR then conveys less than
+            // the chunk's KL (spent < ideal), but the rate–distortion trade is better.
+            chunk_bits: 16.0,
             max_width: 256,
         }
     }

@@ -389,15 +389,33 @@ fn allocation_limit_is_checked_from_the_header() {
     };
     let r = Decoder::new().limits(limits).decode(&enc.bytes, &denoise());
     assert!(
-        matches!(r, Err(Error::Limits { what: "allocation bytes", max: 100_000, .. })),
+        matches!(
+            r,
+            Err(Error::Limits {
+                what: "allocation bytes",
+                max: 100_000,
+                ..
+            })
+        ),
         "{r:?}"
     );
 }
 
 #[test]
 fn inspect_reports_ideal_and_spent_bits() {
-    let img = fixture("dragonfly_96x64.png");
-    let enc = encode(&img, RateTarget::Bpp(0.8), 0);
+    let img = fixture("dragonfly_256x192.png");
+    // Chunks well inside the candidate budget (6 bits of KL, K = 2^10): PFR spends a little
+    // more than the KL, the index coder's overhead.
+    let opts = EncoderOptions {
+        target: RateTarget::Bpp(1.0),
+        log2_k: 10,
+        chunk_bits: 6.0,
+        ..Default::default()
+    };
+    let enc = Encoder::new(gauss(), opts)
+        .unwrap()
+        .encode(&img, &Limits::default(), |_| {})
+        .unwrap();
     let ins = diffc::inspect(&enc.bytes, &Limits::default()).unwrap();
     assert_eq!(ins.packets.len(), enc.steps.len());
     assert_eq!(ins.stop, Stop::Complete);
@@ -408,5 +426,5 @@ fn inspect_reports_ideal_and_spent_bits() {
     }
     let kl: f64 = ins.packets.iter().map(|p| p.kl_bits).sum();
     let spent: f64 = ins.packets.iter().map(|p| p.bytes as f64 * 8.0).sum();
-    assert!(spent > kl && spent < 2.0 * kl, "spent {spent} ideal {kl}");
+    assert!(spent > kl && spent < 1.6 * kl, "spent {spent} ideal {kl}");
 }
