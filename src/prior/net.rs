@@ -371,6 +371,35 @@ impl Module for Dense {
     }
 }
 
+/// Largest im2col buffer (in f32 elements) of one band in [`conv3x3_banded`].
+const BAND_ELEMS: usize = 1 << 21;
+
+/// 3x3 convolution (zero padding) of `x` `(N, H, W, Cin)` with `w` `(Cout, 9 Cin)`, computed in
+/// bands of rows whose im2col buffer holds at most `band_elems` values. `(N, H, W, Cout)` out.
+fn conv3x3_banded(x: &Tensor, w: &Tensor, band_elems: usize) -> candle_core::Result<Tensor> {
+    let (n, h, wd, cin) = x.dims4()?;
+    let cout = w.dim(0)?;
+    let wt = w.t()?;
+    let rows = (band_elems / (n * wd * 9 * cin).max(1)).clamp(1, h);
+    let mut outs = Vec::with_capacity(h.div_ceil(rows));
+    let mut r0 = 0;
+    while r0 < h {
+        let r1 = (r0 + rows).min(h);
+        let (a, b) = (r0.saturating_sub(1), (r1 + 1).min(h));
+        let cols = im2col(&x.narrow(1, a, b - a)?)?
+            .narrow(1, r0 - a, r1 - r0)?
+            .contiguous()?;
+        let m = n * (r1 - r0) * wd;
+        outs.push(
+            cols.reshape((m, 9 * cin))?
+                .matmul(&wt)?
+                .reshape((n, r1 - r0, wd, cout))?,
+        );
+        r0 = r1;
+    }
+    Tensor::cat(&outs, 1)
+}
+
 /// A 3x3 (`k3`) or 1x1 convolution on `(N, H, W, C)` with a lambda-dependent bias.
 struct Conv {
     w: Tensor,
@@ -405,6 +434,11 @@ impl Conv {
     /// The convolution without bias, `(N, H W, Cout)`.
     fn linear(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, h, w, _) = x.dims4()?;
+        if self.k3 && !x.track_op() && !self.w.track_op() && x.device().is_cpu() {
+            // Inference: bands of rows keep the im2col buffers small (no huge allocations, far
+            // fewer page faults); the result is the same.
+            return conv3x3_banded(x, &self.w, BAND_ELEMS)?.reshape((n, h * w, self.cout));
+        }
         let cols = if self.k3 { im2col(x)? } else { x.clone() };
         let k = cols.dim(3)?;
         cols.reshape((n * h * w, k))?
@@ -788,6 +822,27 @@ mod tests {
             let c = gu.get(v).unwrap();
             let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn banded_conv_matches_whole() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 11, 9, 4), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (5, 36), &dev).unwrap();
+        let whole = conv3x3_banded(&x, &w, usize::MAX).unwrap();
+        let cols = im2col(&x).unwrap().reshape((2 * 11 * 9, 36)).unwrap();
+        let direct = cols
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .reshape((2, 11, 9, 5))
+            .unwrap();
+        for band in [1, 2 * 9 * 36 * 2, 2 * 9 * 36 * 3] {
+            let b = conv3x3_banded(&x, &w, band).unwrap();
+            for r in [&whole, &direct] {
+                let d = (&b - r).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+            }
         }
     }
 
