@@ -461,10 +461,15 @@ pub fn write_svg(rows: &[Row], path: &Path) -> Result<()> {
                 py(*y)
             ));
         }
+        let ly = m + 16.0 * i as f64;
         s.push_str(&format!(
-            "<text x='{}' y='{}' fill='{col}'>{c}</text>\n",
+            "<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='{col}' stroke-width='3'/><text x='{}' y='{}' fill='{col}'>{c}</text>\n",
             m + 10.0,
-            m + 16.0 * i as f64
+            ly - 4.0,
+            m + 30.0,
+            ly - 4.0,
+            m + 36.0,
+            ly
         ));
     }
     s.push_str("</svg>\n");
