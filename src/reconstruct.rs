@@ -62,7 +62,7 @@ impl Default for ReconstructOptions {
     fn default() -> Self {
         ReconstructOptions {
             method: Method::Flow,
-            flow_steps: 6,
+            flow_steps: 4,
             lambda_end: 14.0,
         }
     }

@@ -289,7 +289,7 @@ def main(argv):
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # SHA-256 of the 8-bit samples (interleaved, as written to the image) that the Rust decoder
-# (`diffc decompress --method M --bytes CUT`, default flow_steps = 6, lambda_end = 14) produced
+# (`diffc decompress --method M --bytes CUT --flow-steps 6`, lambda_end = 14) produced
 # for the example streams of this folder, encoded by `diffc compress --model gauss`:
 #   example-rgb.difc        8x6 RGB, seed 42, grid (-4, 10, 8), log2_k 8, chunk_bits 4, bpp 30
 #                           (3 packets, the last one with a final lambda q = -110)
