@@ -14,7 +14,7 @@ for t in $targets; do
     log=$(mktemp)
     set +e
     RUSTC_BOOTSTRAP=1 cargo fuzz run -O --debug-assertions "$t" "corpus/$t" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 > "$log" 2>&1
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 > "$log" 2>&1
     code=$?
     set -e
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
