@@ -146,7 +146,53 @@ fn prof2() -> candle_core::Result<()> {
     Ok(())
 }
 
+/// Relative x-MSE of a weights file on whole images (through `NetDenoiser::predict_x`).
+fn check(weights: &str, dir: &str) -> diffc::Result<()> {
+    use diffc::prior::{Denoiser, Planes};
+    let bytes = std::fs::read(weights)?;
+    let d = diffc::prior::net::NetDenoiser::from_safetensors_bytes("tiny", &bytes, &Device::Cpu)?;
+    let files = diffc::data::list_images(dir.as_ref())?;
+    for &l in &diffc::train::VAL_LAMBDAS {
+        let (a, s) = (diffc::prior::net::alpha_f(l), diffc::prior::net::sigma_f(l));
+        let (mut num, mut den, mut secs) = (0f64, 0f64, 0f64);
+        let mut rng = diffc::data::Rng::new(7);
+        for f in &files {
+            let im = diffc::data::load_rgb8(f)?;
+            let (h, w) = (im.height, im.width);
+            let mut x = Planes::zeros(3, h, w);
+            for (i, p) in im.data.chunks(3).enumerate() {
+                for c in 0..3 {
+                    x.data[c * h * w + i] = p[c] as f32 / 127.5 - 1.0;
+                }
+            }
+            let mut z = x.clone();
+            rng.fill_normal(&mut z.data);
+            for (zv, &xv) in z.data.iter_mut().zip(&x.data) {
+                *zv = a * xv + s * *zv;
+            }
+            let t = Instant::now();
+            let xh = d.predict_x(&z, l as f64)?;
+            secs += t.elapsed().as_secs_f64();
+            for i in 0..x.data.len() {
+                num += ((xh.data[i] - x.data[i]) as f64).powi(2);
+                den += ((z.data[i] / a - x.data[i]) as f64).powi(2);
+            }
+        }
+        println!(
+            "lambda {l}: relative x-MSE {:.4} ({:.2} s per image)",
+            num / den,
+            secs / files.len() as f64
+        );
+    }
+    Ok(())
+}
+
 fn main() {
+    if let Some(i) = std::env::args().position(|a| a == "--check") {
+        let a: Vec<String> = std::env::args().collect();
+        check(&a[i + 1], &a[i + 2]).expect("check");
+        return;
+    }
     if std::env::args().any(|a| a == "--prof2") {
         prof2().expect("prof");
         return;
