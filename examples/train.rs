@@ -161,8 +161,8 @@ fn check(weights: &str, dir: &str) -> diffc::Result<()> {
             let (h, w) = (im.height, im.width);
             let mut x = Planes::zeros(3, h, w);
             for (i, p) in im.data.chunks(3).enumerate() {
-                for c in 0..3 {
-                    x.data[c * h * w + i] = p[c] as f32 / 127.5 - 1.0;
+                for (c, &v) in p.iter().enumerate() {
+                    x.data[c * h * w + i] = v as f32 / 127.5 - 1.0;
                 }
             }
             let mut z = x.clone();

@@ -73,7 +73,7 @@ impl Header {
     /// Largest payload a valid packet of this stream can have: at most one index per
     /// dimension, each at most 6 bytes of range-coder output, plus fixed fields.
     pub fn max_packet_payload(&self) -> u64 {
-        6 * self.dims() as u64 + 64
+        (self.dims() as u64).saturating_mul(6).saturating_add(64)
     }
 
     /// Serialize to the 48 header bytes.
@@ -163,12 +163,24 @@ impl Header {
                 max: limits.max_pixels,
             });
         }
-        let alloc = pixels * self.channels as u64 * BYTES_PER_DIM;
+        // Saturating: callers may raise the limits to u64::MAX; an overflow must still refuse.
+        let alloc = pixels
+            .saturating_mul(self.channels as u64)
+            .saturating_mul(BYTES_PER_DIM);
         if alloc > limits.max_alloc_bytes {
             return Err(Error::Limits {
                 what: "allocation bytes",
                 value: alloc,
                 max: limits.max_alloc_bytes,
+            });
+        }
+        let dims = pixels.saturating_mul(self.channels as u64);
+        if dims > u32::MAX as u64 {
+            // Dimension indices (the per-step permutation) are 32-bit in the format.
+            return Err(Error::Limits {
+                what: "coded dimensions (width*height*channels)",
+                value: dims,
+                max: u32::MAX as u64,
             });
         }
         if self.grid.steps as u64 > limits.max_packets {

@@ -166,6 +166,7 @@ impl Encoder {
         limits: &Limits,
         mut progress: impl FnMut(&StepReport),
     ) -> Result<Encoded> {
+        image.check()?;
         let header = Header {
             width: image.width,
             height: image.height,
@@ -179,6 +180,7 @@ impl Encoder {
             Error::Limits { .. } => e,
             e => Error::InvalidArgument(e.to_string()),
         })?;
+        check_model_memory(self.model.as_ref(), &header, limits)?;
         let x = image.to_planes();
         let (c, h, w) = (x.channels, x.height, x.width);
         let dims = x.len();
@@ -239,10 +241,11 @@ impl Encoder {
                     let q_min = lt
                         .map(|l| (l / LAMBDA_UNIT).floor() as i32 + 1)
                         .unwrap_or(-lim);
-                    let q_max = (ls / LAMBDA_UNIT).round() as i32;
-                    if q_min > q_max {
-                        // Grid steps finer than the fixed point: no lambda fits between the
-                        // previous step and this one, so stop at the previous packet.
+                    // Grid steps finer than the fixed point can leave no representable lambda
+                    // between the previous step and this one; then take the next representable
+                    // one (decoders only require the final lambda to exceed the previous one).
+                    let q_max = ((ls / LAMBDA_UNIT).round() as i32).max(q_min);
+                    if q_min > lim {
                         break;
                     }
                     let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32).clamp(q_min, q_max);
@@ -255,8 +258,13 @@ impl Encoder {
             if final_lambda_q.is_none() && i + 1 == n_steps && n_steps < self.grid.steps as usize {
                 // Encoding stops before the grid's end: mark the last packet final so decoders
                 // report a complete stream (its lambda rounded to the stream's fixed point).
-                let q = (ls / LAMBDA_UNIT).round() as i32;
-                if lt.is_none_or(|l| q as f64 * LAMBDA_UNIT > l) {
+                let lim = (MAX_ABS_LAMBDA / LAMBDA_UNIT) as i32;
+                let mut q = (ls / LAMBDA_UNIT).round() as i32;
+                if let Some(l) = lt {
+                    // Round up past the previous lambda if the grid is finer than the fixed point.
+                    q = q.max((l / LAMBDA_UNIT).floor() as i32 + 1);
+                }
+                if q <= lim && lt.is_none_or(|l| q as f64 * LAMBDA_UNIT > l) {
                     ls = q as f64 * LAMBDA_UNIT;
                     final_lambda_q = Some(q);
                     tr = Transition::new(lt, ls);
@@ -272,6 +280,13 @@ impl Encoder {
                 self.opts.log2_k,
                 self.opts.max_width as usize,
             )?;
+            if layout.scoring_bytes() > limits.max_alloc_bytes {
+                return Err(Error::Limits {
+                    what: "reverse channel coding scoring bytes (lower --log2-k or --chunk-bits)",
+                    value: layout.scoring_bytes(),
+                    max: limits.max_alloc_bytes,
+                });
+            }
             let coded = rcc::encode_step(&g, i as u32, &mu, &layout)?;
             let words = rcc::index_coder::encode_indices(&coded.indices, self.opts.log2_k)?;
             let packet = Packet {
@@ -470,6 +485,7 @@ impl StreamingDecoder {
                             m.clone()
                         }
                     };
+                    check_model_memory(model.as_ref(), &header, &self.limits)?;
                     self.model = Some(model);
                     self.pending.drain(..HEADER_LEN);
                     self.consumed = HEADER_LEN;
@@ -594,6 +610,21 @@ impl StreamingDecoder {
     }
 }
 
+/// Refuse images whose codec buffers plus the model's working memory exceed the limits.
+fn check_model_memory(model: &dyn Denoiser, header: &Header, limits: &Limits) -> Result<()> {
+    let bytes = (header.dims() as u64)
+        .saturating_mul(crate::bitstream::BYTES_PER_DIM)
+        .saturating_add(model.working_bytes(header.height as usize, header.width as usize));
+    if bytes > limits.max_alloc_bytes {
+        return Err(Error::Limits {
+            what: "allocation bytes (codec buffers + denoiser working memory)",
+            value: bytes,
+            max: limits.max_alloc_bytes,
+        });
+    }
+    Ok(())
+}
+
 fn corrupt(step: usize, at: usize, e: Error) -> Error {
     match e {
         Error::Format { field, detail } => Error::Format {
@@ -604,14 +635,15 @@ fn corrupt(step: usize, at: usize, e: Error) -> Error {
     }
 }
 
-/// Apply one packet to the latent; returns the lambda reached.
-fn decode_packet(
-    model: &dyn Denoiser,
+/// The decode-time checks of a packet against its stream (spec: packet checks 8-11): chunk
+/// count, layout and final lambda. Returns the chunk layout and the lambda the step reaches.
+/// Shared by the decoder and `inspect` so both report the same packets as corrupt.
+fn check_packet(
+    header: &Header,
     step: usize,
+    prev_lambda: Option<f64>,
     packet: &Packet,
-    progress: &mut Progress,
-) -> Result<f64> {
-    let header = progress.header;
+) -> Result<(Layout, f64)> {
     let dims = header.dims();
     if packet.n_chunks == 0 || packet.n_chunks > dims as u64 {
         return Err(Error::format(
@@ -625,12 +657,11 @@ fn decode_packet(
         packet.log2_k,
         header.max_width as usize,
     )?;
-    let lt = progress.lambda;
     let ls = match packet.final_lambda_q {
         None => header.grid.lambda(step),
         Some(q) => {
             let l = q as f64 * LAMBDA_UNIT;
-            if l.abs() > MAX_ABS_LAMBDA || lt.is_some_and(|t| l <= t) {
+            if l.abs() > MAX_ABS_LAMBDA || prev_lambda.is_some_and(|t| l <= t) {
                 return Err(Error::format(
                     "final_lambda",
                     format!(
@@ -641,6 +672,20 @@ fn decode_packet(
             l
         }
     };
+    Ok((layout, ls))
+}
+
+/// Apply one packet to the latent; returns the lambda reached.
+fn decode_packet(
+    model: &dyn Denoiser,
+    step: usize,
+    packet: &Packet,
+    progress: &mut Progress,
+) -> Result<f64> {
+    let header = progress.header;
+    let dims = header.dims();
+    let lt = progress.lambda;
+    let (layout, ls) = check_packet(&header, step, lt, packet)?;
     // The work below is bounded by the chunk count, itself bounded by dims (limited by
     // max_pixels), whatever the packet's length.
     let indices =
@@ -751,17 +796,19 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection> {
                 Stop::Complete
             };
         }
-        match Packet::read(&bytes[pos..], limits, header.max_packet_payload()) {
-            Ok((p, n)) => {
+        let step = packets.len();
+        let prev_lambda = packets.last().map(|r: &StepReport| r.lambda);
+        let read =
+            Packet::read(&bytes[pos..], limits, header.max_packet_payload()).and_then(|(p, n)| {
+                check_packet(&header, step, prev_lambda, &p).map(|(_, ls)| (p, n, ls))
+            });
+        match read {
+            Ok((p, n, lambda)) => {
                 pos += n;
-                let step = packets.len();
                 finished = p.final_lambda_q.is_some();
                 packets.push(StepReport {
                     step,
-                    lambda: p
-                        .final_lambda_q
-                        .map(|q| q as f64 * LAMBDA_UNIT)
-                        .unwrap_or_else(|| header.grid.lambda(step)),
+                    lambda,
                     bytes: n,
                     cumulative_bytes: pos,
                     kl_bits: p.kl_bits as f64,

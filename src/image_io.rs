@@ -21,6 +21,20 @@ pub struct Image {
 impl Image {
     /// Build an image, checking the buffer size.
     pub fn new(width: u32, height: u32, channels: u8, data: Vec<u8>) -> Result<Self> {
+        let img = Image {
+            width,
+            height,
+            channels,
+            data,
+        };
+        img.check()?;
+        Ok(img)
+    }
+
+    /// Check the invariants [`Image::new`] establishes (the fields are public, so an image
+    /// built field by field is checked again before it is encoded or saved).
+    pub fn check(&self) -> Result<()> {
+        let (width, height, channels) = (self.width, self.height, self.channels);
         if channels != 1 && channels != 3 {
             return Err(Error::InvalidArgument(format!(
                 "channels = {channels}, must be 1 or 3"
@@ -32,18 +46,13 @@ impl Image {
             )));
         }
         let want = width as u64 * height as u64 * channels as u64;
-        if data.len() as u64 != want {
+        if self.data.len() as u64 != want {
             return Err(Error::InvalidArgument(format!(
                 "buffer has {} samples, {width}x{height}x{channels} needs {want}",
-                data.len()
+                self.data.len()
             )));
         }
-        Ok(Image {
-            width,
-            height,
-            channels,
-            data,
-        })
+        Ok(())
     }
 
     /// Decode PNG/JPEG/WebP/BMP/PNM/TIFF bytes. Gray stays gray; alpha is dropped; 16-bit is
@@ -85,7 +94,7 @@ impl Image {
     /// Encode as PNG.
     pub fn to_png(&self) -> Result<Vec<u8>> {
         let mut out = std::io::Cursor::new(Vec::new());
-        self.to_dynamic()
+        self.to_dynamic()?
             .write_to(&mut out, image::ImageFormat::Png)
             .map_err(|e| Error::Image(format!("cannot encode PNG: {e}")))?;
         Ok(out.into_inner())
@@ -94,22 +103,24 @@ impl Image {
     /// Write to a file; the format follows the extension (PNG when unknown).
     pub fn save(&self, path: &Path) -> Result<()> {
         let fmt = image::ImageFormat::from_path(path).unwrap_or(image::ImageFormat::Png);
-        self.to_dynamic()
+        self.to_dynamic()?
             .save_with_format(path, fmt)
             .map_err(|e| Error::Image(format!("cannot write {}: {e}", path.display())))
     }
 
-    fn to_dynamic(&self) -> image::DynamicImage {
+    fn to_dynamic(&self) -> Result<image::DynamicImage> {
+        self.check()?;
         let (w, h) = (self.width, self.height);
-        if self.channels == 3 {
+        let bad = || Error::InvalidArgument("image buffer does not match its size".into());
+        Ok(if self.channels == 3 {
             image::DynamicImage::ImageRgb8(
-                image::RgbImage::from_raw(w, h, self.data.clone()).unwrap_or_default(),
+                image::RgbImage::from_raw(w, h, self.data.clone()).ok_or_else(bad)?,
             )
         } else {
             image::DynamicImage::ImageLuma8(
-                image::GrayImage::from_raw(w, h, self.data.clone()).unwrap_or_default(),
+                image::GrayImage::from_raw(w, h, self.data.clone()).ok_or_else(bad)?,
             )
-        }
+        })
     }
 
     /// Planar `[-1, 1]` samples: `v / 127.5 - 1`.

@@ -102,8 +102,9 @@ enum Command {
         #[arg(long)]
         bytes: Option<usize>,
         /// Denoiser evaluations for flow/ancestral reconstruction.
-        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps)]
-        flow_steps: usize,
+        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps as u16,
+              value_parser = clap::value_parser!(u16).range(0..=1000))]
+        flow_steps: u16,
         /// Use this embedded model instead of the one the stream names.
         #[arg(long)]
         model: Option<String>,
@@ -150,8 +151,9 @@ enum Command {
         #[arg(long)]
         no_baselines: bool,
         /// Denoiser evaluations for flow/ancestral.
-        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps)]
-        flow_steps: usize,
+        #[arg(long, default_value_t = ReconstructOptions::default().flow_steps as u16,
+              value_parser = clap::value_parser!(u16).range(0..=1000))]
+        flow_steps: u16,
         /// log2 of the candidates per chunk.
         #[arg(long, default_value_t = EncoderOptions::default().log2_k)]
         log2_k: u8,
@@ -339,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let opts = ReconstructOptions {
                 method: method.into(),
-                flow_steps,
+                flow_steps: flow_steps as usize,
                 ..Default::default()
             };
             let (img, report) = decoder.decode(&data, &opts)?;
@@ -464,7 +466,7 @@ fn run(cli: Cli) -> Result<()> {
                     ..Default::default()
                 },
                 methods: methods.into_iter().map(Method::from).collect(),
-                flow_steps,
+                flow_steps: flow_steps as usize,
                 limit,
                 baselines: !no_baselines,
             };

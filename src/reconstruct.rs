@@ -47,6 +47,9 @@ impl std::fmt::Display for Method {
     }
 }
 
+/// Most denoiser evaluations `flow` / `ancestral` may take (each is a full network pass).
+pub const MAX_FLOW_STEPS: usize = 1000;
+
 /// Reconstruction settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReconstructOptions {
@@ -137,6 +140,12 @@ pub fn reconstruct(
         // Nothing received: the same x_hat = 0 that step 0 is coded against (mid-gray).
         return Ok(vec![0.0; c * h * w]);
     };
+    if opts.flow_steps > MAX_FLOW_STEPS || !opts.lambda_end.is_finite() {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "flow_steps {} (at most {MAX_FLOW_STEPS}) / lambda_end {} (must be finite)",
+            opts.flow_steps, opts.lambda_end
+        )));
+    }
     let x0 = predict(model, latent.z, c, h, w, lambda)?;
     if opts.method == Method::Denoise || opts.flow_steps == 0 || lambda >= opts.lambda_end {
         return Ok(x0);

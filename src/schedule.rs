@@ -56,7 +56,8 @@ impl Grid {
         if self.steps == 0 {
             return Err(Error::format("steps", "grid has zero steps"));
         }
-        if self.start_q.abs() > lim || self.stop_q.abs() > lim {
+        // `unsigned_abs`: `i32::MIN.abs()` overflows (and would wrap past the check).
+        if self.start_q.unsigned_abs() > lim as u32 || self.stop_q.unsigned_abs() > lim as u32 {
             return Err(Error::format(
                 "lambda_start/lambda_stop",
                 format!(

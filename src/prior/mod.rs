@@ -53,6 +53,13 @@ pub trait Denoiser: Send + Sync {
     fn model_id(&self) -> u64;
     /// Predict `x_hat` (3 channels, same size as `z`, `[-1, 1]` scale) from `z` at `lambda`.
     fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes>;
+    /// Upper estimate of the bytes one `predict_x` call allocates for a `height x width` image
+    /// (activations, padding). Codecs check it against [`crate::Limits::max_alloc_bytes`]
+    /// before decoding, so a header cannot make the model allocate without bound.
+    fn working_bytes(&self, height: usize, width: usize) -> u64 {
+        let _ = (height, width);
+        0
+    }
 }
 
 pub mod gauss;

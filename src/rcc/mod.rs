@@ -78,6 +78,17 @@ impl Layout {
         1 << self.log2_k
     }
 
+    /// Peak bytes [`encode_step`] allocates for scoring with this layout: the pool and its
+    /// transpose (`2 K w` floats) plus one tile of scores and its copy
+    /// (`2 * TILE_CHUNKS * segments * K` floats). Encoders check it against their limits.
+    pub fn scoring_bytes(&self) -> u64 {
+        let k = self.k() as u64;
+        let rows = self.n_chunks.min(TILE_CHUNKS) as u64 * self.segments as u64;
+        4u64.saturating_mul(
+            (2 * k * self.width as u64).saturating_add(rows.saturating_mul(k).saturating_mul(2)),
+        )
+    }
+
     /// Positions `[start, end)` of chunk `c` in the permuted order: `floor(c D / n)`.
     pub fn chunk_bounds(&self, c: usize) -> (usize, usize) {
         let f = |c: usize| ((c as u128 * self.dims as u128) / self.n_chunks as u128) as usize;
@@ -195,6 +206,7 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
             pool_t[i * k + r] = pool[r * w + i];
         }
     }
+    drop(pool);
     let pool_t = candle_core::Tensor::from_vec(pool_t, (w, k), &candle_core::Device::Cpu)?;
 
     let n_tiles = layout.n_chunks.div_ceil(TILE_CHUNKS);
