@@ -164,9 +164,8 @@ impl Header {
             });
         }
         // Saturating: callers may raise the limits to u64::MAX; an overflow must still refuse.
-        let alloc = pixels
-            .saturating_mul(self.channels as u64)
-            .saturating_mul(BYTES_PER_DIM);
+        let dims = pixels.saturating_mul(self.channels as u64);
+        let alloc = dims.saturating_mul(BYTES_PER_DIM);
         if alloc > limits.max_alloc_bytes {
             return Err(Error::Limits {
                 what: "allocation bytes",
@@ -174,7 +173,6 @@ impl Header {
                 max: limits.max_alloc_bytes,
             });
         }
-        let dims = pixels.saturating_mul(self.channels as u64);
         if dims > u32::MAX as u64 {
             // Dimension indices (the per-step permutation) are 32-bit in the format.
             return Err(Error::Limits {

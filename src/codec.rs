@@ -237,17 +237,13 @@ impl Encoder {
                     };
                     let snr_t = lt.map(f64::exp).unwrap_or(0.0);
                     let snr_new = snr_t + (ls.exp() - snr_t) * frac;
-                    let lim = (MAX_ABS_LAMBDA / LAMBDA_UNIT) as i32;
-                    let q_min = lt
-                        .map(|l| (l / LAMBDA_UNIT).floor() as i32 + 1)
-                        .unwrap_or(-lim);
+                    let Some(q_min) = first_q_above(lt) else {
+                        break;
+                    };
                     // Grid steps finer than the fixed point can leave no representable lambda
                     // between the previous step and this one; then take the next representable
                     // one (decoders only require the final lambda to exceed the previous one).
                     let q_max = ((ls / LAMBDA_UNIT).round() as i32).max(q_min);
-                    if q_min > lim {
-                        break;
-                    }
                     let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32).clamp(q_min, q_max);
                     ls = q as f64 * LAMBDA_UNIT;
                     final_lambda_q = Some(q);
@@ -258,13 +254,10 @@ impl Encoder {
             if final_lambda_q.is_none() && i + 1 == n_steps && n_steps < self.grid.steps as usize {
                 // Encoding stops before the grid's end: mark the last packet final so decoders
                 // report a complete stream (its lambda rounded to the stream's fixed point).
-                let lim = (MAX_ABS_LAMBDA / LAMBDA_UNIT) as i32;
-                let mut q = (ls / LAMBDA_UNIT).round() as i32;
-                if let Some(l) = lt {
-                    // Round up past the previous lambda if the grid is finer than the fixed point.
-                    q = q.max((l / LAMBDA_UNIT).floor() as i32 + 1);
-                }
-                if q <= lim && lt.is_none_or(|l| q as f64 * LAMBDA_UNIT > l) {
+                // Rounded up past the previous lambda if the grid is finer than the fixed point.
+                if let Some(q) =
+                    first_q_above(lt).map(|q_min| ((ls / LAMBDA_UNIT).round() as i32).max(q_min))
+                {
                     ls = q as f64 * LAMBDA_UNIT;
                     final_lambda_q = Some(q);
                     tr = Transition::new(lt, ls);
@@ -608,6 +601,15 @@ impl StreamingDecoder {
             data: x,
         })
     }
+}
+
+/// The smallest fixed-point lambda (1/256 units) a step after `lt` may reach: just above the
+/// previous lambda, or the format's lower bound at step 0; `None` when nothing representable
+/// is left above `lt`.
+fn first_q_above(lt: Option<f64>) -> Option<i32> {
+    let lim = (MAX_ABS_LAMBDA / LAMBDA_UNIT) as i32;
+    let q = lt.map_or(-lim, |l| (l / LAMBDA_UNIT).floor() as i32 + 1);
+    (q <= lim).then_some(q)
 }
 
 /// Refuse images whose codec buffers plus the model's working memory exceed the limits.
