@@ -150,9 +150,34 @@ fn prof2() -> candle_core::Result<()> {
 fn check(weights: &str, dir: &str) -> diffc::Result<()> {
     use diffc::prior::{Denoiser, Planes};
     let bytes = std::fs::read(weights)?;
-    let d = diffc::prior::net::NetDenoiser::from_safetensors_bytes("tiny", &bytes, &Device::Cpu)?;
+    let net = diffc::prior::net::NetDenoiser::from_safetensors_bytes("tiny", &bytes, &Device::Cpu)?;
+    // The network alone by default. CHECK_MULTISCALE=t1,t2,.. evaluates it the way the codec
+    // may (halved once per threshold lambda lies below; `prior::multiscale`);
+    // CHECK_LAMBDAS=a,b,c picks the log-SNRs (default: the validation bands).
+    let d: std::sync::Arc<dyn Denoiser> = match std::env::var("CHECK_MULTISCALE") {
+        Ok(v) => {
+            let t: Vec<f64> = v
+                .split(',')
+                .map(|t| t.parse().expect("CHECK_MULTISCALE: numbers"))
+                .collect();
+            std::sync::Arc::new(diffc::prior::multiscale::Multiscale::new(
+                "tiny",
+                0,
+                std::sync::Arc::new(net),
+                &t,
+            ))
+        }
+        Err(_) => std::sync::Arc::new(net),
+    };
+    let lambdas: Vec<f32> = match std::env::var("CHECK_LAMBDAS") {
+        Ok(v) => v
+            .split(',')
+            .map(|t| t.parse().expect("CHECK_LAMBDAS: numbers"))
+            .collect(),
+        Err(_) => diffc::train::VAL_LAMBDAS.to_vec(),
+    };
     let files = diffc::data::list_images(dir.as_ref())?;
-    for &l in &diffc::train::VAL_LAMBDAS {
+    for &l in &lambdas {
         let (a, s) = (diffc::prior::net::alpha_f(l), diffc::prior::net::sigma_f(l));
         let (mut num, mut den, mut secs) = (0f64, 0f64, 0f64);
         let mut rng = diffc::data::Rng::new(7);

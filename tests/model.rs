@@ -20,6 +20,38 @@ fn embedded_default_model_loads_and_is_pinned_by_id() {
 }
 
 #[test]
+fn multiscale_evaluation_is_part_of_the_model_id() {
+    let bytes = std::fs::read(format!(
+        "{}/models/shipped/tiny.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let embedded = prior::load_model("tiny").unwrap();
+    assert!(!prior::multiscale_thresholds("tiny").is_empty());
+    assert_ne!(embedded.model_id(), prior::fnv1a64(&bytes));
+    assert_eq!(embedded.model_id(), prior::network_model_id("tiny", &bytes));
+    // The same weights from a file are the same model, so its streams decode with either.
+    let dir = std::env::temp_dir().join(format!("diffc-ms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let from_file = prior::load_model_file("tiny", &path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(from_file.model_id(), embedded.model_id());
+    // Below the first threshold the prediction is smooth (upsampled from a smaller latent) yet
+    // still the right size; above it the network sees the full latent.
+    let x = fixture("dragonfly_96x64.png").to_planes();
+    for lambda in [-3.0, -1.0, 2.0] {
+        let out = embedded.predict_x(&x, lambda).unwrap();
+        assert_eq!(
+            (out.channels, out.height, out.width),
+            (3, x.height, x.width)
+        );
+        assert!(out.data.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
 fn denoiser_is_deterministic_and_beats_identity_at_lambda_3() {
     let m = prior::load_model(prior::DEFAULT_MODEL).unwrap();
     let x = fixture("dragonfly_96x64.png").to_planes();

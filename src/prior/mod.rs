@@ -63,6 +63,7 @@ pub trait Denoiser: Send + Sync {
 }
 
 pub mod gauss;
+pub mod multiscale;
 pub mod net;
 
 use std::sync::Arc;
@@ -71,12 +72,7 @@ use crate::error::Error;
 
 /// FNV-1a 64-bit hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3): the model id.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    fnv1a64_continue(0xcbf2_9ce4_8422_2325, bytes)
 }
 
 /// Name of the model used when none is chosen.
@@ -99,6 +95,57 @@ pub fn available_models() -> Vec<&'static str> {
     v
 }
 
+/// Log-SNR thresholds below which the named network runs on a 2x-averaged latent, once per
+/// threshold passed ([`multiscale::Multiscale`]); part of the model's definition and id.
+/// Measured for `tiny` with `examples/train --check` on whole dev images (`models/README.md`).
+pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
+    match name {
+        "tiny" => &[0.125, -1.75],
+        _ => &[],
+    }
+}
+
+/// Stream id of a network: FNV-1a 64 of its safetensors bytes, continued over
+/// `"diffc-multiscale-v1"` and each threshold as 8 little-endian bytes of its f64 when the
+/// network is evaluated at several scales (`spec/reconstruction.md#models`).
+pub fn network_model_id(name: &str, weights: &[u8]) -> u64 {
+    let t = multiscale_thresholds(name);
+    if t.is_empty() {
+        return fnv1a64(weights);
+    }
+    let mut tail = b"diffc-multiscale-v1".to_vec();
+    for v in t {
+        tail.extend_from_slice(&v.to_le_bytes());
+    }
+    fnv1a64_continue(fnv1a64(weights), &tail)
+}
+
+/// Continue an FNV-1a 64 hash `h` over more bytes.
+pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Build the codec prior of a named network from its weight bytes: the network, wrapped in its
+/// multiscale evaluation when it has one.
+fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
+    let net = net::NetDenoiser::from_safetensors_bytes(name, bytes, &default_device()?)?;
+    let t = multiscale_thresholds(name);
+    if t.is_empty() {
+        return Ok(Arc::new(net));
+    }
+    let id = network_model_id(name, bytes);
+    Ok(Arc::new(multiscale::Multiscale::new(
+        name,
+        id,
+        Arc::new(net),
+        t,
+    )))
+}
+
 /// Load a model by name (embedded weights, or the closed-form `gauss`).
 pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
     if name == "gauss" {
@@ -113,21 +160,14 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
                 available_models().join(", ")
             ))
         })?;
-    Ok(Arc::new(net::NetDenoiser::from_safetensors_bytes(
-        name,
-        bytes,
-        &default_device()?,
-    )?))
+    network_prior(name, bytes)
 }
 
-/// Load network weights from a safetensors file; `name` picks the architecture.
+/// Load network weights from a safetensors file; `name` picks the architecture (and the
+/// multiscale evaluation).
 pub fn load_model_file(name: &str, path: &std::path::Path) -> Result<Arc<dyn Denoiser>> {
     let bytes = std::fs::read(path)?;
-    Ok(Arc::new(net::NetDenoiser::from_safetensors_bytes(
-        name,
-        &bytes,
-        &default_device()?,
-    )?))
+    network_prior(name, &bytes)
 }
 
 /// Find the model a stream was coded with among the embedded ones, by its id.
@@ -136,7 +176,7 @@ pub fn load_model_by_id(id: u64) -> Result<Arc<dyn Denoiser>> {
         return load_model("gauss");
     }
     for (name, bytes) in embedded_weights() {
-        if fnv1a64(bytes) == id {
+        if network_model_id(name, bytes) == id {
             return load_model(name);
         }
     }
