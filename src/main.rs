@@ -563,7 +563,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models => {
             for name in prior::available_models() {
                 let m = prior::load_model(name)?;
-                println!("{name:<8} id {:016x}", m.model_id());
+                let t = prior::multiscale_thresholds(name);
+                let scales = if t.is_empty() {
+                    String::new()
+                } else {
+                    let t: Vec<String> = t.iter().map(|v| v.to_string()).collect();
+                    format!("  (half resolution below lambda {})", t.join(", then "))
+                };
+                println!("{name:<8} id {:016x}{scales}", m.model_id());
             }
             Ok(())
         }

@@ -143,3 +143,18 @@ fn failures_exit_nonzero_with_one_line() {
         );
     }
 }
+
+#[test]
+fn models_lists_every_embedded_model_with_its_stream_id() {
+    let o = diffc().arg("models").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in diffc::prior::available_models() {
+        let id = diffc::prior::load_model(name).unwrap().model_id();
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{out}"));
+        assert!(line.contains(&format!("{id:016x}")), "{line}");
+    }
+}
