@@ -197,3 +197,17 @@ pub fn default_device() -> Result<candle_core::Device> {
         Ok(candle_core::Device::Cpu)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_id_known_answers() {
+        // spec/reconstruction.md#models
+        assert_eq!(fnv1a64(b"abc"), 0xE71F_A219_0541_574B);
+        assert_eq!(network_model_id("tiny", b"abc"), 0x0394_261B_AE8B_8C5D);
+        assert_eq!(network_model_id("test", b"abc"), fnv1a64(b"abc"));
+        assert_eq!(gauss::gauss_model_id(), 0x9820_9D16_F94A_2017);
+    }
+}

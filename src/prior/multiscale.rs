@@ -12,6 +12,10 @@
 //! c z_d is VP at lambda_d = lambda + ln 4
 //! ```
 //!
+//! (At an odd right or bottom edge the last pixel is replicated, so there the noise is only
+//! halved; the network is told a slightly higher log-SNR than it gets on that one row or
+//! column.)
+//!
 //! Applied twice, the latent is 4x4-averaged at `lambda + 2 ln 4`, and so on. Measured on whole
 //! dev images (`models/README.md`), the shipped network predicts *better* this way at low
 //! log-SNR (it saw few such noise levels in training, and the averaged latent lands where it
@@ -23,7 +27,10 @@
 use std::sync::Arc;
 
 use super::{Denoiser, Planes};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Extra bytes per image pixel the multiscale planes may take on top of the inner model's.
+pub const MULTISCALE_BYTES_PER_PIXEL: u64 = 32;
 
 /// A denoiser that runs `inner` on the latent averaged down by `2^levels`, where `levels` is the
 /// number of `thresholds` that `lambda` lies strictly below, and upsamples the prediction back.
@@ -71,7 +78,8 @@ pub fn downsample2(z: &Planes, scale: f32) -> Planes {
 }
 
 /// Bilinear 2x upsampling (pixel centres: output `i` samples input `(i - 0.5) / 2`, clamped to
-/// the edge) to exactly `(C, height, width)`.
+/// the edge) to exactly `(C, height, width)`; `s` is the `ceil(height/2) x ceil(width/2)`
+/// image [`downsample2`] made (other sizes are clamped at the edges, never read out of bounds).
 pub fn upsample2(s: &Planes, height: usize, width: usize) -> Planes {
     // Output coordinate i maps to input i/2 - 1/4: even i → 3/4 of floor(i/2) + 1/4 of the
     // previous one, odd i → 3/4 of floor(i/2) + 1/4 of the next one (clamped).
@@ -80,12 +88,15 @@ pub fn upsample2(s: &Planes, height: usize, width: usize) -> Planes {
         let other = if i % 2 == 0 {
             j.saturating_sub(1)
         } else {
-            (j + 1).min(n - 1)
+            j + 1
         };
-        (j.min(n - 1), other)
+        (j.min(n - 1), other.min(n - 1))
     };
     let (hs, ws) = (s.height, s.width);
     let mut out = Planes::zeros(s.channels, height, width);
+    if hs == 0 || ws == 0 || s.data.len() < s.channels * hs * ws {
+        return out;
+    }
     for c in 0..s.channels {
         let src = &s.data[c * hs * ws..(c + 1) * hs * ws];
         for y in 0..height {
@@ -113,15 +124,29 @@ impl Denoiser for Multiscale {
     }
 
     fn working_bytes(&self, height: usize, width: usize) -> u64 {
-        // The full-resolution pass is the largest; the smaller planes (< 1/3 of a 3-plane f32
-        // image, twice: latents and predictions) come on top.
-        self.inner
-            .working_bytes(height, width)
-            .saturating_add(8 * (height as u64).saturating_mul(width as u64))
+        // Bounded by the full-resolution pass of the inner model plus, on top, the smaller
+        // latents and predictions (3 f32 planes each; at most 3/4 of a full image per kind even
+        // for one-row images, whose halvings only shrink one side) and the full-size upsampled
+        // output: 12 + 9 + 9 bytes per pixel, rounded up.
+        self.inner.working_bytes(height, width).saturating_add(
+            MULTISCALE_BYTES_PER_PIXEL * (height as u64).saturating_mul(width as u64),
+        )
     }
 
     fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes> {
         let levels = self.levels(lambda);
+        if levels == 0 {
+            return self.inner.predict_x(z, lambda);
+        }
+        if z.height == 0 || z.width == 0 || z.data.len() != z.channels * z.height * z.width {
+            return Err(Error::InvalidArgument(format!(
+                "multiscale prior needs a non-empty image, got {}x{}x{} with {} samples",
+                z.channels,
+                z.height,
+                z.width,
+                z.data.len()
+            )));
+        }
         let mut sizes = Vec::with_capacity(levels);
         let mut small = None;
         let mut lam = lambda;
@@ -134,7 +159,22 @@ impl Denoiser for Multiscale {
             small = Some(downsample2(cur, c as f32));
             lam += 4f64.ln();
         }
-        let mut x = self.inner.predict_x(small.as_ref().unwrap_or(z), lam)?;
+        let small = small.as_ref().unwrap_or(z);
+        let mut x = self.inner.predict_x(small, lam)?;
+        if (x.channels, x.height, x.width) != (small.channels, small.height, small.width)
+            || x.data.len() != x.channels * x.height * x.width
+        {
+            return Err(Error::Model(format!(
+                "denoiser returned {}x{}x{} ({} samples) for a {}x{}x{} latent",
+                x.channels,
+                x.height,
+                x.width,
+                x.data.len(),
+                small.channels,
+                small.height,
+                small.width
+            )));
+        }
         for &(h, w) in sizes.iter().rev() {
             x = upsample2(&x, h, w);
         }
@@ -212,5 +252,37 @@ mod tests {
             assert_eq!((a.height, a.width), (4, 6));
             assert_ne!(a, b);
         }
+    }
+
+    /// Returns a fixed-size image whatever it is given.
+    struct WrongSize;
+    impl Denoiser for WrongSize {
+        fn name(&self) -> &str {
+            "wrong"
+        }
+        fn model_id(&self) -> u64 {
+            0
+        }
+        fn predict_x(&self, _z: &Planes, _lambda: f64) -> Result<Planes> {
+            Ok(Planes::zeros(3, 1, 1))
+        }
+    }
+
+    #[test]
+    fn bad_inner_output_and_bad_input_are_errors_not_panics() {
+        let m = Multiscale::new("t", 1, Arc::new(WrongSize), &[0.0]);
+        let z = Planes::zeros(3, 9, 7);
+        assert!(matches!(m.predict_x(&z, -1.0), Err(Error::Model(_))));
+        let bad = Planes {
+            data: vec![0.0; 5],
+            ..z.clone()
+        };
+        assert!(matches!(
+            m.predict_x(&bad, -1.0),
+            Err(Error::InvalidArgument(_))
+        ));
+        // Upsampling from a mismatched size clamps instead of reading out of bounds.
+        let u = upsample2(&Planes::zeros(3, 1, 1), 9, 7);
+        assert_eq!(u.data.len(), 3 * 9 * 7);
     }
 }
