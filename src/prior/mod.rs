@@ -109,15 +109,20 @@ pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
 /// `"diffc-multiscale-v1"` and each threshold as 8 little-endian bytes of its f64 when the
 /// network is evaluated at several scales (`spec/reconstruction.md#models`).
 pub fn network_model_id(name: &str, weights: &[u8]) -> u64 {
+    with_multiscale_suffix(name, fnv1a64(weights))
+}
+
+/// Continue a network's weight hash over its multiscale thresholds (unchanged without any).
+fn with_multiscale_suffix(name: &str, weights_hash: u64) -> u64 {
     let t = multiscale_thresholds(name);
     if t.is_empty() {
-        return fnv1a64(weights);
+        return weights_hash;
     }
     let mut tail = b"diffc-multiscale-v1".to_vec();
     for v in t {
         tail.extend_from_slice(&v.to_le_bytes());
     }
-    fnv1a64_continue(fnv1a64(weights), &tail)
+    fnv1a64_continue(weights_hash, &tail)
 }
 
 /// Continue an FNV-1a 64 hash `h` over more bytes.
@@ -137,7 +142,8 @@ fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
     if t.is_empty() {
         return Ok(Arc::new(net));
     }
-    let id = network_model_id(name, bytes);
+    // The network already hashed its weights; only the suffix is new.
+    let id = with_multiscale_suffix(name, net.model_id());
     Ok(Arc::new(multiscale::Multiscale::new(
         name,
         id,
