@@ -1,6 +1,10 @@
-//! 8-bit images in and out, and their conversion to the codec's `[-1, 1]` planes.
+//! 8-bit images in and out, and their conversion to the codec's `[-1, 1]` planes; output
+//! formats chosen from a file extension; files replaced atomically.
 
-use std::path::Path;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::prior::Planes;
@@ -63,9 +67,9 @@ impl Image {
         Ok(Self::from_dynamic(dynimg))
     }
 
-    /// Read an image file.
+    /// Read an image file (errors name the path).
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)?;
+        let bytes = std::fs::read(path).map_err(|e| io_error_at(path, e))?;
         Self::decode(&bytes).map_err(|e| match e {
             Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
             e => e,
@@ -93,19 +97,69 @@ impl Image {
 
     /// Encode as PNG.
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let mut out = std::io::Cursor::new(Vec::new());
-        self.to_dynamic()?
-            .write_to(&mut out, image::ImageFormat::Png)
-            .map_err(|e| Error::Image(format!("cannot encode PNG: {e}")))?;
-        Ok(out.into_inner())
+        self.encode_as(OutputFormat::Png)
     }
 
-    /// Write to a file; the format follows the extension (PNG when unknown).
+    /// Encode in `format`. [`OutputFormat::Ppm`] expands gray to RGB; [`OutputFormat::Pgm`]
+    /// converts RGB to luma (BT.709 weights, as the `image` crate does); every other format
+    /// keeps the channels. JPEG is written at quality 95; WebP is lossless.
+    pub fn encode_as(&self, format: OutputFormat) -> Result<Vec<u8>> {
+        let dynimg = self.to_dynamic()?;
+        let (w, h) = (self.width, self.height);
+        let pnm = |magic: &str, data: &[u8]| {
+            let mut out = format!("{magic}\n{w} {h}\n255\n").into_bytes();
+            out.extend_from_slice(data);
+            out
+        };
+        let encoded = match format {
+            OutputFormat::Ppm => pnm("P6", dynimg.to_rgb8().as_raw()),
+            OutputFormat::Pgm => pnm("P5", dynimg.to_luma8().as_raw()),
+            OutputFormat::Pnm if self.channels == 3 => pnm("P6", &self.data),
+            OutputFormat::Pnm => pnm("P5", &self.data),
+            OutputFormat::Pam => {
+                let tupltype = if self.channels == 3 {
+                    "RGB"
+                } else {
+                    "GRAYSCALE"
+                };
+                let mut out = format!(
+                    "P7\nWIDTH {w}\nHEIGHT {h}\nDEPTH {}\nMAXVAL 255\nTUPLTYPE {tupltype}\nENDHDR\n",
+                    self.channels
+                )
+                .into_bytes();
+                out.extend_from_slice(&self.data);
+                out
+            }
+            OutputFormat::Jpeg => {
+                let mut out = Vec::new();
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+                    .encode_image(&dynimg)
+                    .map_err(|e| Error::Image(format!("cannot encode JPEG: {e}")))?;
+                out
+            }
+            OutputFormat::Png | OutputFormat::Bmp | OutputFormat::Tiff | OutputFormat::Webp => {
+                let fmt = match format {
+                    OutputFormat::Png => image::ImageFormat::Png,
+                    OutputFormat::Bmp => image::ImageFormat::Bmp,
+                    OutputFormat::Tiff => image::ImageFormat::Tiff,
+                    _ => image::ImageFormat::WebP,
+                };
+                let mut out = std::io::Cursor::new(Vec::new());
+                dynimg
+                    .write_to(&mut out, fmt)
+                    .map_err(|e| Error::Image(format!("cannot encode {}: {e}", format.name())))?;
+                out.into_inner()
+            }
+        };
+        Ok(encoded)
+    }
+
+    /// Write to a file in the format its extension names (an unsupported or missing extension
+    /// is an error; see [`OutputFormat::from_path`]). The file is replaced atomically
+    /// ([`write_atomic`]): a failure never leaves a partial or emptied file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let fmt = image::ImageFormat::from_path(path).unwrap_or(image::ImageFormat::Png);
-        self.to_dynamic()?
-            .save_with_format(path, fmt)
-            .map_err(|e| Error::Image(format!("cannot write {}: {e}", path.display())))
+        let format = OutputFormat::from_path(path)?;
+        write_atomic(path, &self.encode_as(format)?)
     }
 
     fn to_dynamic(&self) -> Result<image::DynamicImage> {
@@ -151,6 +205,241 @@ impl Image {
         }
         Image::new(w as u32, h as u32, c as u8, data)
     }
+}
+
+/// An image file format this crate can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// PNG (lossless, gray or RGB).
+    Png,
+    /// Binary PPM (`P6`); gray images are expanded to RGB.
+    Ppm,
+    /// Binary PGM (`P5`); RGB images are converted to luma.
+    Pgm,
+    /// PAM (`P7`), `TUPLTYPE GRAYSCALE` or `RGB`.
+    Pam,
+    /// `P5` for gray images, `P6` for RGB (the `.pnm` extension).
+    Pnm,
+    /// BMP.
+    Bmp,
+    /// TIFF.
+    Tiff,
+    /// Baseline JPEG, quality 95.
+    Jpeg,
+    /// Lossless WebP.
+    Webp,
+}
+
+/// The extensions [`OutputFormat::from_extension`] knows, for messages.
+pub const OUTPUT_EXTENSIONS: &str = ".png .ppm .pgm .pam .pnm .bmp .tif .tiff .jpg .jpeg .webp";
+
+impl OutputFormat {
+    /// The format a file extension (without the dot, any case) names, if it can be written.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        Some(match ext.to_ascii_lowercase().as_str() {
+            "png" => Self::Png,
+            "ppm" => Self::Ppm,
+            "pgm" => Self::Pgm,
+            "pam" => Self::Pam,
+            "pnm" => Self::Pnm,
+            "bmp" => Self::Bmp,
+            "tif" | "tiff" => Self::Tiff,
+            "jpg" | "jpeg" => Self::Jpeg,
+            "webp" => Self::Webp,
+            _ => return None,
+        })
+    }
+
+    /// The format of `path`'s extension; an error naming the path and the supported
+    /// extensions when it has none or one that cannot be written (`.gif`, `.avif`, `.jxl`, ...).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path.extension().map(|e| e.to_string_lossy()) {
+            Some(ext) => Self::from_extension(&ext).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: cannot write .{ext} images (supported extensions: {OUTPUT_EXTENSIONS})",
+                    path.display()
+                ))
+            }),
+            None => Err(Error::InvalidArgument(format!(
+                "{}: no file extension to choose the image format from (supported extensions: {OUTPUT_EXTENSIONS})",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The usual file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Ppm => "ppm",
+            Self::Pgm => "pgm",
+            Self::Pam => "pam",
+            Self::Pnm => "pnm",
+            Self::Bmp => "bmp",
+            Self::Tiff => "tif",
+            Self::Jpeg => "jpg",
+            Self::Webp => "webp",
+        }
+    }
+
+    /// Short name, e.g. `PNG`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Png => "PNG",
+            Self::Ppm => "PPM",
+            Self::Pgm => "PGM",
+            Self::Pam => "PAM",
+            Self::Pnm => "PNM",
+            Self::Bmp => "BMP",
+            Self::Tiff => "TIFF",
+            Self::Jpeg => "JPEG",
+            Self::Webp => "WebP",
+        }
+    }
+}
+
+/// What kind of file `bytes` look like, from their magic bytes: `Some("PNG")`, `Some("diffc
+/// stream")`, ... or `None` when unknown. Recognises more formats than this crate reads, so
+/// a wrong input can be named.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    let b = bytes;
+    let at = |off: usize, m: &[u8]| b.len() >= off + m.len() && &b[off..off + m.len()] == m;
+    Some(if at(0, &crate::bitstream::MAGIC) {
+        "diffc stream"
+    } else if at(0, b"\x89PNG\r\n\x1a\n") {
+        "PNG"
+    } else if at(0, &[0xFF, 0xD8, 0xFF]) {
+        "JPEG"
+    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
+        "GIF"
+    } else if at(0, b"RIFF") && at(8, b"WEBP") {
+        "WebP"
+    } else if at(0, b"II*\0") || at(0, b"MM\0*") {
+        "TIFF"
+    } else if at(0, b"BM") && b.len() >= 26 {
+        "BMP"
+    } else if at(4, b"ftypavif") || at(4, b"ftypavis") {
+        "AVIF"
+    } else if at(4, b"ftypheic") || at(4, b"ftypheix") || at(4, b"ftypmif1") {
+        "HEIF"
+    } else if at(0, &[0xFF, 0x0A]) || at(0, b"\0\0\0\x0cJXL \r\n\x87\n") {
+        "JPEG XL"
+    } else if at(0, b"qoif") {
+        "QOI"
+    } else if at(0, b"\x76\x2f\x31\x01") {
+        "OpenEXR"
+    } else if at(0, b"#?RADIANCE") || at(0, b"#?RGBE") {
+        "Radiance HDR"
+    } else if b.len() >= 3
+        && b[0] == b'P'
+        && (b'1'..=b'7').contains(&b[1])
+        && b[2].is_ascii_whitespace()
+    {
+        "PNM"
+    } else {
+        return None;
+    })
+}
+
+/// `e` with `path` in front of its message, as `diffc::Error::Io`.
+pub fn io_error_at(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
+/// Where [`write_atomic`] puts the bytes in the end: a symlink is followed (the link stays).
+fn final_target(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).unwrap_or(path.to_owned()),
+        _ => path.to_owned(),
+    }
+}
+
+/// `.<name>.diffc-tmp-<pid>-<n>` next to `target`.
+fn temp_path(target: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(".{name}.diffc-tmp-{}-{n}", std::process::id()))
+}
+
+/// Whether an existing `target` is something other than a regular file we may replace:
+/// `Ok(true)` for devices and pipes (written in place), an error for a folder or a read-only
+/// file, `Ok(false)` for a regular file or no file.
+fn written_in_place(path: &Path, target: &Path) -> Result<bool> {
+    match fs::metadata(target) {
+        Ok(m) if m.is_dir() => Err(io_error_at(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a folder"),
+        )),
+        Ok(m) if m.is_file() && m.permissions().readonly() => Err(io_error_at(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "file is read-only; not replaced",
+            ),
+        )),
+        Ok(m) => Ok(!m.is_file()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Check, before any work, that [`write_atomic`] can write `path`: its folder exists and
+/// accepts a new file, and `path` is not a folder or a read-only file. Leaves nothing behind.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let target = final_target(path);
+    if written_in_place(path, &target)? {
+        return Ok(());
+    }
+    let tmp = temp_path(&target);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_error_at(path, e))?;
+    let _ = fs::remove_file(&tmp);
+    Ok(())
+}
+
+/// Replace `path` with `bytes` atomically: write a temporary file in the same folder
+/// (`.<name>.diffc-tmp-<pid>-<n>`), flush it to disk, then rename it over `path`. On any error
+/// the temporary file is removed and `path` is untouched — never partial, never emptied. A
+/// symlink is followed; a device or pipe (e.g. `/dev/null`) is written directly; an existing
+/// file keeps its permissions; a read-only file or a folder is refused. Errors name `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let target = final_target(path);
+    if written_in_place(path, &target)? {
+        return fs::write(&target, bytes).map_err(|e| io_error_at(path, e));
+    }
+    let tmp = temp_path(&target);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        if let Ok(m) = fs::metadata(&target) {
+            f.set_permissions(m.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &target)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_error_at(path, e));
+    }
+    // Make the rename itself durable (best effort: not every platform can open a folder).
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Peak signal-to-noise ratio in dB between two 8-bit images of the same shape.

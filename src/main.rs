@@ -1,5 +1,6 @@
 //! The `diffc` command-line tool: a thin layer over the library API.
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,10 +9,11 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use diffc::image_io::{self, io_error_at, OutputFormat, OUTPUT_EXTENSIONS};
 use diffc::prior::{self, Denoiser};
 use diffc::{
-    Decoder, Encoder, EncoderOptions, Error, Image, Limits, Method, RateTarget, ReconstructOptions,
-    Result, Stop,
+    DecodeReport, Encoder, EncoderOptions, Error, Image, Limits, Method, ModelChoice, RateTarget,
+    ReconstructOptions, Stop, StreamingDecoder,
 };
 
 #[derive(Parser)]
@@ -43,6 +45,36 @@ impl From<MethodArg> for Method {
             MethodArg::Flow => Method::Flow,
             MethodArg::Ancestral => Method::Ancestral,
             MethodArg::Denoise => Method::Denoise,
+        }
+    }
+}
+
+/// `--format`: the image format to write, overriding the output's extension.
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Png,
+    Ppm,
+    Pgm,
+    Pam,
+    Bmp,
+    #[value(alias = "tif")]
+    Tiff,
+    #[value(alias = "jpg")]
+    Jpeg,
+    Webp,
+}
+
+impl From<FormatArg> for OutputFormat {
+    fn from(f: FormatArg) -> OutputFormat {
+        match f {
+            FormatArg::Png => OutputFormat::Png,
+            FormatArg::Ppm => OutputFormat::Ppm,
+            FormatArg::Pgm => OutputFormat::Pgm,
+            FormatArg::Pam => OutputFormat::Pam,
+            FormatArg::Bmp => OutputFormat::Bmp,
+            FormatArg::Tiff => OutputFormat::Tiff,
+            FormatArg::Jpeg => OutputFormat::Jpeg,
+            FormatArg::Webp => OutputFormat::Webp,
         }
     }
 }
@@ -87,14 +119,20 @@ enum Command {
         #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
         chunk_bits: f64,
     },
-    /// Decompress a diffc stream (complete or cut anywhere) to an image (PNG unless OUT has
-    /// another image extension).
+    /// Decompress a diffc stream (complete or cut anywhere) to an image in the format OUT's
+    /// extension names (.png .ppm .pgm .pam .pnm .bmp .tif .tiff .jpg .jpeg .webp) or --format.
+    /// OUT is replaced atomically, never left partial; the report says whether the stream was
+    /// complete, partial (cut) or corrupt.
     #[command(alias = "decode")]
     Decompress {
         /// Input stream, or `-` for stdin.
         input: String,
-        /// Output image, or `-` for PNG on stdout.
+        /// Output image, or `-` for stdout (PNG unless --format).
         output: String,
+        /// Image format to write, whatever OUT's extension (.ppm = binary P6, .pgm = binary P5
+        /// (RGB converted to luma), .pam = P7; WebP is lossless, JPEG quality 95).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
         /// Reconstruction from the last received step.
         #[arg(long, value_enum, default_value = "flow")]
         method: MethodArg,
@@ -111,7 +149,8 @@ enum Command {
         /// Load the model weights from this file (architecture from --model, default tiny).
         #[arg(long)]
         model_file: Option<PathBuf>,
-        /// Fail (exit code 1) instead of warning when the stream is corrupt.
+        /// Fail (exit code 1, no output written) unless the stream is complete: a partial
+        /// (cut) stream, a corrupt packet or trailing bytes after the last packet are errors.
         #[arg(long)]
         strict: bool,
     },
@@ -202,12 +241,15 @@ enum Command {
         seed: u64,
     },
     /// Decode a stream packet by packet and write one image per prefix (a visual check of
-    /// progressive decoding): OUTDIR/step_NNN.png.
+    /// progressive decoding): OUTDIR/step_NNN.png (or the --format extension).
     Progressive {
         /// Input stream.
         input: String,
         /// Output folder (created if missing).
         outdir: PathBuf,
+        /// Image format of the written files.
+        #[arg(long, value_enum, default_value = "png")]
+        format: FormatArg,
         /// Reconstruction.
         #[arg(long, value_enum, default_value = "flow")]
         method: MethodArg,
@@ -219,33 +261,187 @@ enum Command {
     Models,
 }
 
-fn read_input(path: &str) -> Result<Vec<u8>> {
-    if path == "-" {
-        let mut v = Vec::new();
-        std::io::stdin().read_to_end(&mut v)?;
-        Ok(v)
-    } else {
-        std::fs::read(path)
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}"))))
+/// A command-line failure: a library error, or a message of the CLI's own (already complete,
+/// usually starting with the path it is about).
+enum CliError {
+    Lib(Error),
+    Msg(String),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Lib(e)
     }
 }
 
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Lib(e) => e.fmt(f),
+            CliError::Msg(m) => f.write_str(m),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, CliError>;
+
+/// How a path is named in messages (`-` is stdin or stdout).
+fn shown(path: &str, stdio: &str) -> String {
+    if path == "-" {
+        stdio.into()
+    } else {
+        path.into()
+    }
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>> {
+    if path == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| io_error_at(Path::new("stdin"), e))?;
+        Ok(v)
+    } else {
+        Ok(std::fs::read(path).map_err(|e| io_error_at(Path::new(path), e))?)
+    }
+}
+
+/// Write `bytes` to stdout (`-`) or replace the file atomically (temporary file in the same
+/// folder, fsync, rename; nothing partial is ever left at `path`).
 fn write_output(path: &str, bytes: &[u8]) -> Result<()> {
     if path == "-" {
         let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()?;
+        out.write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| io_error_at(Path::new("stdout"), e))?;
         Ok(())
     } else {
-        std::fs::write(path, bytes)
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}"))))
+        Ok(image_io::write_atomic(Path::new(path), bytes)?)
+    }
+}
+
+/// Before any work: the output can be created (its folder exists and is writable, it is not a
+/// folder or a read-only file).
+fn check_output(path: &str) -> Result<()> {
+    if path != "-" {
+        image_io::check_writable(Path::new(path))?;
+    }
+    Ok(())
+}
+
+/// The image format to write to `path`: `--format`, else the extension (PNG for stdout and
+/// for a device or pipe without one, e.g. `/dev/null`).
+fn output_format(path: &str, format: Option<FormatArg>) -> Result<OutputFormat> {
+    if let Some(f) = format {
+        return Ok(f.into());
+    }
+    let p = Path::new(path);
+    let special = std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    if path == "-" || (special && p.extension().is_none()) {
+        // stdout, or a device or pipe such as /dev/null.
+        return Ok(OutputFormat::Png);
+    }
+    match p.extension().map(|e| e.to_string_lossy()) {
+        Some(ext) => OutputFormat::from_extension(&ext).ok_or_else(|| {
+            CliError::Msg(format!(
+                "{path}: cannot write .{ext} images (supported extensions: {OUTPUT_EXTENSIONS}; or choose one with --format png|ppm|pgm|pam|bmp|tiff|jpeg|webp)"
+            ))
+        }),
+        None => Err(CliError::Msg(format!(
+            "{path}: no file extension to choose the image format from (supported extensions: {OUTPUT_EXTENSIONS}; or choose one with --format png|ppm|pgm|pam|bmp|tiff|jpeg|webp)"
+        ))),
+    }
+}
+
+/// Encode `img` as `format`, saying so on stderr when the format changes the channels.
+fn encode_image(img: &Image, format: OutputFormat, quiet: bool) -> Result<Vec<u8>> {
+    if format == OutputFormat::Pgm && img.channels == 3 && !quiet {
+        eprintln!("warning: PGM is grayscale: the RGB image is converted to luma (BT.709 weights)");
+    }
+    Ok(img.encode_as(format)?)
+}
+
+/// Refuse, before parsing, an input that is not a diffc stream — naming what it is when its
+/// magic bytes say (a PNG given to `decompress`, say).
+fn check_stream(name: &str, data: &[u8]) -> Result<()> {
+    let magic = &diffc::bitstream::MAGIC;
+    let n = data.len().min(magic.len());
+    if data[..n] == magic[..n] {
+        return Ok(());
+    }
+    Err(CliError::Msg(match image_io::sniff(data) {
+        Some(kind) => format!(
+            "{name}: not a diffc stream (this looks like a {kind} image; did you mean `diffc compress`?)"
+        ),
+        None => format!("{name}: not a diffc stream (it does not start with the DIFC magic bytes)"),
+    }))
+}
+
+/// A library error about the input stream, with the input's name in front.
+fn about(name: &str, e: Error) -> CliError {
+    match e {
+        e @ Error::Io(_) => CliError::Lib(e),
+        e => CliError::Msg(format!("{name}: {e}")),
     }
 }
 
 fn pick_model(name: &str, file: Option<&Path>) -> Result<Arc<dyn Denoiser>> {
     match file {
-        Some(f) => prior::load_model_file(name, f),
-        None => prior::load_model(name),
+        Some(f) => {
+            // Name the path in I/O errors (the loader reports only the OS error).
+            std::fs::File::open(f).map_err(|e| io_error_at(f, e))?;
+            prior::load_model_file(name, f).map_err(|e| match e {
+                Error::Io(e) => CliError::Lib(io_error_at(f, e)),
+                Error::Model(m) => CliError::Msg(format!("{}: model error: {m}", f.display())),
+                e => CliError::Lib(e),
+            })
+        }
+        None => Ok(prior::load_model(name)?),
+    }
+}
+
+/// A folder that must exist and be readable (`--data`).
+fn check_dir(dir: &Path) -> Result<()> {
+    std::fs::read_dir(dir).map_err(|e| io_error_at(dir, e))?;
+    Ok(())
+}
+
+/// What a decode was, in one phrase: complete, partial or corrupt, plus trailing bytes.
+fn decode_status(report: &DecodeReport, input_len: usize) -> String {
+    let n = report.steps_decoded;
+    let grid = report.header.map(|h| h.grid.steps as usize).unwrap_or(0);
+    match &report.stop {
+        Stop::Complete => format!("complete ({n}/{n} steps, {} bytes)", report.bytes_used),
+        Stop::TrailingBytes { count } => format!(
+            "complete ({n}/{n} steps, {} bytes); {count} trailing bytes after the last packet",
+            report.bytes_used
+        ),
+        Stop::Truncated { .. } => {
+            let after = if n == 0 {
+                "the header".to_string()
+            } else {
+                format!("packet {n}")
+            };
+            let rest = input_len.saturating_sub(report.bytes_used);
+            let incomplete = if rest > 0 {
+                format!("; {rest} bytes of an incomplete packet ignored")
+            } else {
+                String::new()
+            };
+            format!(
+                "partial: stream ends after {after} at byte {} ({n} of up to {grid} steps{incomplete})",
+                report.bytes_used
+            )
+        }
+        Stop::Corrupt {
+            step,
+            at_byte,
+            detail,
+        } => format!(
+            "corrupt: stopped at packet {} (byte {at_byte}): {}; the image is from the {n} good packets before it",
+            step + 1,
+            detail.strip_prefix("corrupt stream: ").unwrap_or(detail)
+        ),
     }
 }
 
@@ -267,7 +463,16 @@ fn run(cli: Cli) -> Result<()> {
             chunk_bits,
         } => {
             let t0 = Instant::now();
-            let image = Image::decode(&read_input(&input)?)?;
+            check_output(&output)?;
+            let name = shown(&input, "stdin");
+            let bytes = read_input(&input)?;
+            if image_io::sniff(&bytes) == Some("diffc stream") {
+                return Err(CliError::Msg(format!(
+                    "{name}: this is a diffc stream, not an image; did you mean `diffc decompress`?"
+                )));
+            }
+            let image = Image::decode(&bytes).map_err(|e| about(&name, e))?;
+            drop(bytes);
             let model = pick_model(&model, model_file.as_deref())?;
             let target = match (bpp, steps) {
                 (_, Some(n)) => RateTarget::Steps(n),
@@ -320,6 +525,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Decompress {
             input,
             output,
+            format,
             method,
             bytes,
             flow_steps,
@@ -328,13 +534,18 @@ fn run(cli: Cli) -> Result<()> {
             strict,
         } => {
             let t0 = Instant::now();
+            // Everything that can be checked without decoding is checked first.
+            let format = output_format(&output, format)?;
+            check_output(&output)?;
+            let name = shown(&input, "stdin");
             let mut data = read_input(&input)?;
             if let Some(n) = bytes {
                 data.truncate(n);
             }
-            let decoder = match (model, model_file) {
-                (None, None) => Decoder::new(),
-                (m, f) => Decoder::with_model(pick_model(
+            check_stream(&name, &data)?;
+            let choice = match (model, model_file) {
+                (None, None) => ModelChoice::ByStreamId,
+                (m, f) => ModelChoice::Fixed(pick_model(
                     m.as_deref().unwrap_or(prior::DEFAULT_MODEL),
                     f.as_deref(),
                 )?),
@@ -344,46 +555,48 @@ fn run(cli: Cli) -> Result<()> {
                 flow_steps: flow_steps as usize,
                 ..Default::default()
             };
-            let (img, report) = decoder.decode(&data, &opts)?;
-            match &report.stop {
-                Stop::Corrupt { detail, .. } if strict => {
-                    // `detail` is already a complete error message.
-                    eprintln!("diffc: error: {detail}");
-                    std::process::exit(1);
-                }
-                Stop::Corrupt {
-                    step,
-                    at_byte,
-                    detail,
-                } => eprintln!(
-                    "warning: stopped at corrupt packet of step {step} (byte {at_byte}): {detail}; image is from the last good packet"
-                ),
-                _ => {}
+            let mut sd = StreamingDecoder::new(choice, Limits::default());
+            let pushed = sd.push(&data);
+            if sd.header().is_none() {
+                pushed.map_err(|e| about(&name, e))?;
+                return Err(about(&name, Error::Truncated { what: "header" }));
             }
-            if output == "-" {
-                write_output("-", &img.to_png()?)?;
-            } else {
-                img.save(Path::new(&output))?;
+            let report = sd.report();
+            let status = decode_status(&report, data.len());
+            let clean = matches!(report.stop, Stop::Complete);
+            if strict && !clean {
+                return Err(CliError::Msg(format!(
+                    "{name}: {status} (--strict: nothing written)"
+                )));
             }
-            if !quiet {
-                let total = report.header.map(|h| h.grid.steps).unwrap_or(0);
+            let img = sd.render(&opts)?;
+            write_output(&output, &encode_image(&img, format, quiet)?)?;
+            // Partial decoding is the point of a progressive format: a success, but said so.
+            // A corrupt packet or trailing bytes are warnings, printed even with -q.
+            let worrying = matches!(
+                report.stop,
+                Stop::Corrupt { .. } | Stop::TrailingBytes { .. }
+            );
+            if worrying || !quiet {
                 eprintln!(
-                    "{}x{}: decoded {}/{} steps from {} bytes ({:.4} bpp), {} reconstruction, {:.2} s",
+                    "{}{name}: {}x{} {status}; {:.4} bpp, {} reconstruction, {} written to {}, {:.2} s",
+                    if worrying { "warning: " } else { "" },
                     img.width,
                     img.height,
-                    report.steps_decoded,
-                    total,
-                    report.bytes_used,
                     report.bytes_used as f64 * 8.0 / (img.width as f64 * img.height as f64),
                     opts.method,
+                    format.name(),
+                    shown(&output, "stdout"),
                     t0.elapsed().as_secs_f64()
                 );
             }
             Ok(())
         }
         Command::Inspect { input, json } => {
+            let name = shown(&input, "stdin");
             let data = read_input(&input)?;
-            let ins = diffc::inspect(&data, &Limits::default())?;
+            check_stream(&name, &data)?;
+            let ins = diffc::inspect(&data, &Limits::default()).map_err(|e| about(&name, e))?;
             let mut out = String::new();
             let h = &ins.header;
             let pixels = h.width as f64 * h.height as f64;
@@ -453,6 +666,11 @@ fn run(cli: Cli) -> Result<()> {
             lambda_start,
             lambda_stop,
         } => {
+            check_dir(&data)?;
+            let csv = out.to_string_lossy().into_owned();
+            let svg = out.with_extension("svg");
+            check_output(&csv)?;
+            check_output(&svg.to_string_lossy())?;
             let opts = diffc::eval::EvalOptions {
                 data,
                 bpps: bpp,
@@ -475,9 +693,8 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!("{line}");
                 }
             })?;
-            diffc::eval::write_csv(&rows, &out)?;
-            let svg = out.with_extension("svg");
-            diffc::eval::write_svg(&rows, &svg)?;
+            write_via_temp(&out, |p| diffc::eval::write_csv(&rows, p))?;
+            write_via_temp(&svg, |p| diffc::eval::write_svg(&rows, p))?;
             println!(
                 "{:<16} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
                 "codec", "target", "bpp", "ideal", "spent/id", "PSNR", "MS-SSIM", "enc s", "dec s"
@@ -511,26 +728,41 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             crop,
             seed,
-        } => diffc::train::run(&diffc::train::TrainOptions {
-            data,
-            out,
-            resume,
-            minutes,
-            model,
-            val,
-            batch,
-            crop,
-            seed,
-        }),
+        } => {
+            check_dir(&data)?;
+            if let Some(v) = &val {
+                check_dir(v)?;
+            }
+            if let Some(r) = &resume {
+                std::fs::metadata(r).map_err(|e| io_error_at(r, e))?;
+            }
+            Ok(diffc::train::run(&diffc::train::TrainOptions {
+                data,
+                out,
+                resume,
+                minutes,
+                model,
+                val,
+                batch,
+                crop,
+                seed,
+            })?)
+        }
         Command::Progressive {
             input,
             outdir,
+            format,
             method,
             every,
         } => {
+            let format = OutputFormat::from(format);
+            let ext = format.extension();
+            let name = shown(&input, "stdin");
+            std::fs::create_dir_all(&outdir).map_err(|e| io_error_at(&outdir, e))?;
+            check_output(&outdir.join(format!("step_000.{ext}")).to_string_lossy())?;
             let data = read_input(&input)?;
-            std::fs::create_dir_all(&outdir)?;
-            let ins = diffc::inspect(&data, &Limits::default())?;
+            check_stream(&name, &data)?;
+            let ins = diffc::inspect(&data, &Limits::default()).map_err(|e| about(&name, e))?;
             let opts = ReconstructOptions {
                 method: method.into(),
                 ..Default::default()
@@ -544,8 +776,8 @@ fn run(cli: Cli) -> Result<()> {
                 pos = p.cumulative_bytes;
                 if i % every.max(1) == 0 || i + 1 == n {
                     let img = sd.render(&opts)?;
-                    let path = outdir.join(format!("step_{i:03}.png"));
-                    img.save(&path)?;
+                    let path = outdir.join(format!("step_{i:03}.{ext}"));
+                    image_io::write_atomic(&path, &encode_image(&img, format, quiet)?)?;
                     if !quiet {
                         eprintln!(
                             "{}: {} bytes ({:.4} bpp), lambda {:.2}",
@@ -577,16 +809,34 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Write a file through `write` into a temporary name next to `path`, then rename it over
+/// `path` (removing the temporary file on failure).
+fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> diffc::Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.diffc-tmp-{}", std::process::id()));
+    let r =
+        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_error_at(path, e)));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(r?)
+}
+
 fn stop_text(s: &Stop) -> String {
     match s {
         Stop::Complete => "complete".into(),
-        Stop::Truncated { at_byte } => format!("truncated at byte {at_byte}"),
+        Stop::Truncated { at_byte } => format!("partial: stream ends at byte {at_byte}"),
         Stop::Corrupt {
             step,
             at_byte,
             detail,
         } => format!("corrupt packet of step {step} at byte {at_byte}: {detail}"),
-        Stop::TrailingBytes { count } => format!("{count} trailing bytes ignored"),
+        Stop::TrailingBytes { count } => {
+            format!("complete; {count} trailing bytes after the last packet")
+        }
     }
 }
 
