@@ -221,6 +221,14 @@ impl CropPool {
         Ok(CropPool { images })
     }
 
+    /// A pool of images already in memory (e.g. synthetic ones for benchmarks).
+    pub fn from_images(images: Vec<Rgb8>) -> Result<Self> {
+        if images.is_empty() {
+            return Err(Error::InvalidArgument("crop pool: no images".into()));
+        }
+        Ok(CropPool { images })
+    }
+
     /// Number of images (including downscaled copies).
     pub fn len(&self) -> usize {
         self.images.len()

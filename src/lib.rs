@@ -13,6 +13,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod bitstream;
 pub mod codec;
 pub mod data;

@@ -334,6 +334,30 @@ impl State {
     }
 }
 
+/// Seconds of training steps (fwd + bwd + AdamW + EMA) of a freshly initialised `cfg` network on
+/// `batch` crops of `crop x crop` from `pool`: `warmup` untimed steps, then `steps` timed ones.
+pub fn time_train_steps(
+    cfg: &NetConfig,
+    pool: &CropPool,
+    batch: usize,
+    crop: usize,
+    warmup: usize,
+    steps: usize,
+) -> Result<Vec<f64>> {
+    let dev = Device::Cpu;
+    let mut st = State::new(cfg, 1, &dev)?;
+    for _ in 0..warmup {
+        st.train_step(pool, batch, crop, &dev)?;
+    }
+    let mut t = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let t0 = Instant::now();
+        st.train_step(pool, batch, crop, &dev)?;
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(t)
+}
+
 /// Write `tensors` to `path` atomically (temporary file, then rename).
 fn save_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     if let Some(d) = path.parent() {

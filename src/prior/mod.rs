@@ -62,6 +62,7 @@ pub trait Denoiser: Send + Sync {
     }
 }
 
+pub mod engine;
 pub mod gauss;
 pub mod multiscale;
 pub mod net;
@@ -167,6 +168,15 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
             ))
         })?;
     network_prior(name, bytes)
+}
+
+/// The bare network of an embedded model (no multiscale wrapper): for benchmarks and tests.
+pub fn load_network(name: &str) -> Result<net::NetDenoiser> {
+    let (_, bytes) = embedded_weights()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    net::NetDenoiser::from_safetensors_bytes(name, bytes, &candle_core::Device::Cpu)
 }
 
 /// Load network weights from a safetensors file; `name` picks the architecture (and the

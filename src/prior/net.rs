@@ -22,6 +22,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Module, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
+use super::engine::Engine;
 use super::{Denoiser, Planes};
 use crate::error::{Error, Result};
 
@@ -345,9 +346,9 @@ fn shuffle(x: &Tensor) -> candle_core::Result<Tensor> {
 // Layers.
 
 /// A dense layer `y = x W^T + b` on `(N, in)`.
-struct Dense {
-    w: Tensor,
-    b: Tensor,
+pub(crate) struct Dense {
+    pub(crate) w: Tensor,
+    pub(crate) b: Tensor,
 }
 
 impl Dense {
@@ -401,11 +402,11 @@ fn conv3x3_banded(x: &Tensor, w: &Tensor, band_elems: usize) -> candle_core::Res
 }
 
 /// A 3x3 (`k3`) or 1x1 convolution on `(N, H, W, C)` with a lambda-dependent bias.
-struct Conv {
-    w: Tensor,
+pub(crate) struct Conv {
+    pub(crate) w: Tensor,
     k3: bool,
     cout: usize,
-    bias: Dense,
+    pub(crate) bias: Dense,
 }
 
 impl Conv {
@@ -521,24 +522,26 @@ impl DenoiserNet {
 
     /// Sinusoidal lambda features `(N, 2 n_freq + 1)`.
     fn lambda_features(&self, lam: &[f32], dev: &Device) -> candle_core::Result<Tensor> {
-        let nf = self.cfg.n_freq;
-        let mut v = Vec::with_capacity(lam.len() * (2 * nf + 1));
-        for &l in lam {
-            v.push(l / 12.0);
-            for i in 0..nf {
-                // Angular frequencies from 0.02 to 3 rad per unit of log-SNR.
-                let t = if nf > 1 {
-                    i as f64 / (nf - 1) as f64
-                } else {
-                    0.0
-                };
-                let f = (0.02f64.ln() + t * (3.0f64.ln() - 0.02f64.ln())).exp();
-                let a = l as f64 * f;
-                v.push(a.sin() as f32);
-                v.push(a.cos() as f32);
-            }
+        let v = lambda_features(lam, self.cfg.n_freq);
+        Tensor::from_vec(v, (lam.len(), 2 * self.cfg.n_freq + 1), dev)
+    }
+
+    /// The layers, for [`super::engine::Engine`].
+    pub(crate) fn parts(&self) -> NetParts<'_> {
+        NetParts {
+            emb1: &self.emb1,
+            emb2: &self.emb2,
+            enc1: &self.enc1,
+            down1: &self.down1,
+            enc2: &self.enc2,
+            down2: &self.down2,
+            mid: &self.mid,
+            up2: &self.up2,
+            dec2: &self.dec2,
+            up1: &self.up1,
+            dec1: &self.dec1,
+            out: &self.out,
         }
-        Tensor::from_vec(v, (lam.len(), 2 * nf + 1), dev)
     }
 
     /// Predict `x_hat` `(B, 3, H, W)` from `z` `(B, 3, H, W)` at log-SNR `lambda` `(B,)`.
@@ -608,6 +611,43 @@ impl DenoiserNet {
     }
 }
 
+/// Borrowed layers of a [`DenoiserNet`].
+pub(crate) struct NetParts<'a> {
+    pub emb1: &'a Dense,
+    pub emb2: &'a Dense,
+    pub enc1: &'a [Conv],
+    pub down1: &'a Conv,
+    pub enc2: &'a [Conv],
+    pub down2: &'a Conv,
+    pub mid: &'a [Conv],
+    pub up2: &'a Conv,
+    pub dec2: &'a [Conv],
+    pub up1: &'a Conv,
+    pub dec1: &'a [Conv],
+    pub out: &'a Conv,
+}
+
+/// Sinusoidal features of each lambda, `2 n_freq + 1` per entry: `lambda / 12`, then `sin` and
+/// `cos` of `lambda` times angular frequencies spaced geometrically from 0.02 to 3.
+pub(crate) fn lambda_features(lam: &[f32], nf: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(lam.len() * (2 * nf + 1));
+    for &l in lam {
+        v.push(l / 12.0);
+        for i in 0..nf {
+            let t = if nf > 1 {
+                i as f64 / (nf - 1) as f64
+            } else {
+                0.0
+            };
+            let f = (0.02f64.ln() + t * (3.0f64.ln() - 0.02f64.ln())).exp();
+            let a = l as f64 * f;
+            v.push(a.sin() as f32);
+            v.push(a.cos() as f32);
+        }
+    }
+    v
+}
+
 /// `sqrt(sigmoid(lambda))` in f64, rounded to f32.
 pub fn alpha_f(lambda: f32) -> f32 {
     (1.0 / (1.0 + (-lambda as f64).exp())).sqrt() as f32
@@ -631,6 +671,8 @@ pub struct NetDenoiser {
     name: String,
     id: u64,
     net: Arc<DenoiserNet>,
+    /// The fast CPU path; `None` on other devices, where the graph runs.
+    engine: Option<Arc<Engine>>,
     device: Device,
 }
 
@@ -642,22 +684,40 @@ impl NetDenoiser {
             .map_err(|e| Error::Model(format!("bad weights for {name}: {e}")))?;
         let net = DenoiserNet::new(vb, &cfg)
             .map_err(|e| Error::Model(format!("bad weights for {name}: {e}")))?;
+        Self::with_engine(name, fnv1a64(bytes), net, device)
+    }
+
+    fn with_engine(name: &str, id: u64, net: DenoiserNet, device: &Device) -> Result<Self> {
+        let engine = if device.is_cpu() {
+            Some(Arc::new(Engine::new(&net).map_err(|e| {
+                Error::Model(format!("cannot build the engine for {name}: {e}"))
+            })?))
+        } else {
+            None
+        };
         Ok(NetDenoiser {
             name: name.to_string(),
-            id: fnv1a64(bytes),
+            id,
             net: Arc::new(net),
+            engine,
             device: device.clone(),
         })
     }
 
+    /// The architecture.
+    pub fn config(&self) -> &NetConfig {
+        self.net.config()
+    }
+
+    /// Use candle's graph even on CPU (the reference path; slower). For comparisons.
+    pub fn without_engine(mut self) -> Self {
+        self.engine = None;
+        self
+    }
+
     /// Wrap an already built network (e.g. an all-zero one in tests).
-    pub fn from_net(name: &str, id: u64, net: DenoiserNet, device: &Device) -> Self {
-        NetDenoiser {
-            name: name.to_string(),
-            id,
-            net: Arc::new(net),
-            device: device.clone(),
-        }
+    pub fn from_net(name: &str, id: u64, net: DenoiserNet, device: &Device) -> Result<Self> {
+        Self::with_engine(name, id, net, device)
     }
 }
 
@@ -701,10 +761,14 @@ impl Denoiser for NetDenoiser {
                 dst[w..].fill(last);
             }
         }
-        let zt = Tensor::from_vec(padded, (1, 3, hp, wp), &self.device)?;
-        let lt = Tensor::from_vec(vec![lambda as f32], 1, &self.device)?;
-        let out = self.net.forward(&zt, &lt)?;
-        let out: Vec<f32> = out.flatten_all()?.to_vec1()?;
+        let out: Vec<f32> = match &self.engine {
+            Some(e) => e.predict_x(&padded, hp, wp, lambda as f32),
+            None => {
+                let zt = Tensor::from_vec(padded, (1, 3, hp, wp), &self.device)?;
+                let lt = Tensor::from_vec(vec![lambda as f32], 1, &self.device)?;
+                self.net.forward(&zt, &lt)?.flatten_all()?.to_vec1()?
+            }
+        };
         let mut data = Vec::with_capacity(3 * h * w);
         for c in 0..3 {
             for y in 0..h {
@@ -742,7 +806,7 @@ mod tests {
             }
             net
         };
-        NetDenoiser::from_net("test", 1, net, &dev)
+        NetDenoiser::from_net("test", 1, net, &dev).unwrap()
     }
 
     fn ramp(h: usize, w: usize) -> Planes {

@@ -1,0 +1,237 @@
+//! `diffc bench`: the engine's speed on this machine, measured on the real code paths.
+//!
+//! - one forward pass of the default network on a 768x512 image at lambda = 3 (full
+//!   resolution, no multiscale shortcut), through the engine and through candle's graph;
+//! - one training step (fwd + bwd + AdamW + EMA) on 16 crops of 64x64;
+//! - the codec's own work per step (shared-randomness pool, permutation, candidate scoring,
+//!   index coding) with the closed-form `gauss` prior, whose "network pass" costs nothing.
+//!
+//! Every figure is the median of several runs; GFLOP/s count the network's multiply-adds x 2
+//! ([`NetConfig::flops_per_pixel`]), training as 3x the forward.
+
+use std::time::Instant;
+
+use crate::codec::{Decoder, Encoder, EncoderOptions, RateTarget};
+use crate::data::{CropPool, Rgb8};
+use crate::error::Result;
+use crate::image_io::Image;
+use crate::prior::{self, Denoiser, Planes};
+use crate::reconstruct::{Method, ReconstructOptions};
+use crate::Limits;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Timed repetitions of each measurement (the median is reported).
+    pub repeats: usize,
+    /// Also time candle's graph (the reference path) for the forward pass.
+    pub graph: bool,
+    /// Time a training step.
+    pub train: bool,
+    /// Time the codec's per-step work.
+    pub codec: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            repeats: 5,
+            graph: true,
+            train: true,
+            codec: true,
+        }
+    }
+}
+
+/// Results; `None` where not measured. Seconds are medians.
+#[derive(Clone, Debug, Default)]
+pub struct BenchReport {
+    /// Network measured.
+    pub model: String,
+    /// Threads rayon uses.
+    pub threads: usize,
+    /// GFLOP of one forward pass on 768x512.
+    pub forward_gflop: f64,
+    /// Engine forward pass, 768x512.
+    pub forward_seconds: f64,
+    /// Its rate.
+    pub forward_gflops: f64,
+    /// Candle-graph forward pass, 768x512.
+    pub graph_forward_seconds: Option<f64>,
+    /// Training step, 16x64x64.
+    pub train_step_seconds: Option<f64>,
+    /// Its rate (3x the forward FLOPs).
+    pub train_step_gflops: Option<f64>,
+    /// Encoder work per coded step besides the network, 768x512.
+    pub encode_step_seconds: Option<f64>,
+    /// Decoder work per step besides the network, 768x512 (`denoise`).
+    pub decode_step_seconds: Option<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+    f()?; // warm-up: buffers, caches, lazily built state
+    let mut t = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        std::hint::black_box(f()?);
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(median(t))
+}
+
+/// A deterministic photo-like test image: smooth gradients, edges and fine texture.
+pub fn synthetic_rgb(width: usize, height: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3 * width * height);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for y in 0..height {
+        for x in 0..width {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let grain = (s % 17) as f64 - 8.0;
+            let (fx, fy) = (x as f64 / width as f64, y as f64 / height as f64);
+            let disc = if (fx - 0.6).powi(2) + (fy - 0.4).powi(2) < 0.04 {
+                60.0
+            } else {
+                0.0
+            };
+            let wave = 30.0 * ((x as f64 * 0.21).sin() * (y as f64 * 0.13).cos());
+            for c in 0..3 {
+                let base = 40.0 + 150.0 * (fx * (c as f64 + 1.0) / 3.0 + fy * 0.5) / 1.5;
+                v.push(
+                    (base + disc + wave * (c == 1) as u8 as f64 + grain).clamp(0.0, 255.0) as u8,
+                );
+            }
+        }
+    }
+    v
+}
+
+/// Run the measurements.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    let (w, h) = (768usize, 512usize);
+    let name = prior::DEFAULT_MODEL;
+    let net = prior::load_network(name)?;
+    let cfg = net.config().clone();
+    let gflop = cfg.flops_per_pixel() * (w * h) as f64 / 1e9;
+    let rgb = synthetic_rgb(w, h);
+    let mut z = Planes::zeros(3, h, w);
+    for (i, px) in rgb.chunks(3).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            z.data[c * h * w + i] = v as f32 / 127.5 - 1.0;
+        }
+    }
+    let mut r = BenchReport {
+        model: name.to_string(),
+        threads: rayon::current_num_threads(),
+        forward_gflop: gflop,
+        ..Default::default()
+    };
+    r.forward_seconds = time(opts.repeats, || net.predict_x(&z, 3.0))?;
+    r.forward_gflops = gflop / r.forward_seconds;
+    if opts.graph {
+        let graph = prior::load_network(name)?.without_engine();
+        r.graph_forward_seconds = Some(time(opts.repeats.min(3), || graph.predict_x(&z, 3.0))?);
+    }
+    if opts.train {
+        let pool = CropPool::from_images(vec![Rgb8 {
+            width: w,
+            height: h,
+            data: rgb.clone(),
+        }])?;
+        let t = crate::train::time_train_steps(&cfg, &pool, 16, 64, 2, opts.repeats.max(3))?;
+        let s = median(t);
+        r.train_step_seconds = Some(s);
+        r.train_step_gflops = Some(3.0 * cfg.flops_per_pixel() * (16 * 64 * 64) as f64 / 1e9 / s);
+    }
+    if opts.codec {
+        let image = Image::new(w as u32, h as u32, 3, rgb)?;
+        let gauss = prior::load_model("gauss")?;
+        let eo = EncoderOptions {
+            target: RateTarget::Bpp(0.5),
+            ..Default::default()
+        };
+        let mut steps = 0usize;
+        let mut bytes = Vec::new();
+        let enc = time(opts.repeats.min(3), || {
+            let e = Encoder::new(gauss.clone(), eo.clone())?.encode(
+                &image,
+                &Limits::default(),
+                |_| {},
+            )?;
+            steps = e.steps.len();
+            bytes = e.bytes.clone();
+            Ok(())
+        })?;
+        let steps = steps.max(1) as f64;
+        r.encode_step_seconds = Some(enc / steps);
+        let ro = ReconstructOptions {
+            method: Method::Denoise,
+            ..Default::default()
+        };
+        let dec = time(opts.repeats.min(3), || Decoder::new().decode(&bytes, &ro))?;
+        r.decode_step_seconds = Some(dec / steps);
+    }
+    Ok(r)
+}
+
+impl BenchReport {
+    /// One JSON object (no external serializer needed: flat numbers and one string).
+    pub fn to_json(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.6}"));
+        format!(
+            concat!(
+                "{{\"model\":\"{}\",\"threads\":{},\"forward_gflop\":{:.3},",
+                "\"forward_seconds\":{:.6},\"forward_gflops\":{:.2},",
+                "\"graph_forward_seconds\":{},\"train_step_seconds\":{},",
+                "\"train_step_gflops\":{},\"encode_step_seconds\":{},",
+                "\"decode_step_seconds\":{}}}"
+            ),
+            self.model,
+            self.threads,
+            self.forward_gflop,
+            self.forward_seconds,
+            self.forward_gflops,
+            opt(self.graph_forward_seconds),
+            opt(self.train_step_seconds),
+            opt(self.train_step_gflops),
+            opt(self.encode_step_seconds),
+            opt(self.decode_step_seconds),
+        )
+    }
+
+    /// A human-readable table.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "model {} ({} threads), 768x512 forward = {:.1} GFLOP\n",
+            self.model, self.threads, self.forward_gflop
+        );
+        s += &format!(
+            "forward (engine)   {:8.3} s  {:6.1} GFLOP/s\n",
+            self.forward_seconds, self.forward_gflops
+        );
+        if let Some(g) = self.graph_forward_seconds {
+            s += &format!(
+                "forward (graph)    {:8.3} s  {:6.1} GFLOP/s  (engine is {:.2}x faster)\n",
+                g,
+                self.forward_gflop / g,
+                g / self.forward_seconds
+            );
+        }
+        if let (Some(t), Some(g)) = (self.train_step_seconds, self.train_step_gflops) {
+            s += &format!("train step 16x64²  {t:8.3} s  {g:6.1} GFLOP/s\n");
+        }
+        if let Some(e) = self.encode_step_seconds {
+            s += &format!("encode, per step   {e:8.3} s  (codec work besides the network)\n");
+        }
+        if let Some(d) = self.decode_step_seconds {
+            s += &format!("decode, per step   {d:8.3} s  (codec work besides the network)\n");
+        }
+        s
+    }
+}
