@@ -22,6 +22,11 @@ pub enum RateTarget {
     Bpp(f64),
     /// Encode this many steps of the grid.
     Steps(usize),
+    /// Stop at this log-SNR: the first grid step whose lambda reaches it becomes the last one
+    /// and is shortened to end exactly there (to the stream's 1/256 fixed point; its lambda is
+    /// written in the packet). A quality setting that means the same noise level on every
+    /// image. A target beyond the grid's last lambda encodes the whole grid.
+    Lambda(f64),
     /// Encode the whole grid.
     All,
 }
@@ -79,6 +84,11 @@ impl EncoderOptions {
             }
             RateTarget::Steps(0) => {
                 return Err(Error::InvalidArgument("steps must be at least 1".into()))
+            }
+            RateTarget::Lambda(l) if !(l.is_finite() && l.abs() < MAX_ABS_LAMBDA) => {
+                return Err(Error::InvalidArgument(format!(
+                    "target lambda = {l}, must be inside ±{MAX_ABS_LAMBDA}"
+                )))
             }
             _ => {}
         }
@@ -249,6 +259,19 @@ impl Encoder {
                     final_lambda_q = Some(q);
                     tr = Transition::new(lt, ls);
                     kl = kl_of(&tr);
+                }
+            }
+            if let (RateTarget::Lambda(t), None) = (self.opts.target, final_lambda_q) {
+                // The step that reaches the target lambda ends exactly on it (rounded to the
+                // fixed point, and past the previous lambda).
+                if ls >= t - LAMBDA_UNIT / 2.0 {
+                    if let Some(q_min) = first_q_above(lt) {
+                        let q = ((t / LAMBDA_UNIT).round() as i32).max(q_min);
+                        ls = q as f64 * LAMBDA_UNIT;
+                        final_lambda_q = Some(q);
+                        tr = Transition::new(lt, ls);
+                        kl = kl_of(&tr);
+                    }
                 }
             }
             if final_lambda_q.is_none() && i + 1 == n_steps && n_steps < self.grid.steps as usize {
@@ -836,4 +859,74 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection> {
         stop,
         total_bytes: bytes.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconstruct::Method;
+
+    fn image() -> Image {
+        let data = (0..24 * 16 * 3)
+            .map(|i| ((i * 37) % 251) as u8)
+            .collect::<Vec<u8>>();
+        Image::new(24, 16, 3, data).unwrap()
+    }
+
+    fn encode(target: RateTarget) -> Encoded {
+        let opts = EncoderOptions {
+            target,
+            log2_k: 6,
+            ..Default::default()
+        };
+        let model = crate::prior::load_model("gauss").unwrap();
+        Encoder::new(model, opts)
+            .unwrap()
+            .encode(&image(), &Limits::default(), |_| {})
+            .unwrap()
+    }
+
+    #[test]
+    fn lambda_target_ends_exactly_on_it_and_decodes_complete() {
+        let grid = EncoderOptions::default().validate().unwrap();
+        for target in [3.3, 5.0, -4.7, 0.01] {
+            let enc = encode(RateTarget::Lambda(target));
+            let last = enc.steps.last().unwrap();
+            assert!(
+                (last.lambda - target).abs() <= LAMBDA_UNIT / 2.0 + 1e-12,
+                "{target}: ended at {}",
+                last.lambda
+            );
+            // Stops at the first grid step that reaches the target, not before or after.
+            let first = (0..grid.steps as usize)
+                .find(|&i| grid.lambda(i) >= target - LAMBDA_UNIT / 2.0)
+                .unwrap();
+            assert_eq!(enc.steps.len(), first + 1, "{target}");
+            let opts = ReconstructOptions {
+                method: Method::Denoise,
+                ..Default::default()
+            };
+            let (_, report) = Decoder::new().decode(&enc.bytes, &opts).unwrap();
+            assert_eq!(report.stop, Stop::Complete, "{target}");
+            assert_eq!(report.steps_decoded, enc.steps.len());
+            assert_eq!(report.steps.last().unwrap().lambda, last.lambda);
+        }
+        // Beyond the grid: the whole grid, same bytes as RateTarget::All.
+        assert_eq!(
+            encode(RateTarget::Lambda(20.0)).bytes,
+            encode(RateTarget::All).bytes
+        );
+        // A higher target never costs less.
+        assert!(
+            encode(RateTarget::Lambda(6.0)).bytes.len()
+                > encode(RateTarget::Lambda(2.0)).bytes.len()
+        );
+        for bad in [f64::NAN, 31.0, -40.0] {
+            let opts = EncoderOptions {
+                target: RateTarget::Lambda(bad),
+                ..Default::default()
+            };
+            assert!(opts.validate().is_err(), "{bad}");
+        }
+    }
 }
