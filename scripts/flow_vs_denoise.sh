@@ -9,9 +9,9 @@ bin=${DIFFC:-target/release/diffc}
 sbs=${SIDE_BY_SIDE:-target/release/examples/side_by_side}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$bin" -q compress "$img" "$tmp/s.dfc" --bpp "$bpp"
+"$bin" --quiet compress "$img" "$tmp/s.dfc" --bpp "$bpp"
 for m in denoise flow ancestral; do
-    "$bin" -q decompress "$tmp/s.dfc" "$tmp/$m.png" --method "$m"
+    "$bin" --quiet decompress "$tmp/s.dfc" "$tmp/$m.png" --method "$m"
 done
 "$sbs" "$out" "$x" "$y" "$w" "$h" 2 "$img" "$tmp/denoise.png" "$tmp/flow.png" "$tmp/ancestral.png"
 echo "wrote $out ($(stat -c %s "$tmp/s.dfc") bytes coded; original | denoise | flow | ancestral)"

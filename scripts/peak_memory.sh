@@ -13,7 +13,7 @@ measure() {
     read -r kb secs < "$tmp/t"
     echo "$((kb / 1024)) MiB peak RSS, ${secs} s"
 }
-echo "compress   ($bpp bpp, $model): $(measure "$bin" -q compress "$img" "$tmp/s.dfc" --bpp "$bpp" --model "$model")"
+echo "compress   ($bpp bpp, $model): $(measure "$bin" --quiet compress "$img" "$tmp/s.dfc" --bpp "$bpp" --model "$model")"
 for m in denoise flow ancestral; do
-    echo "decompress ($m): $(measure "$bin" -q decompress "$tmp/s.dfc" "$tmp/o.png" --method "$m")"
+    echo "decompress ($m): $(measure "$bin" --quiet decompress "$tmp/s.dfc" "$tmp/o.png" --method "$m")"
 done

@@ -59,12 +59,47 @@ impl Image {
         Ok(())
     }
 
-    /// Decode PNG/JPEG/WebP/BMP/PNM/TIFF bytes. Gray stays gray; alpha is dropped; 16-bit is
-    /// reduced to 8-bit.
+    /// Decode PNG/JPEG/WebP/BMP/PNM/TIFF bytes. The EXIF orientation is applied (the image
+    /// comes out upright); gray stays gray; alpha is dropped; 16-bit is reduced to 8-bit; ICC
+    /// profiles and EXIF are not kept. [`Image::decode_noting`] says which of these happened.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let dynimg = image::load_from_memory(bytes)
-            .map_err(|e| Error::Image(format!("cannot decode input image: {e}")))?;
-        Ok(Self::from_dynamic(dynimg))
+        Self::decode_noting(bytes).map(|(img, _)| img)
+    }
+
+    /// [`Image::decode`], plus what decoding changed or dropped (for warnings).
+    pub fn decode_noting(bytes: &[u8]) -> Result<(Self, InputNotes)> {
+        use image::ImageDecoder;
+        let err = |e: image::ImageError| Error::Image(format!("cannot decode input image: {e}"));
+        let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::Image(format!("cannot decode input image: {e}")))?
+            .into_decoder()
+            .map_err(err)?;
+        // As `image::load_from_memory` does: the decoded buffer counts against the limits.
+        let mut limits = image::Limits::default();
+        limits.reserve(decoder.total_bytes()).map_err(err)?;
+        decoder.set_limits(limits).map_err(err)?;
+        let original = decoder.original_color_type();
+        // Metadata is optional: a damaged ICC or EXIF block is not a reason to refuse pixels.
+        let icc = decoder.icc_profile().ok().flatten();
+        let exif = decoder.exif_metadata().ok().flatten();
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut dynimg = image::DynamicImage::from_decoder(decoder).map_err(err)?;
+        let decoded = dynimg.color();
+        let bits = |bits_per_pixel: u16, channels: u8| bits_per_pixel / channels.max(1) as u16;
+        let sample_bits = bits(original.bits_per_pixel(), original.channel_count())
+            .max(bits(decoded.bits_per_pixel(), decoded.channel_count()));
+        let notes = InputNotes {
+            alpha_not_opaque: decoded.has_alpha().then(|| not_opaque(&dynimg)),
+            sample_bits: (sample_bits > 8).then_some(sample_bits),
+            icc_profile_bytes: icc.map(|v| v.len()).filter(|&n| n > 0),
+            exif_bytes: exif.map(|v| v.len()).filter(|&n| n > 0),
+            orientation: orientation.to_exif(),
+        };
+        dynimg.apply_orientation(orientation);
+        Ok((Self::from_dynamic(dynimg), notes))
     }
 
     /// Read an image file (errors name the path).
@@ -205,6 +240,67 @@ impl Image {
         }
         Image::new(w as u32, h as u32, c as u8, data)
     }
+}
+
+/// What [`Image::decode_noting`] changed or dropped while reading an image file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputNotes {
+    /// The file had an alpha channel (dropped): how many pixels were not fully opaque.
+    pub alpha_not_opaque: Option<u64>,
+    /// Bits per sample of the file when more than 8 (reduced to 8).
+    pub sample_bits: Option<u16>,
+    /// Size of the ICC profile the file carried (not kept).
+    pub icc_profile_bytes: Option<usize>,
+    /// Size of the EXIF block the file carried (not kept).
+    pub exif_bytes: Option<usize>,
+    /// The EXIF orientation (1..=8; 1 = as stored) that was applied to the pixels.
+    pub orientation: u8,
+}
+
+impl InputNotes {
+    /// One sentence per thing lost or changed, for warnings (empty when nothing was).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Some(n) = self.alpha_not_opaque.filter(|&n| n > 0) {
+            w.push(format!(
+                "the alpha channel is dropped ({n} pixels are not fully opaque; their stored colour is coded, not blended)"
+            ));
+        }
+        if let Some(b) = self.sample_bits {
+            w.push(format!("{b}-bit samples are reduced to 8 bits"));
+        }
+        if let Some(n) = self.icc_profile_bytes {
+            w.push(format!(
+                "the ICC colour profile ({n} bytes) is dropped; the decoded image has none (viewers assume sRGB)"
+            ));
+        }
+        if let Some(n) = self.exif_bytes {
+            let rotated = if self.orientation > 1 {
+                format!(
+                    " (its orientation {} was applied to the pixels)",
+                    self.orientation
+                )
+            } else {
+                String::new()
+            };
+            w.push(format!("EXIF metadata ({n} bytes) is dropped{rotated}"));
+        }
+        w
+    }
+}
+
+/// Pixels whose alpha is below the maximum.
+fn not_opaque(img: &image::DynamicImage) -> u64 {
+    use image::DynamicImage as D;
+    let n = match img {
+        D::ImageLumaA8(b) => b.pixels().filter(|p| p[1] < u8::MAX).count(),
+        D::ImageRgba8(b) => b.pixels().filter(|p| p[3] < u8::MAX).count(),
+        D::ImageLumaA16(b) => b.pixels().filter(|p| p[1] < u16::MAX).count(),
+        D::ImageRgba16(b) => b.pixels().filter(|p| p[3] < u16::MAX).count(),
+        D::ImageRgba32F(b) => b.pixels().filter(|p| p[3] < 1.0).count(),
+        _ => 0,
+    };
+    n as u64
 }
 
 /// An image file format this crate can write.

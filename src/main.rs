@@ -1,13 +1,15 @@
 //! The `diffc` command-line tool: a thin layer over the library API.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use diffc::image_io::{self, io_error_at, OutputFormat, OUTPUT_EXTENSIONS};
 use diffc::prior::{self, Denoiser};
@@ -25,9 +27,12 @@ use diffc::{
                   any byte prefix decodes to the best image its complete packets allow."
 )]
 struct Cli {
-    /// Print nothing but errors.
-    #[arg(short, long, global = true)]
+    /// Print nothing but errors and warnings (no progress, no summary).
+    #[arg(long, global = true)]
     quiet: bool,
+    /// Say more: compress's per-step table, eval's per-measurement lines.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,9 +93,15 @@ enum Command {
         input: String,
         /// Output stream, or `-` for stdout.
         output: String,
-        /// Target bits per pixel (stops at the closest packet boundary). Default 0.5.
-        #[arg(long, conflicts_with = "steps")]
+        /// Target bits per pixel (the last step is shortened to land on it). Default 0.5.
+        #[arg(long, conflicts_with_all = ["steps", "quality"])]
         bpp: Option<f64>,
+        /// Quality 1..100, the same on every image: the stream ends at log-SNR
+        /// lambda = 0.17 Q - 5 (Q 50 = lambda 3.5, about 0.5 bpp on typical photos; Q 100 =
+        /// lambda 12, the whole grid). The rate depends on the image.
+        #[arg(short, long, conflicts_with = "steps",
+              value_parser = clap::value_parser!(u8).range(1..=100))]
+        quality: Option<u8>,
         /// Encode this many diffusion steps instead of targeting a rate.
         #[arg(long)]
         steps: Option<usize>,
@@ -259,6 +270,26 @@ enum Command {
     },
     /// List the models built into this binary.
     Models,
+    /// Measure this machine: the network's forward pass (768x512), a training step and the
+    /// codec's own per-step work (medians; JSON with --json).
+    Bench {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Timed repetitions of each measurement (the median is reported).
+        #[arg(long, default_value_t = diffc::bench::BenchOptions::default().repeats as u16,
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        repeats: u16,
+        /// Skip the training step.
+        #[arg(long)]
+        no_train: bool,
+        /// Skip candle's reference graph.
+        #[arg(long)]
+        no_graph: bool,
+        /// Skip the codec's per-step work.
+        #[arg(long)]
+        no_codec: bool,
+    },
 }
 
 /// A command-line failure: a library error, or a message of the CLI's own (already complete,
@@ -266,6 +297,8 @@ enum Command {
 enum CliError {
     Lib(Error),
     Msg(String),
+    /// A child process already reported its failure on stderr: exit with its code.
+    Exit(u8),
 }
 
 impl From<Error> for CliError {
@@ -279,11 +312,149 @@ impl fmt::Display for CliError {
         match self {
             CliError::Lib(e) => e.fmt(f),
             CliError::Msg(m) => f.write_str(m),
+            CliError::Exit(code) => write!(f, "exit code {code}"),
         }
     }
 }
 
 type Result<T> = std::result::Result<T, CliError>;
+
+/// How much to say on stderr, and whether progress bars can be drawn there.
+#[derive(Clone, Copy)]
+struct Ui {
+    quiet: bool,
+    verbose: bool,
+    /// stderr is a terminal and not --quiet: draw bars (otherwise at most a few plain lines).
+    bars: bool,
+}
+
+impl Ui {
+    fn new(quiet: bool, verbose: bool) -> Ui {
+        Ui {
+            quiet,
+            verbose,
+            bars: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A bar of `len` units on stderr, or `None` when bars are not drawn.
+    fn bar(&self, prefix: &'static str, len: u64) -> Option<ProgressBar> {
+        if !self.bars {
+            return None;
+        }
+        let style = ProgressStyle::with_template("{prefix} [{bar:24}] {msg} ({elapsed})")
+            .expect("valid progress template")
+            .progress_chars("=> ");
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(prefix);
+        // Redraw while a long step runs, so the elapsed time keeps moving.
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Some(bar)
+    }
+}
+
+impl Ui {
+    /// A spinner with a message, or `None` when bars are not drawn.
+    fn spinner(&self, prefix: &'static str, msg: &'static str) -> Option<ProgressBar> {
+        if !self.bars {
+            return None;
+        }
+        let style = ProgressStyle::with_template("{prefix} {spinner} {msg} ({elapsed})")
+            .expect("valid progress template");
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(prefix)
+            .with_message(msg);
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Some(bar)
+    }
+}
+
+/// Set in the environment of the child that [`train_with_bar`] starts.
+const TRAIN_CHILD_ENV: &str = "DIFFC_TRAIN_UNDER_BAR";
+
+/// `diffc train` under a bar of its time budget. Training prints its own log lines on stderr
+/// (which would tear a bar drawn beside them), so the same command runs as a child whose
+/// stderr comes here: step lines move the bar (shown with -v), every other line (data,
+/// validation, checkpoints, errors) is printed above it. Exits with the child's code.
+fn train_with_bar(ui: &Ui, minutes: f64) -> Result<()> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Msg(format!("cannot find this program to run training: {e}")))?;
+    let mut child = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(TRAIN_CHILD_ENV, "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Msg(format!("cannot start training: {e}")))?;
+    let bar = ui.bar("train", (minutes * 60.0).round().max(1.0) as u64);
+    if let Some(b) = &bar {
+        b.set_message(format!("0.0 of {minutes} min (loading)"));
+    }
+    // When the budget started (training logs elapsed minutes to 0.1 only).
+    let mut budget_start: Option<Instant> = None;
+    if let Some(err) = child.stderr.take() {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            // "step N loss L gnorm G lr R S steps/s elapsed E min (trained T min)"
+            let field = |key: &str| {
+                line.split_once(key)
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .map(str::to_string)
+            };
+            let step_line = line.starts_with("step ");
+            if let (true, Some(b), Some(el)) = (
+                step_line,
+                &bar,
+                field(" elapsed ").and_then(|v| v.parse::<f64>().ok()),
+            ) {
+                let start = *budget_start.get_or_insert_with(|| {
+                    Instant::now()
+                        .checked_sub(Duration::from_secs_f64(el * 60.0))
+                        .unwrap_or_else(Instant::now)
+                });
+                let el = start.elapsed().as_secs_f64() / 60.0;
+                b.set_position((el * 60.0) as u64);
+                b.set_message(format!(
+                    "{el:.1} of {minutes} min, step {}, loss {}",
+                    field("step ").unwrap_or_default(),
+                    field(" loss ").unwrap_or_default()
+                ));
+            }
+            if !step_line || ui.verbose {
+                say(bar.as_ref(), &line);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| CliError::Msg(format!("training: {e}")))?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(CliError::Exit(
+            status.code().unwrap_or(1).clamp(1, 255) as u8
+        ))
+    }
+}
+
+/// A line on stderr: above the bar when one is drawn.
+fn say(bar: Option<&ProgressBar>, line: &str) {
+    match bar {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+/// `--quality Q` as the final log-SNR of the stream: `0.17 Q - 5` (Q 1 = -4.83, Q 50 = 3.5,
+/// Q 100 = 12, the default grid's last lambda).
+fn quality_lambda(q: u8) -> f64 {
+    0.17 * q as f64 - 5.0
+}
 
 /// How a path is named in messages (`-` is stdin or stdout).
 fn shown(path: &str, stdio: &str) -> String {
@@ -400,10 +571,85 @@ fn pick_model(name: &str, file: Option<&Path>) -> Result<Arc<dyn Denoiser>> {
     }
 }
 
+/// The images `diffc eval` measures in `dir` (its rule: these extensions, sorted by name);
+/// only for progress, so an unreadable folder gives none here (eval reports it).
+fn eval_images(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                matches!(
+                    e.to_ascii_lowercase().as_str(),
+                    "png" | "jpg" | "jpeg" | "webp" | "ppm" | "bmp"
+                )
+            })
+        })
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
 /// A folder that must exist and be readable (`--data`).
 fn check_dir(dir: &Path) -> Result<()> {
     std::fs::read_dir(dir).map_err(|e| io_error_at(dir, e))?;
     Ok(())
+}
+
+/// Warnings about the rate `compress` reached: a `--bpp` target that cannot be met (the
+/// smallest stream is larger, or the grid ends below it), or a stream whose fixed costs
+/// (header, packet framing) are half of it or more.
+fn rate_warnings(
+    encoded: &diffc::Encoded,
+    target: RateTarget,
+    grid: &diffc::schedule::Grid,
+    (width, height): (u32, u32),
+) -> Vec<String> {
+    let header = diffc::bitstream::HEADER_LEN;
+    let total = encoded.bytes.len();
+    let bpp = |bytes: usize| bytes as f64 * 8.0 / (width as f64 * height as f64);
+    let achieved = bpp(total);
+    let mut w = Vec::new();
+    if let RateTarget::Bpp(t) = target {
+        let smallest = encoded.steps.first().map_or(total, |s| s.cumulative_bytes);
+        let last_grid_lambda = grid.lambda(grid.steps as usize - 1);
+        let grid_ended = encoded.steps.len() == grid.steps as usize
+            && encoded
+                .steps
+                .last()
+                .is_some_and(|s| (s.lambda - last_grid_lambda).abs() < 1e-9);
+        if bpp(smallest) > t {
+            w.push(format!(
+                "--bpp {t} cannot be met on this {width}x{height} image: the {header}-byte header and the smallest first packet ({} bytes) already make {:.4} bpp; the stream is {achieved:.4} bpp",
+                smallest - header,
+                bpp(smallest)
+            ));
+        } else if achieved > t * 1.1 {
+            w.push(format!(
+                "--bpp {t} overshot: the stream is {achieved:.4} bpp (its last step could not be shortened enough)"
+            ));
+        } else if grid_ended && achieved < t * 0.95 {
+            w.push(format!(
+                "--bpp {t} not reached: the grid ends at lambda {last_grid_lambda:.2} after {} steps, at {achieved:.4} bpp (raise --lambda-stop for more)",
+                encoded.steps.len()
+            ));
+        }
+    }
+    // Fixed costs: the header and each packet's framing (everything but the coded indices).
+    let index_bytes: u64 = encoded.steps.iter().map(|s| s.index_bits / 8).sum();
+    let fixed = total.saturating_sub(index_bytes as usize);
+    if w.is_empty() && 2 * fixed >= total {
+        w.push(format!(
+            "fixed costs dominate on this {width}x{height} image: the {header}-byte header and the framing of {} packets ({} bytes) are {:.0}% of the stream ({:.4} of its {achieved:.4} bpp)",
+            encoded.steps.len(),
+            fixed - header.min(fixed),
+            100.0 * fixed as f64 / total as f64,
+            bpp(fixed)
+        ));
+    }
+    w
 }
 
 /// What a decode was, in one phrase: complete, partial or corrupt, plus trailing bytes.
@@ -446,12 +692,14 @@ fn decode_status(report: &DecodeReport, input_len: usize) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let quiet = cli.quiet;
+    let ui = Ui::new(cli.quiet, cli.verbose);
+    let quiet = ui.quiet;
     match cli.command {
         Command::Compress {
             input,
             output,
             bpp,
+            quality,
             steps,
             seed,
             model,
@@ -471,13 +719,13 @@ fn run(cli: Cli) -> Result<()> {
                     "{name}: this is a diffc stream, not an image; did you mean `diffc decompress`?"
                 )));
             }
-            let image = Image::decode(&bytes).map_err(|e| about(&name, e))?;
+            let (image, notes) = Image::decode_noting(&bytes).map_err(|e| about(&name, e))?;
             drop(bytes);
-            let model = pick_model(&model, model_file.as_deref())?;
-            let target = match (bpp, steps) {
-                (_, Some(n)) => RateTarget::Steps(n),
-                (Some(b), None) => RateTarget::Bpp(b),
-                (None, None) => RateTarget::Bpp(0.5),
+            let target = match (bpp, steps, quality) {
+                (_, Some(n), _) => RateTarget::Steps(n),
+                (Some(b), None, _) => RateTarget::Bpp(b),
+                (None, None, Some(q)) => RateTarget::Lambda(quality_lambda(q)),
+                (None, None, None) => RateTarget::Bpp(0.5),
             };
             let opts = EncoderOptions {
                 target,
@@ -489,36 +737,92 @@ fn run(cli: Cli) -> Result<()> {
                 chunk_bits,
                 ..Default::default()
             };
-            let enc = Encoder::new(model, opts)?;
-            let pixels = image.width as f64 * image.height as f64;
-            let encoded = enc.encode(&image, &Limits::default(), |s| {
-                if !quiet {
+            let grid = opts.validate()?;
+            let model = pick_model(&model, model_file.as_deref())?;
+            // Warnings come after the checks that can fail, before the work.
+            for w in notes.warnings() {
+                eprintln!("warning: {name}: {w}");
+            }
+            let last_lambda = grid.lambda(grid.steps as usize - 1);
+            if let (Some(q), RateTarget::Lambda(l)) = (quality, target) {
+                if l > last_lambda + 1e-9 {
                     eprintln!(
-                        "step {:>3}  lambda {:>6.2}  {:>8} B  {:>7.4} bpp  KL {:>9.0} bit  spent {:>9} bit  {:.2}s",
-                        s.step,
-                        s.lambda,
-                        s.bytes,
-                        s.cumulative_bytes as f64 * 8.0 / pixels,
-                        s.kl_bits,
-                        s.bytes * 8,
-                        s.seconds
+                        "warning: --quality {q} asks for lambda {l:.2}, beyond the grid's last lambda {last_lambda:.2}: the whole grid is encoded (raise --lambda-stop for more)"
                     );
                 }
-            })?;
+            }
+            let pixels = image.width as f64 * image.height as f64;
+            // The bar counts steps (to the step that reaches the quality's lambda), or for a
+            // --bpp target thousandths of the target's bits.
+            let grid_len = grid.steps as usize;
+            let len = match target {
+                RateTarget::Steps(n) => n.min(grid_len),
+                RateTarget::Lambda(t) => (0..grid_len)
+                    .find(|&i| grid.lambda(i) >= t - diffc::schedule::LAMBDA_UNIT / 2.0)
+                    .map_or(grid_len, |i| i + 1),
+                RateTarget::All => grid_len,
+                RateTarget::Bpp(_) => 1000,
+            };
+            let bar = ui.bar("compress", len as u64);
+            let enc = Encoder::new(model, opts)?;
+            let encoded = enc.encode(&image, &Limits::default(), |s| {
+                let bpp_now = s.cumulative_bytes as f64 * 8.0 / pixels;
+                if let Some(b) = &bar {
+                    if let RateTarget::Bpp(t) = target {
+                        b.set_position(((bpp_now / t * 1000.0) as u64).min(1000));
+                        b.set_message(format!(
+                            "step {}  {bpp_now:.3}/{t} bpp  lambda {:.2}",
+                            s.step + 1,
+                            s.lambda
+                        ));
+                    } else {
+                        b.set_position(s.step as u64 + 1);
+                        b.set_message(format!(
+                            "step {}/{len}  {bpp_now:.3} bpp  lambda {:.2}",
+                            s.step + 1,
+                            s.lambda
+                        ));
+                    }
+                }
+                if ui.verbose {
+                    say(
+                        bar.as_ref(),
+                        &format!(
+                            "step {:>3}  lambda {:>6.2}  {:>8} B  {:>7.4} bpp  KL {:>9.0} bit  spent {:>9} bit  {:.2}s",
+                            s.step,
+                            s.lambda,
+                            s.bytes,
+                            bpp_now,
+                            s.kl_bits,
+                            s.bytes * 8,
+                            s.seconds
+                        ),
+                    );
+                }
+            });
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let encoded = encoded?;
             write_output(&output, &encoded.bytes)?;
             if !quiet {
                 let kl: f64 = encoded.steps.iter().map(|s| s.kl_bits).sum();
                 let spent = encoded.bytes.len() as f64 * 8.0;
+                let last = encoded.steps.last().map_or(f64::NAN, |s| s.lambda);
                 eprintln!(
-                    "{}x{}: {} bytes, {:.4} bpp, {} steps, spent/ideal {:.3}, {:.2} s",
+                    "{}x{}: {} bytes, {:.4} bpp, {} step{} to lambda {last:.2}, spent/ideal {:.3}, {:.2} s",
                     image.width,
                     image.height,
                     encoded.bytes.len(),
                     encoded.bpp(image.width, image.height),
                     encoded.steps.len(),
+                    if encoded.steps.len() == 1 { "" } else { "s" },
                     spent / kl.max(1.0),
                     t0.elapsed().as_secs_f64()
                 );
+            }
+            for w in rate_warnings(&encoded, target, &grid, (image.width, image.height)) {
+                eprintln!("warning: {w}");
             }
             Ok(())
         }
@@ -555,8 +859,31 @@ fn run(cli: Cli) -> Result<()> {
                 flow_steps: flow_steps as usize,
                 ..Default::default()
             };
+            // Packet boundaries (no model needed), to push the stream packet by packet and show
+            // progress; the result is the same as pushing it whole.
+            let ends: Vec<usize> = diffc::inspect(&data, &Limits::default())
+                .map(|ins| ins.packets.iter().map(|p| p.cumulative_bytes).collect())
+                .unwrap_or_default();
+            let bar = ui.bar("decompress", ends.len() as u64 + 1);
             let mut sd = StreamingDecoder::new(choice, Limits::default());
-            let pushed = sd.push(&data);
+            let mut pos = 0;
+            let mut pushed = Ok(0);
+            for (i, &end) in ends.iter().enumerate() {
+                if let Some(b) = &bar {
+                    b.set_message(format!("decoding step {}/{}", i + 1, ends.len()));
+                }
+                pushed = sd.push(&data[pos..end]);
+                pos = end;
+                if pushed.is_err() {
+                    break;
+                }
+                if let Some(b) = &bar {
+                    b.set_position(i as u64 + 1);
+                }
+            }
+            if pushed.is_ok() {
+                pushed = sd.push(&data[pos..]);
+            }
             if sd.header().is_none() {
                 pushed.map_err(|e| about(&name, e))?;
                 return Err(about(&name, Error::Truncated { what: "header" }));
@@ -569,7 +896,15 @@ fn run(cli: Cli) -> Result<()> {
                     "{name}: {status} (--strict: nothing written)"
                 )));
             }
-            let img = sd.render(&opts)?;
+            if let Some(b) = &bar {
+                b.set_position(report.steps_decoded as u64);
+                b.set_message(format!("reconstruction ({})", opts.method));
+            }
+            let img = sd.render(&opts);
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let img = img?;
             write_output(&output, &encode_image(&img, format, quiet)?)?;
             // Partial decoding is the point of a progressive format: a success, but said so.
             // A corrupt packet or trailing bytes are warnings, printed even with -q.
@@ -671,6 +1006,14 @@ fn run(cli: Cli) -> Result<()> {
             let svg = out.with_extension("svg");
             check_output(&csv)?;
             check_output(&svg.to_string_lossy())?;
+            // Progress: images x rates points; each point gives one row per method first.
+            let mut names = eval_images(&data);
+            if let Some(n) = limit {
+                names.truncate(n);
+            }
+            let (n_rates, n_methods) = (bpp.len().max(1), methods.len().max(1));
+            let rates = bpp.clone();
+            let points = (names.len() * n_rates) as u64;
             let opts = diffc::eval::EvalOptions {
                 data,
                 bpps: bpp,
@@ -688,11 +1031,50 @@ fn run(cli: Cli) -> Result<()> {
                 limit,
                 baselines: !no_baselines,
             };
+            let bar = ui.bar("eval", points);
+            let point_name = |p: usize| {
+                let image = names.get(p / n_rates).map_or("", String::as_str);
+                format!(
+                    "{image} at {} bpp",
+                    rates.get(p % n_rates).unwrap_or(&f64::NAN)
+                )
+            };
+            if let Some(b) = &bar {
+                b.set_message(point_name(0));
+            }
+            let mut diffc_rows = 0usize;
             let rows = diffc::eval::run(&opts, |line| {
-                if !quiet {
-                    eprintln!("{line}");
+                // Rows with -v; a classical codec that could not be measured always.
+                if ui.verbose || (!quiet && line.contains(": skipped: ")) {
+                    say(bar.as_ref(), line);
                 }
-            })?;
+                if !line.contains(" diffc-") {
+                    return;
+                }
+                diffc_rows += 1;
+                if diffc_rows % n_methods != 0 {
+                    return;
+                }
+                let done = diffc_rows / n_methods;
+                match &bar {
+                    Some(b) => {
+                        b.set_position(done as u64);
+                        b.set_message(point_name(done));
+                    }
+                    // Without a terminal: one line per image.
+                    None if !quiet && !ui.verbose && done % n_rates == 0 => eprintln!(
+                        "eval: {}/{} images measured ({})",
+                        done / n_rates,
+                        names.len(),
+                        names.get(done / n_rates - 1).map_or("", String::as_str)
+                    ),
+                    None => {}
+                }
+            });
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let rows = rows?;
             write_via_temp(&out, |p| diffc::eval::write_csv(&rows, p))?;
             write_via_temp(&svg, |p| diffc::eval::write_svg(&rows, p))?;
             println!(
@@ -735,6 +1117,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(r) = &resume {
                 std::fs::metadata(r).map_err(|e| io_error_at(r, e))?;
+            }
+            if ui.bars && std::env::var_os(TRAIN_CHILD_ENV).is_none() {
+                return train_with_bar(&ui, minutes);
             }
             Ok(diffc::train::run(&diffc::train::TrainOptions {
                 data,
@@ -792,6 +1177,31 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            json,
+            repeats,
+            no_train,
+            no_graph,
+            no_codec,
+        } => {
+            let spinner = ui.spinner("bench", "measuring (medians of repeated runs)");
+            let report = diffc::bench::run(&diffc::bench::BenchOptions {
+                repeats: repeats as usize,
+                graph: !no_graph,
+                train: !no_train,
+                codec: !no_codec,
+            });
+            if let Some(s) = &spinner {
+                s.finish_and_clear();
+            }
+            let report = report?;
+            let text = if json {
+                report.to_json() + "\n"
+            } else {
+                report.to_text()
+            };
+            write_output("-", text.as_bytes())
+        }
         Command::Models => {
             for name in prior::available_models() {
                 let m = prior::load_model(name)?;
@@ -844,6 +1254,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("diffc: error: {e}");
             ExitCode::FAILURE

@@ -77,7 +77,7 @@ fn stdin_and_stdout_with_dash() {
     let png = std::fs::read(fixture("dragonfly_gray_45x31.png")).unwrap();
     let mut child = diffc()
         .args([
-            "encode", "-", "-", "--steps", "20", "--model", "gauss", "-q",
+            "encode", "-", "-", "--steps", "20", "--model", "gauss", "--quiet",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -87,10 +87,10 @@ fn stdin_and_stdout_with_dash() {
     child.stdin.take().unwrap().write_all(&png).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
-    assert!(o.stderr.is_empty(), "-q is quiet");
+    assert!(o.stderr.is_empty(), "--quiet is quiet");
     assert_eq!(&o.stdout[..4], b"DIFC");
     let mut child = diffc()
-        .args(["decode", "-", "-", "--method", "denoise", "-q"])
+        .args(["decode", "-", "-", "--method", "denoise", "--quiet"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -157,4 +157,297 @@ fn models_lists_every_embedded_model_with_its_stream_id() {
             .unwrap_or_else(|| panic!("{name} missing from:\n{out}"));
         assert!(line.contains(&format!("{id:016x}")), "{line}");
     }
+}
+
+/// The number after `"key":` in a flat JSON object (`None` for `null` or a missing key).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let rest = json.split_once(&format!("\"{key}\":"))?.1;
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+#[test]
+fn bench_json_reports_the_forward_pass() {
+    let o = diffc()
+        .args([
+            "bench",
+            "--json",
+            "--repeats",
+            "1",
+            "--no-train",
+            "--no-graph",
+            "--no-codec",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert!(json.trim_start().starts_with('{') && json.trim_end().ends_with('}'));
+    for key in ["forward_seconds", "forward_gflops", "forward_gflop"] {
+        let v = json_number(&json, key).unwrap_or_else(|| panic!("{key} in {json}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v} in {json}");
+    }
+    // What was skipped is null, not zero.
+    for key in [
+        "graph_forward_seconds",
+        "train_step_seconds",
+        "encode_step_seconds",
+    ] {
+        assert!(json.contains(&format!("\"{key}\":null")), "{key}: {json}");
+    }
+    let o = diffc()
+        .args(["bench", "--repeats", "0", "--no-train"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "--repeats 0 is refused");
+}
+
+/// `compress` with the closed-form prior; returns (stream, stderr).
+fn compress(input: &str, out: &str, extra: &[&str]) -> (Vec<u8>, String) {
+    let o = diffc()
+        .args(["compress", input, out, "--model", "gauss"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{extra:?}: {err}");
+    (std::fs::read(out).unwrap(), err)
+}
+
+/// Lambda of the last packet, from `inspect --json`.
+fn last_lambda(stream: &str) -> f64 {
+    let o = diffc()
+        .args(["inspect", stream, "--json"])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(json.contains("\"stop\":\"complete\""), "{json}");
+    let last = json.rsplit_once("{\"step\":").unwrap().1;
+    json_number(&format!("{{\"step\":{last}"), "lambda").unwrap()
+}
+
+#[test]
+fn quality_is_a_final_lambda_the_same_on_every_image() {
+    let (color, gray) = (
+        fixture("dragonfly_96x64.png"),
+        fixture("dragonfly_gray_45x31.png"),
+    );
+    let (s1, s2) = (tmp("q1.dfc"), tmp("q2.dfc"));
+    // -q is quality: short and long forms give the same stream.
+    let (a, _) = compress(&color, &s1, &["-q", "50"]);
+    let (b, _) = compress(&color, &s2, &["--quality", "50"]);
+    assert_eq!(a, b);
+    // Q 50 ends at lambda 3.5 whatever the image; the rate differs by image.
+    assert!((last_lambda(&s1) - 3.5).abs() < 1e-9);
+    compress(&gray, &s2, &["-q", "50"]);
+    assert!((last_lambda(&s2) - 3.5).abs() < 1e-9);
+    // Higher quality: a later lambda and more bytes.
+    let (hi, _) = compress(&color, &s2, &["-q", "80"]);
+    assert!((last_lambda(&s2) - (0.17 * 80.0 - 5.0)).abs() < 1.0 / 512.0);
+    assert!(hi.len() > a.len(), "{} vs {}", hi.len(), a.len());
+    // Out of range, or combined with --bpp/--steps: refused.
+    for args in [
+        vec!["-q", "0"],
+        vec!["-q", "101"],
+        vec!["-q", "50", "--bpp", "0.5"],
+        vec!["--quality", "50", "--steps", "4"],
+    ] {
+        let o = diffc()
+            .args(["compress", &color, &tmp("q3.dfc"), "--model", "gauss"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} should be refused");
+    }
+    // -q no longer means quiet.
+    let o = diffc()
+        .args(["-q", "compress", &color, &tmp("q4.dfc")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
+
+#[test]
+fn per_step_table_only_with_verbose_and_no_bars_without_a_terminal() {
+    let img = fixture("dragonfly_96x64.png");
+    let s = tmp("v.dfc");
+    let (_, err) = compress(&img, &s, &["--bpp", "1.0"]);
+    // Not a terminal: no bar, no carriage returns or escapes; just the summary line.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bpp") && !err.contains("step   0"), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let (_, err) = compress(&img, &s, &["--bpp", "1.0", "-v"]);
+    assert!(
+        err.contains("step   0  lambda") && err.contains("KL"),
+        "{err}"
+    );
+    assert!(err.lines().count() > 3, "{err}");
+    let (_, err) = compress(&img, &s, &["--bpp", "1.0", "--quiet"]);
+    assert!(err.is_empty(), "{err}");
+    let o = diffc()
+        .args(["decompress", &s, &tmp("v.png")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+}
+
+/// Run `args` with stderr on a pseudo-terminal (util-linux `script`); `None` when `script`
+/// is not installed. Returns what the terminal showed.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let mut cmd = quote(env!("CARGO_BIN_EXE_diffc"));
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a));
+    }
+    let o = Command::new("script")
+        .args(["-qec", &format!("{cmd} >/dev/null"), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn progress_bars_on_a_terminal() {
+    let img = fixture("dragonfly_256x192.png");
+    let s = tmp("bar.dfc");
+    let Some(tty) = on_a_terminal(&["compress", &img, &s, "--model", "gauss", "--bpp", "1"]) else {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    };
+    assert!(tty.contains("compress [") && tty.contains("bpp"), "{tty:?}");
+    // The bar is cleared; the summary stays.
+    assert!(tty.contains("256x192:"), "{tty:?}");
+    assert!(
+        !tty.contains("step   0  lambda"),
+        "table without -v: {tty:?}"
+    );
+    let tty = on_a_terminal(&["compress", &img, &s, "--model", "gauss", "-q", "40", "-v"]).unwrap();
+    assert!(tty.contains("step   0  lambda"), "{tty:?}");
+    let tty = on_a_terminal(&["decompress", &s, &tmp("bar.png")]).unwrap();
+    assert!(
+        tty.contains("decompress [") && tty.contains("decoding step") && tty.contains("complete"),
+        "{tty:?}"
+    );
+    let tty = on_a_terminal(&["--quiet", "decompress", &s, &tmp("bar.png")]).unwrap();
+    assert!(tty.trim().is_empty(), "--quiet: {tty:?}");
+}
+
+#[test]
+fn compress_warns_when_a_rate_cannot_be_met() {
+    let one = tmp("one.ppm");
+    std::fs::write(&one, b"P6\n1 1\n255\n\xc8\x0a\x5a").unwrap();
+    let s = tmp("w.dfc");
+    // Below header + first packet: said, even with --quiet.
+    let (_, err) = compress(&one, &s, &["--bpp", "0.5", "--quiet"]);
+    assert!(
+        err.contains("warning: --bpp 0.5 cannot be met") && err.contains("48-byte header"),
+        "{err}"
+    );
+    // A 1x1 image at a quality: the header and packet framing dominate.
+    let (_, err) = compress(&one, &s, &["-q", "50"]);
+    assert!(err.contains("warning: fixed costs dominate"), "{err}");
+    // The grid ends before the target.
+    let img = fixture("dragonfly_96x64.png");
+    let (_, err) = compress(&img, &s, &["--bpp", "30", "--lambda-stop", "4"]);
+    assert!(err.contains("warning: --bpp 30 not reached"), "{err}");
+    let (_, err) = compress(&img, &s, &["-q", "100", "--lambda-stop", "4"]);
+    assert!(err.contains("beyond the grid's last lambda"), "{err}");
+    // A reachable target: no warning.
+    let (_, err) = compress(&img, &s, &["--bpp", "0.5"]);
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn eval_reports_progress_per_image_without_a_terminal() {
+    let dir = std::path::PathBuf::from(tmp("evaldata"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a.png", "b.png"] {
+        std::fs::copy(fixture("dragonfly_gray_45x31.png"), dir.join(name)).unwrap();
+    }
+    let run = |extra: &[&str]| {
+        let o = diffc()
+            .args(["eval", "--data"])
+            .arg(&dir)
+            .args(["--bpp", "0.5,1", "--model", "gauss", "--methods", "denoise"])
+            .args(["--no-baselines", "--out", &tmp("eval.csv")])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let err = run(&[]);
+    assert!(
+        err.contains("eval: 1/2 images measured (a.png)")
+            && err.contains("eval: 2/2 images measured (b.png)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("diffc-denoise") && !err.contains('\r'),
+        "{err}"
+    );
+    let err = run(&["-v"]);
+    assert_eq!(err.matches("diffc-denoise").count(), 4, "{err}");
+}
+
+#[test]
+fn train_shows_a_bar_of_its_budget_on_a_terminal() {
+    let dir = std::path::PathBuf::from(tmp("traindata"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("dragonfly_96x64.png"), dir.join("a.png")).unwrap();
+    let out = tmp("trained.safetensors");
+    let data = dir.to_string_lossy().into_owned();
+    let args = [
+        "train",
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--minutes",
+        "0.03",
+        "--model",
+        "test",
+        "--batch",
+        "2",
+        "--crop",
+        "16",
+    ];
+    let Some(tty) = on_a_terminal(&args) else {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    };
+    assert!(
+        tty.contains("train [") && tty.contains("of 0.03 min"),
+        "{tty:?}"
+    );
+    // Training's own lines other than steps appear above the bar.
+    assert!(tty.contains("saved "), "{tty:?}");
+    assert!(std::fs::metadata(&out).is_ok());
+    // A failing child's error and exit code come through.
+    let o = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "'{}' train --data '{data}' --out '{out}' --minutes 0.01 --model nope",
+                env!("CARGO_BIN_EXE_diffc")
+            ),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{shown}");
+    assert_eq!(shown.matches("diffc: error:").count(), 1, "{shown:?}");
 }

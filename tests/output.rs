@@ -59,7 +59,7 @@ fn stream(d: &Path, fixture_name: &str) -> PathBuf {
         "gauss",
         "--bpp",
         "1.0",
-        "-q",
+        "--quiet",
     ]));
     out
 }
@@ -150,14 +150,14 @@ fn outputs_replace_existing_files_whole_and_keep_their_permissions() {
     let d = dir("replace");
     let dfc = stream(&d, "dragonfly_96x64.png");
     // Reference bytes from stdout (written directly).
-    let reference = run(&["decompress", &s(&dfc), "-", "-q"]);
+    let reference = run(&["decompress", &s(&dfc), "-", "--quiet"]);
     ok(&reference);
     assert_eq!(&reference.stdout[..8], b"\x89PNG\r\n\x1a\n");
     let target = d.join("old.png");
     // Longer than the new image: a non-truncating write would leave a tail.
     std::fs::write(&target, vec![7u8; reference.stdout.len() * 3]).unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
-    ok(&run(&["decompress", &s(&dfc), &s(&target), "-q"]));
+    ok(&run(&["decompress", &s(&dfc), &s(&target), "--quiet"]));
     assert_eq!(std::fs::read(&target).unwrap(), reference.stdout);
     let mode = std::fs::metadata(&target).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640);
@@ -172,7 +172,7 @@ fn outputs_replace_existing_files_whole_and_keep_their_permissions() {
         "gauss",
         "--bpp",
         "1.0",
-        "-q",
+        "--quiet",
     ]));
     assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&dfc).unwrap());
     // A symlink stays a symlink; its target gets the image.
@@ -180,7 +180,7 @@ fn outputs_replace_existing_files_whole_and_keep_their_permissions() {
     let link = d.join("link.png");
     std::fs::write(&real, PRECIOUS).unwrap();
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    ok(&run(&["decompress", &s(&dfc), &s(&link), "-q"]));
+    ok(&run(&["decompress", &s(&dfc), &s(&link), "--quiet"]));
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
         .file_type()
@@ -236,7 +236,7 @@ fn ppm_and_pgm_are_binary_netpbm_and_pam_is_pam() {
     let d = dir("formats");
     let color = stream(&d, "dragonfly_96x64.png");
     let gray = stream(&d, "dragonfly_gray_45x31.png");
-    let png = run(&["decompress", &s(&color), "-", "-q"]).stdout;
+    let png = run(&["decompress", &s(&color), "-", "--quiet"]).stdout;
     let rgb = diffc::Image::decode(&png).unwrap();
     assert_eq!(rgb.channels, 3);
 
@@ -250,7 +250,7 @@ fn ppm_and_pgm_are_binary_netpbm_and_pam_is_pam() {
     // Gray to .ppm: expanded to RGB.
     let gppm = d.join("g.ppm");
     ok(&run(&["decompress", &s(&gray), &s(&gppm)]));
-    let gpng = run(&["decompress", &s(&gray), "-", "-q"]).stdout;
+    let gpng = run(&["decompress", &s(&gray), "-", "--quiet"]).stdout;
     let gimg = diffc::Image::decode(&gpng).unwrap();
     assert_eq!(gimg.channels, 1);
     let (header, samples) = pnm(&std::fs::read(&gppm).unwrap());
@@ -306,7 +306,14 @@ fn ppm_and_pgm_are_binary_netpbm_and_pam_is_pam() {
         } else {
             s(&d.join(name))
         };
-        let o = run(&["decompress", &s(&color), &out, "--format", format, "-q"]);
+        let o = run(&[
+            "decompress",
+            &s(&color),
+            &out,
+            "--format",
+            format,
+            "--quiet",
+        ]);
         ok(&o);
         let bytes = if name == "-" {
             o.stdout
@@ -331,7 +338,7 @@ fn ppm_and_pgm_are_binary_netpbm_and_pam_is_pam() {
         ("a.webp", b"RIFF"),
     ] {
         let out = d.join(name);
-        ok(&run(&["decompress", &s(&color), &s(&out), "-q"]));
+        ok(&run(&["decompress", &s(&color), &s(&out), "--quiet"]));
         assert_eq!(
             &std::fs::read(&out).unwrap()[..magic.len()],
             magic,
@@ -349,7 +356,7 @@ fn ppm_and_pgm_are_binary_netpbm_and_pam_is_pam() {
         "ppm",
         "--every",
         "100",
-        "-q",
+        "--quiet",
     ]));
     let mut names: Vec<String> = std::fs::read_dir(&prog)
         .unwrap()
@@ -448,8 +455,8 @@ fn decompress_says_complete_partial_or_corrupt() {
             && err.contains(&format!("corrupt: stopped at packet 4 (byte {start}): ")),
         "{err}"
     );
-    // Warnings survive -q.
-    let o = run(&["decompress", &s(&bad_path), &out, "-q"]);
+    // Warnings survive --quiet.
+    let o = run(&["decompress", &s(&bad_path), &out, "--quiet"]);
     ok(&o);
     assert!(stderr(&o).contains("corrupt: stopped at packet 4"));
     let err = failed(&run(&["decompress", &s(&bad_path), &out, "--strict"]));
@@ -458,7 +465,7 @@ fn decompress_says_complete_partial_or_corrupt() {
     // Trailing bytes after the last packet.
     let padded = d.join("padded.dfc");
     std::fs::write(&padded, [&bytes[..], &[0u8; 7]].concat()).unwrap();
-    let o = run(&["decompress", &s(&padded), &out, "-q"]);
+    let o = run(&["decompress", &s(&padded), &out, "--quiet"]);
     ok(&o);
     let err = stderr(&o);
     assert!(
@@ -469,10 +476,10 @@ fn decompress_says_complete_partial_or_corrupt() {
     let err = failed(&run(&["decompress", &s(&padded), &out, "--strict"]));
     assert!(err.contains("7 trailing bytes"), "{err}");
 
-    // -q keeps a clean or partial decode silent.
+    // --quiet keeps a clean or partial decode silent.
     let dfc_s = s(&dfc);
     for extra in [&[][..], &["--bytes", "300"][..]] {
-        let mut args = vec!["decompress", dfc_s.as_str(), out.as_str(), "-q"];
+        let mut args = vec!["decompress", dfc_s.as_str(), out.as_str(), "--quiet"];
         args.extend_from_slice(extra);
         let o = run(&args);
         ok(&o);
@@ -536,7 +543,7 @@ fn errors_name_paths_and_recognise_wrong_inputs() {
     // Images given where a stream is expected are named, before any parsing.
     let png = fixture("dragonfly_96x64.png");
     let jpeg = d.join("photo.jpg");
-    ok(&run(&["decompress", &s(&dfc), &s(&jpeg), "-q"]));
+    ok(&run(&["decompress", &s(&dfc), &s(&jpeg), "--quiet"]));
     for (input, kind) in [(png.clone(), "PNG"), (s(&jpeg), "JPEG")] {
         for cmd in ["decompress", "inspect"] {
             let mut args = vec![cmd, input.as_str()];
