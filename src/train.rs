@@ -13,11 +13,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use rayon::prelude::*;
 
 use crate::data::{CropPool, Rng};
 use crate::error::{Error, Result};
+use crate::prior::backprop::{loss_and_gradients, Batch};
+use crate::prior::engine::Engine;
 use crate::prior::net::{alpha_f, sigma_f, DenoiserNet, NetConfig};
 
 /// Options of a training run.
@@ -139,77 +142,85 @@ fn loss_weight(lambda: f32) -> f32 {
     (1.0 / ((-l).exp() + (-LOSS_B).exp())) as f32
 }
 
-/// The training state: parameters, EMA, Adam moments, counters.
+/// The training state: parameters, EMA, Adam moments, counters. Everything is plain `f32`
+/// vectors in weight-file name order; the gradient comes from the hand-written backward pass
+/// ([`crate::prior::backprop`]) on the inference engine's kernels.
 struct State {
+    cfg: NetConfig,
     names: Vec<String>,
-    params: Vec<Var>,
-    ema: Vec<Var>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    shapes: Vec<Vec<usize>>,
+    index: HashMap<String, usize>,
+    params: Vec<Vec<f32>>,
+    ema: Vec<Vec<f32>>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     step: u64,
     rng: Rng,
     seconds: f64,
     /// Multiplier on the scheduled learning rate (the end-of-run cool-down); not saved.
     lr_scale: f64,
-    net: DenoiserNet,
-    ema_net: DenoiserNet,
 }
 
 impl State {
     fn new(cfg: &NetConfig, seed: u64, dev: &Device) -> Result<Self> {
+        // The network's own initialisation (shapes and scales), read out once.
         let vm = VarMap::new();
-        let net = DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, dev), cfg)?;
+        DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, dev), cfg)?;
         let data = vm.data().lock().expect("varmap lock");
         let mut names: Vec<String> = data.keys().cloned().collect();
         names.sort();
-        let params: Vec<Var> = names.iter().map(|n| data[n].clone()).collect();
-        drop(data);
-        let mut ema = Vec::new();
-        let mut ema_map = HashMap::new();
-        let (mut m, mut v) = (Vec::new(), Vec::new());
-        for (n, p) in names.iter().zip(&params) {
-            let e = Var::from_tensor(&p.as_tensor().copy()?)?;
-            ema_map.insert(n.clone(), e.as_tensor().clone());
-            ema.push(e);
-            m.push(p.zeros_like()?);
-            v.push(p.zeros_like()?);
+        let mut shapes = Vec::new();
+        let mut params = Vec::new();
+        for n in &names {
+            shapes.push(data[n].dims().to_vec());
+            params.push(data[n].flatten_all()?.to_vec1::<f32>()?);
         }
-        let ema_net = DenoiserNet::new(VarBuilder::from_tensors(ema_map, DType::F32, dev), cfg)?;
+        drop(data);
+        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
         Ok(State {
+            cfg: cfg.clone(),
+            index: names.iter().cloned().zip(0..).collect(),
             names,
+            shapes,
+            ema: params.clone(),
             params,
-            ema,
-            m,
-            v,
+            m: zeros.clone(),
+            v: zeros,
             step: 0,
             rng: Rng::new(seed),
             seconds: 0.0,
             lr_scale: 1.0,
-            net,
-            ema_net,
         })
     }
 
     fn n_params(&self) -> usize {
-        self.params.iter().map(|p| p.elem_count()).sum()
+        self.params.iter().map(|p| p.len()).sum()
     }
 
-    fn ema_tensors(&self) -> HashMap<String, Tensor> {
-        self.names
-            .iter()
-            .cloned()
-            .zip(self.ema.iter().map(|e| e.as_tensor().clone()))
-            .collect()
+    fn tensors(&self, which: &[Vec<f32>], prefix: &str) -> Result<HashMap<String, Tensor>> {
+        let mut t = HashMap::new();
+        for (i, n) in self.names.iter().enumerate() {
+            let v = Tensor::from_slice(&which[i], self.shapes[i].as_slice(), &Device::Cpu)?;
+            t.insert(format!("{prefix}{n}"), v);
+        }
+        Ok(t)
+    }
+
+    fn ema_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        self.tensors(&self.ema, "")
+    }
+
+    /// The EMA network as a candle graph (for validation).
+    fn ema_net(&self) -> Result<DenoiserNet> {
+        let vb = VarBuilder::from_tensors(self.ema_tensors()?, DType::F32, &Device::Cpu);
+        Ok(DenoiserNet::new(vb, &self.cfg)?)
     }
 
     fn checkpoint_tensors(&self, model: &str, dev: &Device) -> Result<HashMap<String, Tensor>> {
-        let mut t = HashMap::new();
-        for (i, n) in self.names.iter().enumerate() {
-            t.insert(format!("param.{n}"), self.params[i].as_tensor().clone());
-            t.insert(format!("ema.{n}"), self.ema[i].as_tensor().clone());
-            t.insert(format!("adam_m.{n}"), self.m[i].clone());
-            t.insert(format!("adam_v.{n}"), self.v[i].clone());
-        }
+        let mut t = self.tensors(&self.params, "param.")?;
+        t.extend(self.tensors(&self.ema, "ema.")?);
+        t.extend(self.tensors(&self.m, "adam_m.")?);
+        t.extend(self.tensors(&self.v, "adam_v.")?);
         let mut meta = vec![self.step as u32, (self.step >> 32) as u32];
         for s in self.rng.s {
             meta.push(s as u32);
@@ -237,10 +248,28 @@ impl State {
             )));
         }
         for (i, n) in self.names.iter().enumerate() {
-            self.params[i].set(&get(&format!("param.{n}"))?)?;
-            self.ema[i].set(&get(&format!("ema.{n}"))?)?;
-            self.m[i] = get(&format!("adam_m.{n}"))?;
-            self.v[i] = get(&format!("adam_v.{n}"))?;
+            let read = |prefix: &str| -> Result<Vec<f32>> {
+                let v: Vec<f32> = get(&format!("{prefix}{n}"))?.flatten_all()?.to_vec1()?;
+                if v.len() != self.params[i].len() {
+                    return Err(Error::Model(format!(
+                        "checkpoint {}: {prefix}{n} has {} values, expected {}",
+                        path.display(),
+                        v.len(),
+                        self.params[i].len()
+                    )));
+                }
+                Ok(v)
+            };
+            let (p, e, m, v) = (
+                read("param.")?,
+                read("ema.")?,
+                read("adam_m.")?,
+                read("adam_v.")?,
+            );
+            self.params[i] = p;
+            self.ema[i] = e;
+            self.m[i] = m;
+            self.v[i] = v;
         }
         let meta: Vec<u32> = get("meta.state")?.to_vec1()?;
         if meta.len() != 10 {
@@ -272,7 +301,7 @@ impl State {
         pool: &CropPool,
         batch: usize,
         crop: usize,
-        dev: &Device,
+        _dev: &Device,
     ) -> Result<(f64, f64)> {
         let n = 3 * crop * crop;
         let mut x = vec![0f32; batch * n];
@@ -287,29 +316,29 @@ impl State {
             }
         }
         let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
-        let xt = Tensor::from_vec(x, (batch, 3, crop, crop), dev)?;
-        let zt = Tensor::from_vec(z, (batch, 3, crop, crop), dev)?;
-        let lt = Tensor::from_vec(lams, batch, dev)?;
-        let wt = Tensor::from_vec(w, batch, dev)?;
-        let xhat = self.net.forward(&zt, &lt)?;
-        let mse = (xhat - xt)?.sqr()?.reshape((batch, n))?.mean(1)?;
-        let loss = (mse * wt)?.mean_all()?;
-        let lv = loss.to_scalar::<f32>()? as f64;
+        let engine = Engine::from_named(&self.cfg, |k| self.params[self.index[k]].as_slice());
+        let b = Batch {
+            x: &x,
+            z: &z,
+            lambdas: &lams,
+            weights: &w,
+            n: batch,
+            h: crop,
+            w: crop,
+        };
+        let (lv, mut grads) = loss_and_gradients(&engine, &b);
         if !lv.is_finite() {
             return Err(Error::Model(format!("loss is {lv} at step {}", self.step)));
         }
-        let grads = loss.backward()?;
-        let mut g = Vec::with_capacity(self.params.len());
-        let mut sq = 0f64;
-        for p in &self.params {
-            // Detach: gradients carry the graph, which must not leak into the Adam moments.
-            let gi = match grads.get(p.as_tensor()) {
-                Some(t) => t.detach(),
-                None => p.zeros_like()?.detach(),
-            };
-            sq += gi.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            g.push(gi);
-        }
+        let g: Vec<Vec<f32>> = self
+            .names
+            .iter()
+            .map(|n| grads.remove(n).expect("a gradient for every weight"))
+            .collect();
+        let sq: f64 = g
+            .par_iter()
+            .map(|g| g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+            .sum();
         let gnorm = sq.sqrt();
         let scale = if gnorm > CLIP { CLIP / gnorm } else { 1.0 };
         let t = (self.step + 1) as i32;
@@ -317,18 +346,33 @@ impl State {
         let bc1 = 1.0 - BETA1.powi(t);
         let bc2 = 1.0 - BETA2.powi(t);
         let ema = EMA.min((1.0 + self.step as f64) / (10.0 + self.step as f64));
-        for (i, gi) in g.iter().enumerate() {
-            let gi = gi.affine(scale, 0.0)?;
-            self.m[i] = ((self.m[i].affine(BETA1, 0.0))? + gi.affine(1.0 - BETA1, 0.0)?)?;
-            self.v[i] = ((self.v[i].affine(BETA2, 0.0))? + gi.sqr()?.affine(1.0 - BETA2, 0.0)?)?;
-            let upd = (self.m[i].affine(1.0 / bc1, 0.0)?
-                / (self.v[i].affine(1.0 / bc2, 0.0)?.sqrt()? + ADAM_EPS)?)?;
-            let p = (self.params[i].as_tensor().detach() - upd.affine(lr, 0.0)?)?;
-            self.params[i].set(&p)?;
-            let e =
-                (self.ema[i].as_tensor().detach().affine(ema, 0.0)? + p.affine(1.0 - ema, 0.0)?)?;
-            self.ema[i].set(&e)?;
-        }
+        let f = |v: f64| v as f32;
+        let (scale, b1, b2, ib1, ib2, lr, ema, eps) = (
+            f(scale),
+            f(BETA1),
+            f(BETA2),
+            f(1.0 / bc1),
+            f(1.0 / bc2),
+            f(lr),
+            f(ema),
+            f(ADAM_EPS),
+        );
+        self.params
+            .par_iter_mut()
+            .zip(&mut self.ema)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(&g)
+            .for_each(|((((p, e), m), v), g)| {
+                for i in 0..p.len() {
+                    let gi = g[i] * scale;
+                    m[i] = m[i] * b1 + gi * (1.0 - b1);
+                    v[i] = v[i] * b2 + gi * gi * (1.0 - b2);
+                    let upd = (m[i] * ib1) / ((v[i] * ib2).sqrt() + eps);
+                    p[i] -= upd * lr;
+                    e[i] = e[i] * ema + p[i] * (1.0 - ema);
+                }
+            });
         self.step += 1;
         Ok((lv, gnorm))
     }
@@ -503,7 +547,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     let validate = |st: &State| -> Result<()> {
         if let Some(v) = &val {
             let tv = Instant::now();
-            let r = v.evaluate(&st.ema_net, &VAL_LAMBDAS, &dev)?;
+            let r = v.evaluate(&st.ema_net()?, &VAL_LAMBDAS, &dev)?;
             eprintln!(
                 "val step {} ({:.1} min): relative x-MSE {}  [{:.1} s]",
                 st.step,
@@ -527,7 +571,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     };
     let save = |st: &State| -> Result<()> {
         save_atomic(&st.checkpoint_tensors(&opts.model, &dev)?, &ckpt)?;
-        save_atomic(&st.ema_tensors(), &opts.out)?;
+        save_atomic(&st.ema_tensors()?, &opts.out)?;
         eprintln!(
             "saved {} and {} at step {}",
             opts.out.display(),
@@ -618,6 +662,7 @@ mod tests {
         let pool = CropPool::load(&dir, 16, 1600).unwrap();
 
         let mut a = State::new(&cfg, 3, &dev).unwrap();
+        let initial = a.params.clone();
         for _ in 0..2 {
             a.train_step(&pool, 2, 16, &dev).unwrap();
         }
@@ -633,17 +678,14 @@ mod tests {
         }
         assert_eq!(a.step, b.step);
         assert_eq!(a.rng, b.rng);
-        for i in 0..a.params.len() {
-            let pa: Vec<f32> = a.params[i].flatten_all().unwrap().to_vec1().unwrap();
-            let pb: Vec<f32> = b.params[i].flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(pa, pb);
-            let ea: Vec<f32> = a.ema[i].flatten_all().unwrap().to_vec1().unwrap();
-            let eb: Vec<f32> = b.ema[i].flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(ea, eb);
-        }
+        assert_eq!(a.params, b.params);
+        assert_eq!(a.ema, b.ema);
+        assert_eq!((&a.m, &a.v), (&b.m, &b.v));
+        // Training moved the weights.
+        assert_ne!(a.params, initial);
         // The deployable EMA file loads as a denoiser.
         let out = dir.join("m.safetensors");
-        save_atomic(&a.ema_tensors(), &out).unwrap();
+        save_atomic(&a.ema_tensors().unwrap(), &out).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let d =
             crate::prior::net::NetDenoiser::from_safetensors_bytes("test", &bytes, &dev).unwrap();

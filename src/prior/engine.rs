@@ -30,72 +30,130 @@ use super::net::{alpha_f, lambda_features, sigma_f, DenoiserNet, NetConfig};
 const BLOCK_BYTES: usize = 96 << 10;
 
 /// A dense layer `y = W x + b`, `w` row-major `(out, in)`.
-struct Dense {
-    w: Vec<f32>,
-    b: Vec<f32>,
-    cin: usize,
+pub(crate) struct Dense {
+    pub(crate) w: Vec<f32>,
+    pub(crate) b: Vec<f32>,
+    pub(crate) cin: usize,
 }
 
 impl Dense {
-    fn apply(&self, x: &[f32]) -> Vec<f32> {
-        self.w
-            .chunks(self.cin)
-            .zip(&self.b)
-            .map(|(row, b)| row.iter().zip(x).map(|(w, x)| w * x).sum::<f32>() + b)
+    /// `y = W x + b` for each of the rows of `x` (`rows x cin`), `rows x out` out.
+    pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
+        x.chunks(self.cin)
+            .flat_map(|x| {
+                self.w
+                    .chunks(self.cin)
+                    .zip(&self.b)
+                    .map(move |(row, b)| row.iter().zip(x).map(|(w, x)| w * x).sum::<f32>() + b)
+            })
             .collect()
     }
 }
 
 /// How a layer reads its input.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Gather {
+pub(crate) enum Gather {
     /// 3x3 taps, zero padding: column `k Cin + c` is channel `c` at offset `(k/3 - 1, k%3 - 1)`.
     Taps3x3,
     /// 2x2 pixel-unshuffle of an input twice the size: column `(dy 2 + dx) Cin + c`.
     Unshuffle,
+    /// The input rows themselves (a 1x1 layer).
+    Pointwise,
 }
 
-/// One convolution: weights transposed to `(K, Cout)` for the GEMM, plus its lambda-bias layer.
-struct Conv {
-    wt: Vec<f32>,
-    k: usize,
-    cout: usize,
-    bias: Dense,
+impl Gather {
+    /// Values per output pixel when reading a map of `c` channels.
+    pub(crate) fn width(self, c: usize) -> usize {
+        match self {
+            Gather::Taps3x3 => 9 * c,
+            Gather::Unshuffle => 4 * c,
+            Gather::Pointwise => c,
+        }
+    }
+
+    /// Output size `(H, W)` for an input of `(h, w)`.
+    pub(crate) fn out_size(self, h: usize, w: usize) -> (usize, usize) {
+        match self {
+            Gather::Unshuffle => (h / 2, w / 2),
+            _ => (h, w),
+        }
+    }
+}
+
+/// One convolution: weights `(Cout, K)` as stored, transposed `(K, Cout)` for the forward GEMM,
+/// and its lambda-bias layer.
+pub(crate) struct Conv {
+    pub(crate) w: Vec<f32>,
+    pub(crate) wt: Vec<f32>,
+    pub(crate) k: usize,
+    pub(crate) cout: usize,
+    pub(crate) bias: Dense,
 }
 
 impl Conv {
-    fn from_graph(w: &Tensor, bias_w: &Tensor, bias_b: &Tensor) -> candle_core::Result<Conv> {
-        let (cout, k) = w.dims2()?;
-        let wt = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (_, cin) = bias_w.dims2()?;
-        Ok(Conv {
+    pub(crate) fn new(w: Vec<f32>, cout: usize, bias: Dense) -> Conv {
+        let k = w.len() / cout;
+        let mut wt = vec![0f32; w.len()];
+        for o in 0..cout {
+            for j in 0..k {
+                wt[j * cout + o] = w[o * k + j];
+            }
+        }
+        Conv {
+            w,
             wt,
             k,
             cout,
-            bias: Dense {
+            bias,
+        }
+    }
+
+    fn from_graph(w: &Tensor, bias_w: &Tensor, bias_b: &Tensor) -> candle_core::Result<Conv> {
+        let (cout, _) = w.dims2()?;
+        let (_, cin) = bias_w.dims2()?;
+        Ok(Conv::new(
+            w.flatten_all()?.to_vec1::<f32>()?,
+            cout,
+            Dense {
                 w: bias_w.flatten_all()?.to_vec1()?,
                 b: bias_b.to_vec1()?,
                 cin,
             },
-        })
+        ))
+    }
+
+    /// The weights of the adjoint 3x3 convolution as a `(9 Cout, Cin)` GEMM operand: row
+    /// `k Cout + o`, column `c` holds `w[o][(8 - k) Cin + c]` (the taps mirrored).
+    pub(crate) fn mirrored_taps(&self) -> Vec<f32> {
+        let cin = self.k / 9;
+        let mut m = vec![0f32; self.w.len()];
+        for k in 0..9 {
+            for o in 0..self.cout {
+                let src = &self.w[o * self.k + (8 - k) * cin..o * self.k + (9 - k) * cin];
+                m[(k * self.cout + o) * cin..(k * self.cout + o + 1) * cin].copy_from_slice(src);
+            }
+        }
+        m
     }
 }
 
-/// An activation map `(H, W, C)`, channels last.
-struct Map {
-    h: usize,
-    w: usize,
-    c: usize,
-    data: Vec<f32>,
+/// A batch of activation maps `(N, H, W, C)`, channels last.
+#[derive(Clone)]
+pub(crate) struct Map {
+    pub(crate) n: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c: usize,
+    pub(crate) data: Vec<f32>,
 }
 
 /// Buffers kept between calls.
 #[derive(Default)]
-struct Pool(Vec<Vec<f32>>);
+pub(crate) struct Pool(Vec<Vec<f32>>);
 
 impl Pool {
     /// A buffer of exactly `len` values (contents unspecified: every user overwrites it).
-    fn take(&mut self, len: usize) -> Vec<f32> {
+    pub(crate) fn take(&mut self, len: usize) -> Vec<f32> {
         let mut v = match self.0.iter().position(|b| b.capacity() >= len) {
             Some(i) => self.0.swap_remove(i),
             None => Vec::with_capacity(len),
@@ -104,27 +162,50 @@ impl Pool {
         v
     }
 
-    fn give(&mut self, v: Vec<f32>) {
+    pub(crate) fn give(&mut self, v: Vec<f32>) {
         self.0.push(v);
     }
 }
 
 /// The network compiled for CPU inference. See the module documentation.
 pub struct Engine {
-    cfg: NetConfig,
-    emb1: Dense,
-    emb2: Dense,
-    enc1: Vec<Conv>,
-    down1: Conv,
-    enc2: Vec<Conv>,
-    down2: Conv,
-    mid: Vec<Conv>,
-    up2: Conv,
-    dec2: Vec<Conv>,
-    up1: Conv,
-    dec1: Vec<Conv>,
-    out: Conv,
+    pub(crate) cfg: NetConfig,
+    pub(crate) emb1: Dense,
+    pub(crate) emb2: Dense,
+    pub(crate) enc1: Vec<Conv>,
+    pub(crate) down1: Conv,
+    pub(crate) enc2: Vec<Conv>,
+    pub(crate) down2: Conv,
+    pub(crate) mid: Vec<Conv>,
+    pub(crate) up2: Conv,
+    pub(crate) dec2: Vec<Conv>,
+    pub(crate) up1: Conv,
+    pub(crate) dec1: Vec<Conv>,
+    pub(crate) out: Conv,
     pool: Mutex<Pool>,
+}
+
+/// Names of a network's layers in forward order, as in its weight files (`NAME.w`,
+/// `NAME.emb.w`, `NAME.emb.b`), with `(K, Cout)` of each.
+pub(crate) fn conv_layers(cfg: &NetConfig) -> Vec<(String, usize, usize)> {
+    let [c1, c2, c3] = cfg.channels;
+    let mut v = Vec::new();
+    let stack = |v: &mut Vec<_>, name: &str, cin: usize, c: usize, n: usize| {
+        for i in 0..n {
+            v.push((format!("{name}.{i}"), 9 * if i == 0 { cin } else { c }, c));
+        }
+    };
+    stack(&mut v, "enc1", 14, c1, cfg.depth[0]);
+    v.push(("down1".into(), 4 * c1, c2));
+    stack(&mut v, "enc2", c2, c2, cfg.depth[1]);
+    v.push(("down2".into(), 4 * c2, c3));
+    stack(&mut v, "mid", c3, c3, cfg.depth[2]);
+    v.push(("up2".into(), c3, 4 * c2));
+    stack(&mut v, "dec2", c2, c2, cfg.up_depth[0]);
+    v.push(("up1".into(), c2, 4 * c1));
+    stack(&mut v, "dec1", c1, c1, cfg.up_depth[1]);
+    v.push(("out".into(), 9 * c1, 12));
+    v
 }
 
 impl Engine {
@@ -159,9 +240,83 @@ impl Engine {
         })
     }
 
+    /// Build from named weights (`get(name)` returns the row-major values of a weight file's
+    /// tensor `name`), e.g. the trainer's flat parameters.
+    pub(crate) fn from_named<'a>(cfg: &NetConfig, get: impl Fn(&str) -> &'a [f32]) -> Engine {
+        let e = cfg.emb_dim;
+        let ne = 2 * cfg.n_freq + 1;
+        let dense = |name: &str, cin: usize| Dense {
+            w: get(&format!("{name}.w")).to_vec(),
+            b: get(&format!("{name}.b")).to_vec(),
+            cin,
+        };
+        let mut convs = conv_layers(cfg).into_iter().map(|(name, _, cout)| {
+            Conv::new(
+                get(&format!("{name}.w")).to_vec(),
+                cout,
+                dense(&format!("{name}.emb"), e),
+            )
+        });
+        let mut take = |n: usize| {
+            (0..n)
+                .map(|_| convs.next().expect("layer"))
+                .collect::<Vec<_>>()
+        };
+        let enc1 = take(cfg.depth[0]);
+        let down1 = take(1).remove(0);
+        let enc2 = take(cfg.depth[1]);
+        let down2 = take(1).remove(0);
+        let mid = take(cfg.depth[2]);
+        let up2 = take(1).remove(0);
+        let dec2 = take(cfg.up_depth[0]);
+        let up1 = take(1).remove(0);
+        let dec1 = take(cfg.up_depth[1]);
+        let out = take(1).remove(0);
+        Engine {
+            cfg: cfg.clone(),
+            emb1: dense("emb1", ne),
+            emb2: dense("emb2", e),
+            enc1,
+            down1,
+            enc2,
+            down2,
+            mid,
+            up2,
+            dec2,
+            up1,
+            dec1,
+            out,
+            pool: Mutex::new(Pool::default()),
+        }
+    }
+
     /// The architecture.
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// The convolutions in forward order (the order of [`conv_layers`]).
+    pub(crate) fn convs(&self) -> Vec<&Conv> {
+        let mut v: Vec<&Conv> = self.enc1.iter().collect();
+        v.push(&self.down1);
+        v.extend(&self.enc2);
+        v.push(&self.down2);
+        v.extend(&self.mid);
+        v.push(&self.up2);
+        v.extend(&self.dec2);
+        v.push(&self.up1);
+        v.extend(&self.dec1);
+        v.push(&self.out);
+        v
+    }
+
+    /// The lambda embeddings `(N, emb_dim)` and the first MLP layer's output (for backprop).
+    pub(crate) fn embed(&self, lambdas: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let feats = lambda_features(lambdas, self.cfg.n_freq);
+        let relu = |v: Vec<f32>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<_>>();
+        let e1 = relu(self.emb1.apply(&feats));
+        let emb = relu(self.emb2.apply(&e1));
+        (feats, e1, emb)
     }
 
     /// Predict `x_hat` from `z`, both planar `(3, H, W)`, at log-SNR `lambda`. `H` and `W` must
@@ -170,36 +325,8 @@ impl Engine {
         let s = self.cfg.stride();
         assert!(h % s == 0 && w % s == 0 && h > 0 && w > 0 && z.len() == 3 * h * w);
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
-
-        let feats = lambda_features(&[lambda], self.cfg.n_freq);
-        let relu = |v: Vec<f32>| v.into_iter().map(|x| x.max(0.0)).collect::<Vec<_>>();
-        let emb = relu(self.emb2.apply(&relu(self.emb1.apply(&feats))));
-
-        // Half resolution: 12 unshuffled channels of z and the two noise-level planes.
-        let (h2, w2) = (h / 2, w / 2);
-        let mut x = Map {
-            h: h2,
-            w: w2,
-            c: 14,
-            data: pool.take(h2 * w2 * 14),
-        };
-        let planes = [lambda / 12.0, (1.0 / (1.0 + (lambda as f64).exp())) as f32];
-        x.data
-            .par_chunks_mut(w2 * 14)
-            .enumerate()
-            .for_each(|(y, row)| {
-                for (xx, px) in row.chunks_mut(14).enumerate() {
-                    for dy in 0..2 {
-                        for dx in 0..2 {
-                            for c in 0..3 {
-                                px[(dy * 2 + dx) * 3 + c] =
-                                    z[(c * h + 2 * y + dy) * w + 2 * xx + dx];
-                            }
-                        }
-                    }
-                    px[12..].copy_from_slice(&planes);
-                }
-            });
+        let (_, _, emb) = self.embed(&[lambda]);
+        let mut x = input_map(&mut pool, z, 1, h, w, &[lambda]);
 
         let run = |pool: &mut Pool, x: Map, layers: &[Conv]| -> Map {
             layers.iter().fold(x, |x, l| {
@@ -208,47 +335,100 @@ impl Engine {
                 y
             })
         };
-        let x = run(&mut pool, x, &self.enc1);
+        x = run(&mut pool, x, &self.enc1);
         let mut s1 = x;
         let x = conv(&mut pool, &self.down1, &emb, &s1, Gather::Unshuffle, true);
         let x = run(&mut pool, x, &self.enc2);
         let mut s2 = x;
         let x = conv(&mut pool, &self.down2, &emb, &s2, Gather::Unshuffle, true);
         let x = run(&mut pool, x, &self.mid);
-        up_into(&mut pool, &self.up2, &emb, &x, &mut s2);
+        up_into(&self.up2, &emb, &x, &mut s2);
         pool.give(x.data);
         let x = run(&mut pool, s2, &self.dec2);
-        up_into(&mut pool, &self.up1, &emb, &x, &mut s1);
+        up_into(&self.up1, &emb, &x, &mut s1);
         pool.give(x.data);
         let x = run(&mut pool, s1, &self.dec1);
         let v = conv(&mut pool, &self.out, &emb, &x, Gather::Taps3x3, false);
         pool.give(x.data);
-
-        // x_hat = alpha z - sigma v, v pixel-shuffled from (h2, w2, 12) to planar (3, h, w).
-        let (a, sg) = (alpha_f(lambda), sigma_f(lambda));
-        let mut out = vec![0f32; 3 * h * w];
-        out.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
-            let (c, y) = (r / h, r % h);
-            let (y2, dy) = (y / 2, y % 2);
-            let zr = &z[r * w..(r + 1) * w];
-            for (xx, o) in row.iter_mut().enumerate() {
-                let vv = v.data[(y2 * w2 + xx / 2) * 12 + (dy * 2 + xx % 2) * 3 + c];
-                *o = zr[xx] * a - vv * sg;
-            }
-        });
+        let out = compose_x(z, &v, 1, h, w, &[lambda]);
         pool.give(v.data);
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         out
     }
 }
 
-/// Per-pixel bias of a layer at this lambda.
-fn layer_bias(l: &Conv, emb: &[f32]) -> Vec<f32> {
+/// The network's input at half resolution: 12 unshuffled channels of `z` (planar
+/// `(N, 3, H, W)`) and the two noise-level planes.
+pub(crate) fn input_map(
+    pool: &mut Pool,
+    z: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    lambdas: &[f32],
+) -> Map {
+    let (h2, w2) = (h / 2, w / 2);
+    let mut data = pool.take(n * h2 * w2 * 14);
+    data.par_chunks_mut(w2 * 14)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (img, y) = (r / h2, r % h2);
+            let l = lambdas[img];
+            let planes = [l / 12.0, (1.0 / (1.0 + (l as f64).exp())) as f32];
+            let zi = &z[img * 3 * h * w..(img + 1) * 3 * h * w];
+            for (xx, px) in row.chunks_mut(14).enumerate() {
+                for dy in 0..2 {
+                    for dx in 0..2 {
+                        for c in 0..3 {
+                            px[(dy * 2 + dx) * 3 + c] = zi[(c * h + 2 * y + dy) * w + 2 * xx + dx];
+                        }
+                    }
+                }
+                px[12..].copy_from_slice(&planes);
+            }
+        });
+    Map {
+        n,
+        h: h2,
+        w: w2,
+        c: 14,
+        data,
+    }
+}
+
+/// `x_hat = alpha z - sigma v`, `v` pixel-shuffled from `(N, H/2, W/2, 12)` to planar
+/// `(N, 3, H, W)`.
+pub(crate) fn compose_x(
+    z: &[f32],
+    v: &Map,
+    n: usize,
+    h: usize,
+    w: usize,
+    lambdas: &[f32],
+) -> Vec<f32> {
+    let mut out = vec![0f32; n * 3 * h * w];
+    let w2 = w / 2;
+    out.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+        let (img, c, y) = (r / (3 * h), (r / h) % 3, r % h);
+        let (a, sg) = (alpha_f(lambdas[img]), sigma_f(lambdas[img]));
+        let (y2, dy) = (y / 2, y % 2);
+        let zr = &z[r * w..(r + 1) * w];
+        let vrow = &v.data[(img * (h / 2) + y2) * w2 * 12..(img * (h / 2) + y2 + 1) * w2 * 12];
+        for (xx, o) in row.iter_mut().enumerate() {
+            let vv = vrow[(xx / 2) * 12 + (dy * 2 + xx % 2) * 3 + c];
+            *o = zr[xx] * a - vv * sg;
+        }
+    });
+    out
+}
+
+/// Per-image bias `(N, Cout)` of a layer at these embeddings `(N, emb_dim)`.
+pub(crate) fn layer_bias(l: &Conv, emb: &[f32]) -> Vec<f32> {
     l.bias.apply(emb)
 }
 
 /// `dst (m, n) = lhs (m, k) x rhs (k, n)`, all row-major and dense, single-threaded.
-fn gemm_rows(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+pub(crate) fn gemm_rows(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
     // SAFETY: the three slices hold the (m, n), (m, k) and (k, n) row-major matrices described
     // by the strides below (checked above), and `dst` does not alias the inputs.
@@ -277,32 +457,70 @@ fn gemm_rows(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: u
     }
 }
 
-/// Pixels per block for a layer reading `k` values per pixel.
-fn block_pixels(k: usize) -> usize {
-    (BLOCK_BYTES / (4 * k)).max(16)
+/// `dst (n, k) += a^T b` for `a` `(m, n)` and `b` `(m, k)` row-major: the weight gradient.
+fn gemm_at_b(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+    assert!(dst.len() >= n * k && a.len() >= m * n && b.len() >= m * k);
+    // SAFETY: as in `gemm_rows`; `a` is read transposed through its strides.
+    unsafe {
+        gemm::gemm(
+            n,
+            k,
+            m,
+            dst.as_mut_ptr(),
+            1,
+            k as isize,
+            true,
+            a.as_ptr(),
+            n as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
 }
 
-/// Gather the input rows of output pixels `p0 .. p0 + rows.len() / k` of an `(oh, ow)` output.
-fn gather(g: Gather, x: &Map, ow: usize, p0: usize, rows: &mut [f32]) {
+/// Pixels per block for a layer reading `k` values per pixel.
+fn block_pixels(k: usize) -> usize {
+    let bytes = std::env::var("DIFFC_BLOCK_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BLOCK_BYTES);
+    (bytes / (4 * k)).max(16)
+}
+
+/// Gather the input rows of output pixels `p0 .. p0 + rows.len() / width` (pixels numbered
+/// over the output's `(N, oh, ow)`).
+fn gather(g: Gather, x: &Map, p0: usize, rows: &mut [f32]) {
     let c = x.c;
+    let (oh, ow) = g.out_size(x.h, x.w);
     match g {
         Gather::Taps3x3 => {
             let (h, w) = (x.h as isize, x.w as isize);
             for (i, r) in rows.chunks_mut(9 * c).enumerate() {
                 let p = p0 + i;
-                let (y, xx) = ((p / ow) as isize, (p % ow) as isize);
+                let (img, q) = (p / (oh * ow), p % (oh * ow));
+                let (y, xx) = ((q / ow) as isize, (q % ow) as isize);
+                let base = img * x.h * x.w;
                 for (k, d) in r.chunks_mut(c).enumerate() {
                     let (sy, sx) = (y + k as isize / 3 - 1, xx + k as isize % 3 - 1);
                     if sy < 0 || sy >= h || sx < 0 || sx >= w {
                         d.fill(0.0);
                     } else {
-                        let at = (sy * w + sx) as usize * c;
+                        let at = (base + (sy * w + sx) as usize) * c;
                         d.copy_from_slice(&x.data[at..at + c]);
                     }
                 }
             }
         }
         Gather::Unshuffle => {
+            // Image rows stack, so output row r (over N oh) reads input rows 2r and 2r + 1.
             for (i, r) in rows.chunks_mut(4 * c).enumerate() {
                 let p = p0 + i;
                 let (y, xx) = (p / ow, p % ow);
@@ -312,39 +530,44 @@ fn gather(g: Gather, x: &Map, ow: usize, p0: usize, rows: &mut [f32]) {
                 }
             }
         }
+        Gather::Pointwise => {
+            rows.copy_from_slice(&x.data[p0 * c..p0 * c + rows.len()]);
+        }
     }
 }
 
-/// One layer `(oh, ow, Cout)` out: bias, and ReLU when `relu`.
-fn conv(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, g: Gather, relu: bool) -> Map {
-    let (oh, ow) = match g {
-        Gather::Unshuffle => (x.h / 2, x.w / 2),
-        Gather::Taps3x3 => (x.h, x.w),
-    };
-    let (k, n) = (l.k, l.cout);
-    let expect_k = match g {
-        Gather::Taps3x3 => 9 * x.c,
-        Gather::Unshuffle => 4 * x.c,
-    };
-    assert_eq!(k, expect_k, "layer expects {k} inputs per pixel");
-    let bias = layer_bias(l, emb);
+/// `gather(x) x rhs` with `rhs` `(K, n)`, then `epilogue(first pixel, block)` on each block of
+/// the `(N, oh, ow, n)` result while it is in cache.
+pub(crate) fn gathered_gemm(
+    pool: &mut Pool,
+    x: &Map,
+    g: Gather,
+    rhs: &[f32],
+    n: usize,
+    epilogue: impl Fn(usize, &mut [f32]) + Sync,
+) -> Map {
+    let (oh, ow) = g.out_size(x.h, x.w);
+    let k = g.width(x.c);
+    assert_eq!(rhs.len(), k * n, "GEMM operand has the wrong size");
     let bp = block_pixels(k);
-    let mut data = pool.take(oh * ow * n);
+    let mut data = pool.take(x.n * oh * ow * n);
     data.par_chunks_mut(bp * n).enumerate().for_each_init(
         Vec::new,
         |rows: &mut Vec<f32>, (bi, out)| {
             let m = out.len() / n;
-            rows.resize(m * k, 0.0);
-            gather(g, x, ow, bi * bp, rows);
-            gemm_rows(out, rows, &l.wt, m, k, n);
-            for px in out.chunks_mut(n) {
-                for (o, b) in px.iter_mut().zip(&bias) {
-                    *o = if relu { (*o + b).max(0.0) } else { *o + b };
-                }
+            let p0 = bi * bp;
+            if g == Gather::Pointwise {
+                gemm_rows(out, &x.data[p0 * k..(p0 + m) * k], rhs, m, k, n);
+            } else {
+                rows.resize(m * k, 0.0);
+                gather(g, x, p0, rows);
+                gemm_rows(out, rows, rhs, m, k, n);
             }
+            epilogue(p0, out);
         },
     );
     Map {
+        n: x.n,
         h: oh,
         w: ow,
         c: n,
@@ -352,26 +575,57 @@ fn conv(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, g: Gather, relu: bool) 
     }
 }
 
+/// One layer: `(N, oh, ow, Cout)` out, per-image bias, and ReLU when `relu`.
+fn conv(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, g: Gather, relu: bool) -> Map {
+    assert_eq!(l.k, g.width(x.c), "layer expects {} inputs per pixel", l.k);
+    let bias = layer_bias(l, emb);
+    let n = l.cout;
+    let (oh, ow) = g.out_size(x.h, x.w);
+    let per_image = oh * ow;
+    gathered_gemm(pool, x, g, &l.wt, n, |p0, out| {
+        for (i, px) in out.chunks_mut(n).enumerate() {
+            let img = (p0 + i) / per_image;
+            let b = &bias[img * n..(img + 1) * n];
+            for (o, b) in px.iter_mut().zip(b) {
+                *o = if relu { (*o + b).max(0.0) } else { *o + b };
+            }
+        }
+    })
+}
+
+/// Forward of one layer for the trainer (same as inference, with the batch's biases).
+pub(crate) fn conv_forward(
+    pool: &mut Pool,
+    l: &Conv,
+    emb: &[f32],
+    x: &Map,
+    g: Gather,
+    relu: bool,
+) -> Map {
+    conv(pool, l, emb, x, g, relu)
+}
+
 /// `skip = relu(skip + shuffle(l(x) + bias))`: a 1x1 layer to `4 C` channels, pixel-shuffled
 /// to twice the size and added to the skip connection in place.
-fn up_into(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, skip: &mut Map) {
+pub(crate) fn up_into(l: &Conv, emb: &[f32], x: &Map, skip: &mut Map) {
     let (k, n, c) = (l.k, l.cout, skip.c);
-    assert!(k == x.c && n == 4 * c && skip.h == 2 * x.h && skip.w == 2 * x.w);
+    assert!(k == x.c && n == 4 * c && skip.h == 2 * x.h && skip.w == 2 * x.w && skip.n == x.n);
     let bias = layer_bias(l, emb);
     let w = x.w;
-    let _ = pool;
-    // One input row of x makes two output rows of skip.
+    // One input row of x (over N h) makes two output rows of skip.
     skip.data
         .par_chunks_mut(2 * skip.w * c)
         .enumerate()
         .for_each_init(Vec::new, |out: &mut Vec<f32>, (y, sk)| {
+            let img = y / x.h;
+            let bias = &bias[img * n..(img + 1) * n];
             out.resize(w * n, 0.0);
             gemm_rows(out, &x.data[y * w * k..(y + 1) * w * k], &l.wt, w, k, n);
             for (xx, px) in out.chunks(n).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
                         let q = dy * 2 + dx;
-                        let at = (dy * skip.w + 2 * xx + dx) * c;
+                        let at = (dy * 2 * w + 2 * xx + dx) * c;
                         let s = &mut sk[at..at + c];
                         let v = &px[q * c..(q + 1) * c];
                         let b = &bias[q * c..(q + 1) * c];
@@ -382,6 +636,63 @@ fn up_into(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, skip: &mut Map) {
                 }
             }
         });
+}
+
+/// The weight gradient `dW (n, K) = sum over pixels of ga(a)^T gb(b)` and the per-image column
+/// sums of `ga(a)` (`(N, n)`, the bias gradient), where `ga(a)` has `n` and `gb(b)` has `K`
+/// values per output pixel.
+pub(crate) fn weight_grad(a: &Map, ga: Gather, b: &Map, gb: Gather) -> (Vec<f32>, Vec<f32>) {
+    let (n, k) = (ga.width(a.c), gb.width(b.c));
+    let (oh, ow) = ga.out_size(a.h, a.w);
+    assert_eq!((oh, ow), gb.out_size(b.h, b.w));
+    let (imgs, per_image) = (a.n, oh * ow);
+    let total = imgs * per_image;
+    let bp = block_pixels(n.max(k)) * 2;
+    let blocks = total.div_ceil(bp);
+    let (dw, db, _, _) = (0..blocks)
+        .into_par_iter()
+        .fold(
+            || {
+                (
+                    vec![0f32; n * k],
+                    vec![0f32; imgs * n],
+                    Vec::new(),
+                    Vec::new(),
+                )
+            },
+            |(mut dw, mut db, mut ra, mut rb), bi| {
+                let p0 = bi * bp;
+                let m = bp.min(total - p0);
+                ra.resize(m * n, 0.0);
+                rb.resize(m * k, 0.0);
+                gather(ga, a, p0, &mut ra);
+                gather(gb, b, p0, &mut rb);
+                gemm_at_b(&mut dw, &ra, &rb, m, n, k);
+                for (i, row) in ra.chunks(n).enumerate() {
+                    let img = (p0 + i) / per_image;
+                    for (s, v) in db[img * n..(img + 1) * n].iter_mut().zip(row) {
+                        *s += v;
+                    }
+                }
+                (dw, db, ra, rb)
+            },
+        )
+        .reduce(
+            || {
+                (
+                    vec![0f32; n * k],
+                    vec![0f32; imgs * n],
+                    Vec::new(),
+                    Vec::new(),
+                )
+            },
+            |mut x, y| {
+                x.0.iter_mut().zip(&y.0).for_each(|(a, b)| *a += b);
+                x.1.iter_mut().zip(&y.1).for_each(|(a, b)| *a += b);
+                x
+            },
+        );
+    (dw, db)
 }
 
 #[cfg(test)]

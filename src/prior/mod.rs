@@ -62,6 +62,7 @@ pub trait Denoiser: Send + Sync {
     }
 }
 
+pub mod backprop;
 pub mod engine;
 pub mod gauss;
 pub mod multiscale;

@@ -66,6 +66,14 @@ impl NetConfig {
                 up_depth: [3, 2],
                 ..NetConfig::default()
             }),
+            // Prior-v2 pilot: tiny's 1/2 and 1/4 levels, twice the channels and depth at 1/8
+            // (more capacity and receptive field where it is cheap); ~1.45x tiny's FLOPs.
+            "deep8" => Some(NetConfig {
+                channels: [48, 96, 192],
+                depth: [2, 2, 6],
+                up_depth: [2, 2],
+                ..NetConfig::default()
+            }),
             // A minute network for unit tests.
             "test" => Some(NetConfig {
                 channels: [8, 8, 8],
