@@ -488,11 +488,7 @@ fn gemm_at_b(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize
 
 /// Pixels per block for a layer reading `k` values per pixel.
 fn block_pixels(k: usize) -> usize {
-    let bytes = std::env::var("DIFFC_BLOCK_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BLOCK_BYTES);
-    (bytes / (4 * k)).max(16)
+    (BLOCK_BYTES / (4 * k)).max(16)
 }
 
 /// Gather the input rows of output pixels `p0 .. p0 + rows.len() / width` (pixels numbered

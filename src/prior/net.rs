@@ -91,6 +91,17 @@ impl NetConfig {
         8
     }
 
+    /// An upper bound on how far (in pixels, per axis) an input pixel can move an output pixel:
+    /// 3x3 layers at scale 1/2, 1/4, 1/8 and the 2x2 (un)shuffles, traced from the output back.
+    pub fn receptive_radius(&self) -> usize {
+        let r_half = 1 + self.up_depth[1];
+        let r_quarter = r_half.div_ceil(2) + self.up_depth[0];
+        let r_eighth = r_quarter.div_ceil(2) + self.depth[2];
+        let r_quarter = 2 * r_eighth + 1 + self.depth[1];
+        let r_half = 2 * r_quarter + 1 + self.depth[0];
+        2 * r_half + 1
+    }
+
     /// Multiply-adds x 2 per input pixel of one forward pass (convolutions and 1x1 layers only).
     pub fn flops_per_pixel(&self) -> f64 {
         let [c1, c2, c3] = self.channels;
@@ -674,6 +685,76 @@ pub fn sigma_f(lambda: f32) -> f32 {
 /// ~250 of which are the network's (the rest are the codec's own buffers); doubled for margin.
 pub const NET_BYTES_PER_PIXEL: u64 = 512;
 
+/// Side of the square tiles the engine evaluates large images in (a multiple of the stride).
+const TILE: usize = 768;
+/// Context around each tile: the network's receptive-field radius rounded up to the stride
+/// (64 pixels for `tiny`, whose measured radius is 57: `tiles_match_whole_image`).
+fn halo(cfg: &NetConfig) -> usize {
+    cfg.receptive_radius().next_multiple_of(cfg.stride())
+}
+
+/// Rows `y0..y1` and columns `x0..x1` of `z` (planar, 3 channels), reading past the bottom and
+/// right edges as the last row and column (the stride padding).
+fn window(z: &Planes, y0: usize, y1: usize, x0: usize, x1: usize) -> Vec<f32> {
+    let (h, w) = (z.height, z.width);
+    let ww = x1 - x0;
+    let mut out = vec![0f32; 3 * (y1 - y0) * ww];
+    for c in 0..3 {
+        for y in y0..y1 {
+            let src = &z.data[(c * h + y.min(h - 1)) * w..(c * h + y.min(h - 1) + 1) * w];
+            let dst = &mut out[(c * (y1 - y0) + y - y0) * ww..(c * (y1 - y0) + y - y0 + 1) * ww];
+            for (x, d) in (x0..x1).zip(dst) {
+                *d = src[x.min(w - 1)];
+            }
+        }
+    }
+    out
+}
+
+/// `x_hat` of a whole image through the engine: in one pass when the padded image is at most
+/// `(tile + 2 halo)^2` pixels, otherwise in `tile x tile` tiles, each evaluated with [`halo`]
+/// pixels of context on every side, so that every output pixel sees the same input as in one
+/// pass (the results agree up to float summation order). Memory is then bounded by the tile.
+fn predict_tiled(e: &Engine, z: &Planes, lambda: f32, tile: usize) -> Vec<f32> {
+    let s = e.config().stride();
+    let halo = halo(e.config());
+    let (h, w) = (z.height, z.width);
+    let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
+    let mut data = vec![0f32; 3 * h * w];
+    let whole = hp * wp <= (tile + 2 * halo) * (tile + 2 * halo);
+    let step = if whole { hp.max(wp) } else { tile };
+    for ty in (0..hp).step_by(step) {
+        for tx in (0..wp).step_by(step) {
+            let (y0, y1) = (ty.saturating_sub(halo), (ty + step + halo).min(hp));
+            let (x0, x1) = (tx.saturating_sub(halo), (tx + step + halo).min(wp));
+            let (y0, y1, x0, x1) = if whole {
+                (0, hp, 0, wp)
+            } else {
+                (y0, y1, x0, x1)
+            };
+            let out = e.predict_x(&window(z, y0, y1, x0, x1), y1 - y0, x1 - x0, lambda);
+            let ww = x1 - x0;
+            for c in 0..3 {
+                for y in ty..(ty + step).min(h) {
+                    let xe = (tx + step).min(w);
+                    if tx >= xe {
+                        continue;
+                    }
+                    let src = (c * (y1 - y0) + y - y0) * ww + tx - x0;
+                    let dst = (c * h + y) * w + tx;
+                    data[dst..dst + xe - tx].copy_from_slice(&out[src..src + xe - tx]);
+                }
+            }
+        }
+    }
+    data
+}
+
+/// Upper estimate of the bytes the engine holds per pixel of the window it evaluates: the
+/// activations at 1/2, 1/4 and 1/8 resolution that are alive at once (~290 B for `tiny`), the
+/// window's input and output (24 B), with margin.
+pub const ENGINE_BYTES_PER_PIXEL: u64 = 400;
+
 /// A [`DenoiserNet`] with its weights, usable as a codec prior.
 pub struct NetDenoiser {
     name: String,
@@ -741,7 +822,14 @@ impl Denoiser for NetDenoiser {
     fn working_bytes(&self, height: usize, width: usize) -> u64 {
         let s = self.net.cfg.stride() as u64;
         let padded = (height as u64).div_ceil(s) * s * (width as u64).div_ceil(s) * s;
-        padded.saturating_mul(NET_BYTES_PER_PIXEL)
+        if self.engine.is_none() {
+            return padded.saturating_mul(NET_BYTES_PER_PIXEL);
+        }
+        // The output image, plus one tile window's input, activations and output.
+        let side = (TILE + 2 * halo(&self.net.cfg)) as u64;
+        let window = padded.min(side * side);
+        (12 * height as u64 * width as u64)
+            .saturating_add(window.saturating_mul(ENGINE_BYTES_PER_PIXEL))
     }
 
     fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes> {
@@ -755,34 +843,25 @@ impl Denoiser for NetDenoiser {
                 z.channels, z.height, z.width
             )));
         }
-        let s = self.net.cfg.stride();
         let (h, w) = (z.height, z.width);
-        let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
-        let mut padded = vec![0f32; 3 * hp * wp];
-        for c in 0..3 {
-            for y in 0..hp {
-                let sy = y.min(h - 1);
-                let src = &z.data[(c * h + sy) * w..(c * h + sy + 1) * w];
-                let dst = &mut padded[(c * hp + y) * wp..(c * hp + y + 1) * wp];
-                dst[..w].copy_from_slice(src);
-                let last = src[w - 1];
-                dst[w..].fill(last);
-            }
-        }
-        let out: Vec<f32> = match &self.engine {
-            Some(e) => e.predict_x(&padded, hp, wp, lambda as f32),
+        let data = match &self.engine {
+            Some(e) => predict_tiled(e, z, lambda as f32, TILE),
             None => {
+                let s = self.net.cfg.stride();
+                let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
+                let padded = window(z, 0, hp, 0, wp);
                 let zt = Tensor::from_vec(padded, (1, 3, hp, wp), &self.device)?;
                 let lt = Tensor::from_vec(vec![lambda as f32], 1, &self.device)?;
-                self.net.forward(&zt, &lt)?.flatten_all()?.to_vec1()?
+                let out: Vec<f32> = self.net.forward(&zt, &lt)?.flatten_all()?.to_vec1()?;
+                let mut data = Vec::with_capacity(3 * h * w);
+                for c in 0..3 {
+                    for y in 0..h {
+                        data.extend_from_slice(&out[(c * hp + y) * wp..(c * hp + y) * wp + w]);
+                    }
+                }
+                data
             }
         };
-        let mut data = Vec::with_capacity(3 * h * w);
-        for c in 0..3 {
-            for y in 0..h {
-                data.extend_from_slice(&out[(c * hp + y) * wp..(c * hp + y) * wp + w]);
-            }
-        }
         Ok(Planes {
             channels: 3,
             height: h,
@@ -927,6 +1006,58 @@ mod tests {
                 assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn tiles_match_whole_image() {
+        // Random weights everywhere, so every layer widens the receptive field; the image is
+        // several tiles wide and not a multiple of the stride.
+        let dev = Device::Cpu;
+        let cfg = NetConfig::by_name("tiny").unwrap();
+        let vm = candle_nn::VarMap::new();
+        let net = DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg).unwrap();
+        for (_, v) in vm.data().lock().unwrap().iter() {
+            let fan_in = *v.shape().dims().last().unwrap() as f64;
+            let scale: f64 = if v.rank() == 1 {
+                0.1
+            } else {
+                (1.5 / fan_in).sqrt()
+            };
+            let t = Tensor::randn(0f32, 1.0, v.shape(), &dev).unwrap();
+            v.set(&(t * scale).unwrap()).unwrap();
+        }
+        let e = Engine::new(&net).unwrap();
+        let z = ramp(301, 283);
+        let whole = predict_tiled(&e, &z, 2.5, 1 << 20);
+        for tile in [64, 128] {
+            let tiled = predict_tiled(&e, &z, 2.5, tile);
+            let d = whole
+                .iter()
+                .zip(&tiled)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d <= 1e-5, "tile {tile}: max diff {d}");
+        }
+        // A halo narrower than the receptive field would show: shifting one input pixel far
+        // from a tile edge changes outputs up to ~59 pixels away, and no further.
+        let mut z2 = z.clone();
+        z2.data[150 * 283 + 140] += 1.0;
+        let moved = predict_tiled(&e, &z2, 2.5, 1 << 20);
+        let reach = (0..301 * 283)
+            .filter(|&i| (moved[i] - whole[i]).abs() > 0.0)
+            .map(|i| {
+                ((i / 283) as i64 - 150)
+                    .abs()
+                    .max(((i % 283) as i64 - 140).abs())
+            })
+            .max()
+            .unwrap();
+        let bound = cfg.receptive_radius() as i64;
+        assert!(
+            (bound - 8..=bound).contains(&reach),
+            "radius {reach}, bound {bound}"
+        );
+        assert_eq!(halo(&cfg), 64);
     }
 
     #[test]
