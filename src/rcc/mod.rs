@@ -109,18 +109,31 @@ impl Layout {
 /// `j = uniform_below(r_i, i + 1)`, where `r_i` is 64-bit word `i % 2` of block
 /// `(DimPermutation, step, i / 2)` (low word first).
 pub fn dim_permutation(g: &Philox, step: u32, dims: usize) -> Vec<u32> {
+    // The swap target of position i depends on i alone: draw all of them in parallel (the
+    // Philox blocks are most of the cost), then do the swaps in their normative order.
+    let mut targets = vec![0u32; dims];
+    targets
+        .par_chunks_mut(1 << 12)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let first = c << 12;
+            for (o, t) in chunk.iter_mut().enumerate() {
+                let i = first + o;
+                if i == 0 {
+                    continue;
+                }
+                let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
+                let r = if i % 2 == 0 {
+                    w[0] as u64 | (w[1] as u64) << 32
+                } else {
+                    w[2] as u64 | (w[3] as u64) << 32
+                };
+                *t = uniform_below(r, i as u64 + 1) as u32;
+            }
+        });
     let mut perm: Vec<u32> = (0..dims as u32).collect();
-    let mut i = dims;
-    while i > 1 {
-        i -= 1;
-        let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
-        let r = if i % 2 == 0 {
-            w[0] as u64 | (w[1] as u64) << 32
-        } else {
-            w[2] as u64 | (w[3] as u64) << 32
-        };
-        let j = uniform_below(r, i as u64 + 1) as usize;
-        perm.swap(i, j);
+    for i in (1..dims).rev() {
+        perm.swap(i, targets[i] as usize);
     }
     perm
 }
@@ -377,6 +390,29 @@ mod tests {
         assert!(Layout::new(10, 0, 8, 4).is_err());
         assert!(Layout::new(10, 2, 0, 4).is_err());
         assert!(Layout::new(10, 2, 21, 4).is_err());
+    }
+
+    #[test]
+    fn permutation_and_signs_known_answers() {
+        // spec/prng.md#known-answers
+        let g = Philox::new(0x0123_4567_89AB_CDEF);
+        assert_eq!(dim_permutation(&g, 2, 10), [5, 9, 3, 1, 6, 8, 0, 2, 4, 7]);
+        let want = [-1., -1., -1., 1., -1., -1., -1., 1., 1., 1.];
+        assert_eq!(signs(&g, 2, 10), want);
+        // Across the parallel chunks: the plain sequential Fisher-Yates of the spec.
+        for dims in [4095, 4096, 4097, 20_001] {
+            let mut perm: Vec<u32> = (0..dims as u32).collect();
+            for i in (1..dims).rev() {
+                let w = g.block(Domain::DimPermutation, 9, (i / 2) as u64);
+                let r = if i % 2 == 0 {
+                    w[0] as u64 | (w[1] as u64) << 32
+                } else {
+                    w[2] as u64 | (w[3] as u64) << 32
+                };
+                perm.swap(i, uniform_below(r, i as u64 + 1) as usize);
+            }
+            assert_eq!(dim_permutation(&g, 9, dims), perm, "D = {dims}");
+        }
     }
 
     #[test]
