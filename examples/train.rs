@@ -1,6 +1,6 @@
 //! Train the neural prior without the CLI, or benchmark the network.
 //!
-//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT] [--minutes M]
+//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT] [--minutes M | --steps N]
 //!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S]`
 //!
 //! `cargo run --release --example train -- --bench [--model NAME] [--batch B] [--crop C]`
@@ -241,6 +241,7 @@ fn main() {
             "--out" => o.out = PathBuf::from(v()),
             "--resume" => o.resume = Some(PathBuf::from(v())),
             "--minutes" => o.minutes = v().parse().expect("minutes"),
+            "--steps" => o.steps = Some(v().parse().expect("steps")),
             "--model" => o.model = v(),
             "--val" => o.val = Some(PathBuf::from(v())),
             "--batch" => o.batch = v().parse().expect("batch"),

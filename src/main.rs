@@ -97,8 +97,8 @@ enum Command {
         #[arg(long, conflicts_with_all = ["steps", "quality"])]
         bpp: Option<f64>,
         /// Quality 1..100, the same on every image: the stream ends at log-SNR
-        /// lambda = 0.17 Q - 5 (Q 50 = lambda 3.5, about 0.5 bpp on typical photos; Q 100 =
-        /// lambda 12, the whole grid). The rate depends on the image.
+        /// lambda = 0.09 Q - 1.1 (Q 50 = lambda 3.4, about 0.5 bpp on typical photos; the rate
+        /// roughly doubles every 13 points and depends on the image).
         #[arg(short, long, conflicts_with = "steps",
               value_parser = clap::value_parser!(u8).range(1..=100))]
         quality: Option<u8>,
@@ -450,10 +450,11 @@ fn say(bar: Option<&ProgressBar>, line: &str) {
     }
 }
 
-/// `--quality Q` as the final log-SNR of the stream: `0.17 Q - 5` (Q 1 = -4.83, Q 50 = 3.5,
-/// Q 100 = 12, the default grid's last lambda).
+/// `--quality Q` as the final log-SNR of the stream: `0.09 Q - 1.1` (Q 1 = -1.01, Q 50 = 3.4,
+/// where the default model gives about 0.5 bpp on typical photos, Q 100 = 7.9). Each lambda
+/// unit costs roughly 1.8x more bits, so the rate doubles about every 13 points.
 fn quality_lambda(q: u8) -> f64 {
-    0.17 * q as f64 - 5.0
+    0.09 * q as f64 - 1.1
 }
 
 /// How a path is named in messages (`-` is stdin or stdout).
@@ -1126,6 +1127,7 @@ fn run(cli: Cli) -> Result<()> {
                 out,
                 resume,
                 minutes,
+                steps: None,
                 model,
                 val,
                 batch,

@@ -45,6 +45,11 @@ pub struct TrainOptions {
     /// with a learning-rate cool-down (linear to 5% over its last 30%); the cool-down is not part
     /// of the checkpointed schedule, so a resumed run starts again at the full rate.
     pub minutes: f64,
+    /// A budget in optimisation steps instead of minutes (this invocation's steps; the minutes
+    /// budget is then ignored). Comparisons of architectures at equal compute use this: on a
+    /// shared machine wall-clock minutes depend on what else runs. Runs of 2000 steps or more
+    /// end with the same cool-down, over their last 30% of steps.
+    pub steps: Option<u64>,
     /// Architecture name (see [`NetConfig::by_name`]).
     pub model: String,
     /// Optional validation folder (never trained on).
@@ -75,6 +80,7 @@ impl Default for TrainOptions {
             out: PathBuf::from("models/tiny.safetensors"),
             resume: None,
             minutes: 60.0,
+            steps: None,
             model: crate::prior::DEFAULT_MODEL.to_string(),
             val: None,
             batch: 16,
@@ -118,6 +124,7 @@ const LOSS_B: f64 = 6.0;
 const COS_SHIFT: f64 = 4.0;
 const CKPT_SECONDS: f64 = 240.0;
 const COOLDOWN_MIN_MINUTES: f64 = 20.0;
+const COOLDOWN_MIN_STEPS: u64 = 2000;
 const COOLDOWN_FRACTION: f64 = 0.3;
 const VAL_SECONDS: f64 = 900.0;
 /// Log-SNRs of the validation bands.
@@ -584,20 +591,28 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     validate(&st)?;
     let budget = opts.minutes * 60.0;
     let start = Instant::now();
+    let first_step = st.step;
+    let cooldown = match opts.steps {
+        Some(n) => n >= COOLDOWN_MIN_STEPS,
+        None => opts.minutes >= COOLDOWN_MIN_MINUTES,
+    };
     let (mut last_ckpt, mut last_val) = (0f64, 0f64);
     let (mut acc_loss, mut acc_g, mut acc_n) = (0f64, 0f64, 0usize);
     let mut last_print = Instant::now();
     let mut steps_since_print = 0usize;
     loop {
         let el = start.elapsed().as_secs_f64();
-        if el >= budget {
+        let done = match opts.steps {
+            Some(n) => (st.step - first_step) as f64 / n.max(1) as f64,
+            None => el / budget,
+        };
+        if done >= 1.0 {
             break;
         }
-        // Cool-down: runs of at least COOLDOWN_MIN_MINUTES anneal the learning rate linearly
-        // to 5% over the last COOLDOWN_FRACTION of their budget.
-        if opts.minutes >= COOLDOWN_MIN_MINUTES {
-            let left = (budget - el) / (COOLDOWN_FRACTION * budget);
-            st.lr_scale = left.clamp(0.05, 1.0);
+        // Cool-down: long enough runs anneal the learning rate linearly to 5% over the last
+        // COOLDOWN_FRACTION of their budget.
+        if cooldown {
+            st.lr_scale = ((1.0 - done) / COOLDOWN_FRACTION).clamp(0.05, 1.0);
         }
         let ts = Instant::now();
         let (l, g) = st.train_step(&pool, opts.batch, opts.crop, &dev)?;
