@@ -1,5 +1,6 @@
 //! The library API: [`Encoder`], [`Decoder`], [`StreamingDecoder`] and [`inspect`].
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -176,6 +177,21 @@ impl Encoder {
         limits: &Limits,
         mut progress: impl FnMut(&StepReport),
     ) -> Result<Encoded> {
+        self.encode_until(image, limits, |s| {
+            progress(s);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// [`Encoder::encode`] with a progress callback that can stop the work: after any coded
+    /// step, `ControlFlow::Break(())` ends the encoding there and returns the packets coded so
+    /// far — a valid stream prefix, which decoders report as partial (or drop it to cancel).
+    pub fn encode_until(
+        &self,
+        image: &Image,
+        limits: &Limits,
+        mut progress: impl FnMut(&StepReport) -> ControlFlow<()>,
+    ) -> Result<Encoded> {
         image.check()?;
         let header = Header {
             width: image.width,
@@ -329,9 +345,9 @@ impl Encoder {
             };
             kl_sum += kl;
             spent_sum += report.bytes as f64 * 8.0;
-            progress(&report);
+            let flow = progress(&report);
             steps.push(report);
-            if final_lambda_q.is_some() {
+            if final_lambda_q.is_some() || flow.is_break() {
                 break;
             }
         }
@@ -928,5 +944,39 @@ mod tests {
             };
             assert!(opts.validate().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn progress_callback_can_stop_the_encoder() {
+        let model = crate::prior::load_model("gauss").unwrap();
+        let enc = Encoder::new(
+            model,
+            EncoderOptions {
+                target: RateTarget::All,
+                log2_k: 6,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut seen = 0;
+        let cut = enc
+            .encode_until(&image(), &Limits::default(), |s| {
+                seen += 1;
+                if s.step == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!((seen, cut.steps.len()), (3, 3));
+        // A prefix of the full stream, decoded as partial.
+        let full = encode(RateTarget::All);
+        assert_eq!(&full.bytes[..cut.bytes.len()], &cut.bytes[..]);
+        let (_, report) = Decoder::new()
+            .decode(&cut.bytes, &ReconstructOptions::default())
+            .unwrap();
+        assert_eq!(report.steps_decoded, 3);
+        assert!(matches!(report.stop, Stop::Truncated { .. }), "{report:?}");
     }
 }
