@@ -1033,12 +1033,12 @@ fn run(cli: Cli) -> Result<()> {
                 baselines: !no_baselines,
             };
             let bar = ui.bar("eval", points);
-            let point_name = |p: usize| {
-                let image = names.get(p / n_rates).map_or("", String::as_str);
-                format!(
+            let point_name = |p: usize| match names.get(p / n_rates) {
+                Some(image) => format!(
                     "{image} at {} bpp",
                     rates.get(p % n_rates).unwrap_or(&f64::NAN)
-                )
+                ),
+                None => "writing results".to_string(),
             };
             if let Some(b) = &bar {
                 b.set_message(point_name(0));
