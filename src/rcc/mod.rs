@@ -109,31 +109,34 @@ impl Layout {
 /// `j = uniform_below(r_i, i + 1)`, where `r_i` is 64-bit word `i % 2` of block
 /// `(DimPermutation, step, i / 2)` (low word first).
 pub fn dim_permutation(g: &Philox, step: u32, dims: usize) -> Vec<u32> {
-    // The swap target of position i depends on i alone: draw all of them in parallel (the
-    // Philox blocks are most of the cost), then do the swaps in their normative order.
-    let mut targets = vec![0u32; dims];
-    targets
-        .par_chunks_mut(1 << 12)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let first = c << 12;
-            for (o, t) in chunk.iter_mut().enumerate() {
-                let i = first + o;
-                if i == 0 {
-                    continue;
-                }
-                let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
-                let r = if i % 2 == 0 {
-                    w[0] as u64 | (w[1] as u64) << 32
-                } else {
-                    w[2] as u64 | (w[3] as u64) << 32
-                };
-                *t = uniform_below(r, i as u64 + 1) as u32;
-            }
-        });
+    // The swap target of position i depends on i alone: draw them in parallel (the Philox
+    // blocks are most of the cost), a window at a time from the top so that the extra memory
+    // stays small, then do the window's swaps in their normative (descending) order.
+    const WINDOW: usize = 1 << 20;
     let mut perm: Vec<u32> = (0..dims as u32).collect();
-    for i in (1..dims).rev() {
-        perm.swap(i, targets[i] as usize);
+    let mut targets = vec![0u32; WINDOW.min(dims)];
+    let mut hi = dims;
+    while hi > 1 {
+        let lo = hi.saturating_sub(WINDOW).max(1);
+        let t = &mut targets[..hi - lo];
+        t.par_chunks_mut(1 << 12)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (o, t) in chunk.iter_mut().enumerate() {
+                    let i = lo + (c << 12) + o;
+                    let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
+                    let r = if i % 2 == 0 {
+                        w[0] as u64 | (w[1] as u64) << 32
+                    } else {
+                        w[2] as u64 | (w[3] as u64) << 32
+                    };
+                    *t = uniform_below(r, i as u64 + 1) as u32;
+                }
+            });
+        for i in (lo..hi).rev() {
+            perm.swap(i, t[i - lo] as usize);
+        }
+        hi = lo;
     }
     perm
 }
@@ -141,16 +144,30 @@ pub fn dim_permutation(g: &Philox, step: u32, dims: usize) -> Vec<u32> {
 /// Sign of permuted position `p`: bit `p % 32` of word `(p % 128) / 32` of block
 /// `(Sign, step, p / 128)`; a set bit means −1.
 pub fn signs(g: &Philox, step: u32, dims: usize) -> Vec<f32> {
-    let mut out = vec![1.0f32; dims];
-    out.par_chunks_mut(128).enumerate().for_each(|(blk, s)| {
-        let w = g.block(Domain::Sign, step, blk as u64);
-        for (i, v) in s.iter_mut().enumerate() {
-            if (w[i / 32] >> (i % 32)) & 1 == 1 {
-                *v = -1.0;
-            }
+    let bits = SignBits::new(g, step, dims);
+    (0..dims).map(|p| bits.get(p)).collect()
+}
+
+/// The signs of a step as bits (1 = −1), 1/32 of the memory of `signs`.
+struct SignBits(Vec<u32>);
+
+impl SignBits {
+    fn new(g: &Philox, step: u32, dims: usize) -> Self {
+        let mut words = vec![0u32; dims.div_ceil(128) * 4];
+        words.par_chunks_mut(4).enumerate().for_each(|(blk, w)| {
+            w.copy_from_slice(&g.block(Domain::Sign, step, blk as u64));
+        });
+        SignBits(words)
+    }
+
+    #[inline]
+    fn get(&self, p: usize) -> f32 {
+        if (self.0[p / 32] >> (p % 32)) & 1 == 1 {
+            -1.0
+        } else {
+            1.0
         }
-    });
-    out
+    }
 }
 
 /// Affine permutation of segment `g` (global index `c * segments + j`): `k -> (a k + b) mod K`
@@ -207,7 +224,7 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
     let k = layout.k();
     let w = layout.width;
     let perm = dim_permutation(g, step, layout.dims);
-    let sgn = signs(g, step, layout.dims);
+    let sgn = SignBits::new(g, step, layout.dims);
     // Pool, transposed (w x K) for the product M (segments x w) * P^T (w x K).
     let mut pool = vec![0f32; k * w];
     pool.par_chunks_mut(w)
@@ -224,7 +241,6 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
 
     let n_tiles = layout.n_chunks.div_ceil(TILE_CHUNKS);
     let mut indices = vec![0u32; layout.n_chunks];
-    let mut sample_perm = vec![0f32; layout.dims];
     for tile in 0..n_tiles {
         let c0 = tile * TILE_CHUNKS;
         let c1 = (c0 + TILE_CHUNKS).min(layout.n_chunks);
@@ -236,7 +252,7 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
                 let (a, b) = layout.segment_bounds(e - s, j);
                 let base = ((c - c0) * layout.segments + j) * w;
                 for p in a..b {
-                    m[base + p - a] = mu[perm[s + p] as usize] * sgn[s + p];
+                    m[base + p - a] = mu[perm[s + p] as usize] * sgn.get(s + p);
                 }
             }
         }
@@ -276,11 +292,7 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
         indices[c0..c1].copy_from_slice(&chosen);
     }
     // Materialize the chosen candidates exactly as the decoder will.
-    regenerate(g, step, layout, &indices, &sgn, &mut sample_perm);
-    let mut sample = vec![0f32; layout.dims];
-    for (p, &d) in perm.iter().enumerate() {
-        sample[d as usize] = sample_perm[p];
-    }
+    let sample = regenerate(g, step, layout, &indices, &sgn, &perm);
     Ok(EncodedStep { indices, sample })
 }
 
@@ -296,41 +308,50 @@ fn arrival_log_times(g: &Philox, step: u32, tile: u64, k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Write the chosen candidates of every chunk into `out` (permuted order, unit variance).
+/// The chosen candidates of every chunk, with their signs, in dimension order (unit variance).
 fn regenerate(
     g: &Philox,
     step: u32,
     layout: &Layout,
     indices: &[u32],
-    sgn: &[f32],
-    out: &mut [f32],
-) {
-    // Split `out` into the chunks' disjoint position ranges, then fill them in parallel.
-    let mut parts: Vec<(usize, &mut [f32])> = Vec::with_capacity(layout.n_chunks);
-    let mut rest = out;
-    for c in 0..layout.n_chunks {
-        let (s, e) = layout.chunk_bounds(c);
-        let (head, tail) = rest.split_at_mut(e - s);
-        parts.push((c, head));
-        rest = tail;
-    }
-    parts.into_par_iter().for_each(|(c, dst)| {
-        let (s, _) = layout.chunk_bounds(c);
-        let len = dst.len();
-        for j in 0..layout.segments {
-            let (a, b) = layout.segment_bounds(len, j);
-            if a == b {
-                continue;
+    sgn: &SignBits,
+    perm: &[u32],
+) -> Vec<f32> {
+    /// `perm` is a bijection, so chunks (disjoint position ranges) write disjoint outputs.
+    struct Out(*mut f32);
+    // SAFETY: shared across threads only for writes to distinct indices (see `Out`).
+    unsafe impl Sync for Out {}
+    let mut sample = vec![0f32; layout.dims];
+    assert_eq!(perm.len(), layout.dims);
+    let out = Out(sample.as_mut_ptr());
+    (0..layout.n_chunks)
+        .into_par_iter()
+        .for_each_init(Vec::new, |buf, c| {
+            let (s, e) = layout.chunk_bounds(c);
+            buf.resize(e - s, 0f32);
+            for j in 0..layout.segments {
+                let (a, b) = layout.segment_bounds(e - s, j);
+                if a == b {
+                    continue;
+                }
+                let p = SegmentPermutation::new(
+                    g,
+                    step,
+                    (c * layout.segments + j) as u64,
+                    layout.log2_k,
+                );
+                g.fill_normals_row(Domain::Pool, step, p.row(indices[c]), &mut buf[a..b]);
             }
-            let p =
-                SegmentPermutation::new(g, step, (c * layout.segments + j) as u64, layout.log2_k);
-            let row = p.row(indices[c]);
-            g.fill_normals_row(Domain::Pool, step, row, &mut dst[a..b]);
-            for (i, v) in dst[a..b].iter_mut().enumerate() {
-                *v *= sgn[s + a + i];
+            let out = &out;
+            for (i, &v) in buf.iter().enumerate() {
+                let d = perm[s + i] as usize;
+                assert!(d < layout.dims);
+                // SAFETY: `d` is in bounds (checked) and, `perm` being a permutation of
+                // `0..dims` (built by `dim_permutation`), no other position writes it.
+                unsafe { *out.0.add(d) = v * sgn.get(s + i) };
             }
-        }
-    });
+        });
+    sample
 }
 
 /// Decoder: rebuild the step's sample (dimension order, unit variance) from the indices.
@@ -345,14 +366,8 @@ pub fn decode_step(g: &Philox, step: u32, layout: &Layout, indices: &[u32]) -> R
         return Err(Error::format("indices", format!("index {bad} >= K")));
     }
     let perm = dim_permutation(g, step, layout.dims);
-    let sgn = signs(g, step, layout.dims);
-    let mut sample_perm = vec![0f32; layout.dims];
-    regenerate(g, step, layout, indices, &sgn, &mut sample_perm);
-    let mut sample = vec![0f32; layout.dims];
-    for (p, &d) in perm.iter().enumerate() {
-        sample[d as usize] = sample_perm[p];
-    }
-    Ok(sample)
+    let sgn = SignBits::new(g, step, layout.dims);
+    Ok(regenerate(g, step, layout, indices, &sgn, &perm))
 }
 
 /// Ideal cost of a step in bits: `0.5 ||mu||^2 / ln 2`.
