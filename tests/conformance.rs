@@ -1,0 +1,502 @@
+//! Conformance: the format is pinned by the specification's own vectors, not only by the Rust
+//! code agreeing with itself.
+//!
+//! - the header and packet bytes of `spec/format.md` (read from the spec text);
+//! - the index-coding known answers of `spec/index-coding.md` (parsed from its table);
+//! - the `spec/reference/example-*.difc` streams, whole and cut, decoded by every method against
+//!   the SHA-256 table that `spec/reference/decode.py --self-check` asserts for the Python
+//!   reference (parsed from that file, so both decoders are held to the same pins);
+//! - frozen encoder streams: fixed images and options with the closed-form `gauss` prior must
+//!   give exactly these bytes. A dependency upgrade (constriction, rayon) or a change of the
+//!   encoder that moves a single bit fails here; if the change is intended, it is a new format
+//!   version or a new encoder choice, and the pins below change in the same commit.
+
+use diffc::bitstream::{Header, Packet, HEADER_LEN};
+use diffc::rcc::index_coder::{decode_indices, encode_indices};
+use diffc::schedule::Grid;
+use diffc::{
+    inspect, Decoder, Encoder, EncoderOptions, Error, Image, Limits, Method, RateTarget,
+    ReconstructOptions, Stop,
+};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn read_text(rel: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn read_bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(format!("{ROOT}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Bytes of a hex dump: every run of hex digits, whitespace and `|` separators ignored.
+fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| b.is_ascii_hexdigit())
+        .map(|b| (b as char).to_digit(16).unwrap() as u8)
+        .collect();
+    assert!(digits.len() % 2 == 0, "odd hex dump {s:?}");
+    digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|v| format!("{v:02x}")).collect()
+}
+
+/// The text of the first fenced code block in `doc` that follows the line containing `after`.
+fn code_block_after(doc: &str, after: &str) -> String {
+    let start = doc
+        .find(after)
+        .unwrap_or_else(|| panic!("spec text {after:?} not found"));
+    let rest = &doc[start..];
+    let open = rest.find("```").expect("code block") + 3;
+    let body = &rest[open..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let close = body.find("```").expect("end of code block");
+    body[..close].to_string()
+}
+
+// ------------------------------------------------------------------------------ SHA-256
+
+/// SHA-256 (FIPS 180-4), for comparing with the reference's `hashlib.sha256` pins.
+fn sha256(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(block[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+            let t1 = v[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+            let t2 = s0.wrapping_add(maj);
+            v = [
+                t1.wrapping_add(t2),
+                v[0],
+                v[1],
+                v[2],
+                v[3].wrapping_add(t1),
+                v[4],
+                v[5],
+                v[6],
+            ];
+        }
+        for (a, b) in h.iter_mut().zip(v) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    h.iter().map(|v| format!("{v:08x}")).collect()
+}
+
+#[test]
+fn sha256_known_answers() {
+    assert_eq!(
+        sha256(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        sha256(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    // Two blocks.
+    assert_eq!(
+        sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+    );
+}
+
+// ------------------------------------------------------------------------------ format.md
+
+fn example_header() -> Header {
+    Header {
+        width: 33,
+        height: 7,
+        channels: 3,
+        model_id: 0x1234,
+        seed: 99,
+        grid: Grid::new(-6.0, 12.0, 37).unwrap(),
+        max_width: 256,
+    }
+}
+
+#[test]
+fn header_bytes_of_the_spec_example() {
+    let spec = read_text("spec/format.md");
+    let want = hex(&code_block_after(
+        &spec,
+        "Header of `width=33, height=7, channels=3, model_id=0x1234, seed=99`",
+    ));
+    assert_eq!(want.len(), HEADER_LEN);
+    let h = example_header();
+    assert_eq!(
+        hex_string(&h.to_bytes()),
+        hex_string(&want),
+        "Header::to_bytes differs from spec/format.md's example"
+    );
+    assert_eq!(Header::parse(&want, &Limits::default()).unwrap(), h);
+    // The CRC named in the text is the last four bytes.
+    assert!(spec.contains("CRC `0x9D8F3EA4`"));
+    assert_eq!(&want[44..], &0x9D8F_3EA4u32.to_le_bytes());
+}
+
+#[test]
+fn packet_bytes_of_the_spec_examples() {
+    let spec = read_text("spec/format.md");
+    let block = code_block_after(&spec, "Packet `n_chunks=300, log2_k=12, kl_bits=2400");
+    // Two lines of bytes, then the legend line (no hex-only content: it starts with "L").
+    let lines: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('L'))
+        .collect();
+    assert_eq!(lines.len(), 2, "{block}");
+    for (line, final_lambda_q) in lines.iter().zip([None, Some(-1000)]) {
+        let want = hex(line);
+        let p = Packet {
+            final_lambda_q,
+            n_chunks: 300,
+            log2_k: 12,
+            kl_bits: 2400,
+            words: vec![1, 2, 0xDEAD_BEEF],
+        };
+        let mut out = bytes::BytesMut::new();
+        p.write(&mut out);
+        assert_eq!(hex_string(&out), hex_string(&want), "{final_lambda_q:?}");
+        let (back, n) = Packet::read(&want, &Limits::default(), 1 << 20).unwrap();
+        assert_eq!((back, n), (p, want.len()));
+    }
+}
+
+#[test]
+fn complete_example_stream_of_the_spec() {
+    let spec = read_text("spec/format.md");
+    let block = code_block_after(&spec, "`reference/example-rgb.difc` (89 bytes");
+    // The dump: a label ("header", "step 0"), then hex groups and `|` separators, then an
+    // annotation (which starts at the first other word).
+    let mut dump = Vec::new();
+    for line in block.lines() {
+        let mut tokens = line.split_whitespace().peekable();
+        if tokens.peek() == Some(&"header") {
+            tokens.next();
+        } else if tokens.peek() == Some(&"step") {
+            tokens.next();
+            tokens.next();
+        }
+        for t in tokens {
+            if t == "|" {
+                continue;
+            }
+            if !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                break;
+            }
+            dump.extend(hex(t));
+        }
+    }
+    let file = read_bytes("spec/reference/example-rgb.difc");
+    assert_eq!(file.len(), 89);
+    assert_eq!(hex_string(&dump), hex_string(&file));
+
+    let header = Header::parse(&file, &Limits::default()).unwrap();
+    assert_eq!(
+        (header.width, header.height, header.channels, header.seed),
+        (8, 6, 3, 42)
+    );
+    assert_eq!(header.model_id, 0x9820_9D16_F94A_2017, "gauss prior");
+    assert_eq!(header.grid, Grid::new(-4.0, 10.0, 8).unwrap());
+    // Packets: n_chunks, kl_bits, final lambda, indices as the spec annotates them.
+    let want: [(u64, u64, Option<i32>, Vec<u32>); 3] = [
+        (1, 1, None, vec![0]),
+        (1, 3, None, vec![2]),
+        (4, 15, Some(-110), vec![25, 1, 1, 142]),
+    ];
+    let mut pos = HEADER_LEN;
+    for (n_chunks, kl, fl, indices) in want {
+        let (p, n) = Packet::read(&file[pos..], &Limits::default(), 1 << 20).unwrap();
+        assert_eq!((p.n_chunks, p.log2_k, p.kl_bits), (n_chunks, 8, kl));
+        assert_eq!(p.final_lambda_q, fl);
+        assert_eq!(
+            decode_indices(p.words.clone(), p.n_chunks as usize, p.log2_k).unwrap(),
+            indices
+        );
+        pos += n;
+    }
+    assert_eq!(pos, file.len());
+    let ins = inspect(&file, &Limits::default()).unwrap();
+    assert_eq!(ins.stop, Stop::Complete);
+    assert_eq!(ins.packets.len(), 3);
+    assert_eq!(ins.packets[2].lambda, -0.4296875);
+}
+
+// ------------------------------------------------------------------------------ index-coding.md
+
+#[test]
+fn index_coding_known_answers_of_the_spec() {
+    let spec = read_text("spec/index-coding.md");
+    let table = &spec[spec
+        .find("## Known answers")
+        .expect("known answers section")..];
+    let mut rows = 0;
+    for line in table.lines() {
+        // | 4 | `0 1 2 3 15 7 0 0 0 14` | `2a8da42b 23af6a8f` |
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() != 5 || !cells[1].chars().all(|c| c.is_ascii_digit()) || cells[1].is_empty()
+        {
+            continue;
+        }
+        let log2_k: u8 = cells[1].parse().unwrap();
+        let indices: Vec<u32> = cells[2]
+            .trim_matches('`')
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let words: Vec<u32> = cells[3]
+            .trim_matches('`')
+            .split_whitespace()
+            .map(|v| u32::from_str_radix(v, 16).unwrap())
+            .collect();
+        assert_eq!(
+            encode_indices(&indices, log2_k).unwrap(),
+            words,
+            "encode, log2_k {log2_k}, {indices:?}"
+        );
+        assert_eq!(
+            decode_indices(words.clone(), indices.len(), log2_k).unwrap(),
+            indices,
+            "decode, log2_k {log2_k}"
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 5, "known-answer rows found in spec/index-coding.md");
+}
+
+#[test]
+fn index_coding_end_of_stream_and_errors_of_the_spec() {
+    let spec = read_text("spec/index-coding.md");
+    // Missing words read as 0: an empty body decodes to zeros.
+    assert!(spec.contains("`log2_k = 4`, 3 chunks → `[0, 0, 0]`"));
+    assert_eq!(decode_indices(vec![], 3, 4).unwrap(), vec![0, 0, 0]);
+    // Extra words are ignored.
+    let mut words = encode_indices(&[5, 9], 4).unwrap();
+    words.extend([0xFFFF_FFFF, 7]);
+    assert_eq!(decode_indices(words, 2, 4).unwrap(), vec![5, 9]);
+    // The two decoder errors of the table.
+    let err = decode_indices(vec![0xFFFF_FFFF, 0xFFFF_FFFF], 1, 4).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { field: "indices", detail } if detail.contains("InvalidData")),
+        "{err}"
+    );
+    assert!(spec.contains("decoded index 20 >= K = 16"));
+    let err = decode_indices(vec![0xDEAD_BEEF], 1, 4).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { field: "indices", detail } if detail == "decoded index 20 >= K = 16"),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------------------------ reference examples
+
+/// `((stream, cut, method), sha256)` of the table `EXPECTED` in `spec/reference/decode.py`.
+fn reference_pins() -> Vec<((String, usize, String), String)> {
+    let py = read_text("spec/reference/decode.py");
+    let start = py
+        .find("EXPECTED = {")
+        .expect("EXPECTED table in decode.py");
+    let end = start + py[start..].find("\n}").unwrap();
+    let mut pins = Vec::new();
+    for line in py[start..end].lines().skip(1) {
+        // ('example-rgb.difc', 48, 'denoise'): '7053...',
+        let parts: Vec<&str> = line
+            .split(['(', ')', ',', ':', '\''])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(parts.len(), 4, "{line}");
+        pins.push((
+            (
+                parts[0].to_string(),
+                parts[1].parse().unwrap(),
+                parts[2].to_string(),
+            ),
+            parts[3].to_string(),
+        ));
+    }
+    pins
+}
+
+/// The flow_steps the pins were made with (`--self-check` passes the same value).
+fn reference_pin_flow_steps() -> usize {
+    let py = read_text("spec/reference/decode.py");
+    let key = "SELF_CHECK_FLOW_STEPS = ";
+    let at = py.find(key).expect("SELF_CHECK_FLOW_STEPS in decode.py") + key.len();
+    py[at..].lines().next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn example_streams_decode_to_the_pinned_images() {
+    let pins = reference_pins();
+    assert_eq!(pins.len(), 27, "3 streams x 3 cuts x 3 methods");
+    let flow_steps = reference_pin_flow_steps();
+    for ((name, cut, method), want) in pins {
+        let file = read_bytes(&format!("spec/reference/{name}"));
+        assert!(cut <= file.len());
+        let opts = ReconstructOptions {
+            method: method.parse::<Method>().unwrap(),
+            flow_steps,
+            lambda_end: 14.0,
+        };
+        let (img, report) = Decoder::new().decode(&file[..cut], &opts).unwrap();
+        assert_eq!(
+            sha256(&img.data),
+            want,
+            "{name} cut at {cut} bytes, {method}: the Rust decoder no longer gives the pinned image"
+        );
+        if cut == file.len() {
+            assert_eq!(report.stop, Stop::Complete, "{name}");
+        } else {
+            assert!(report.bytes_used <= cut, "{name}: used bytes past the cut");
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ frozen encoder
+
+fn gauss_encode(img: &Image, opts: EncoderOptions) -> Vec<u8> {
+    let model = diffc::prior::load_model("gauss").unwrap();
+    Encoder::new(model, opts)
+        .unwrap()
+        .encode(img, &Limits::default(), |_| {})
+        .unwrap()
+        .bytes
+}
+
+/// A 16x12 RGB test card (no file needed): gradients and a hard edge.
+fn card() -> Image {
+    let (w, h) = (16u32, 12u32);
+    let mut data = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            data.push((x * 16) as u8);
+            data.push((y * 21) as u8);
+            data.push(if x >= 8 { 230 } else { 20 });
+        }
+    }
+    Image::new(w, h, 3, data).unwrap()
+}
+
+/// Frozen streams: `(what, bytes length, sha256)`. They change only with a format change (new
+/// version) or a deliberate change of an encoder choice; update them in that commit and say so.
+const FROZEN: [(&str, usize, &str); 3] = [
+    (
+        "card_bpp",
+        89,
+        "95e182edbbfe97369346a6cafb2524cfa41671c789078c6251a83ac88f81832e",
+    ),
+    (
+        "gray_fixture_lambda",
+        360,
+        "1fc620bc5f4a529f7279d933db0c1f8bf47c96519685a5a50186bb3b3f1a667b",
+    ),
+    (
+        "rgb_fixture_steps",
+        379,
+        "0d3a35a764c656cb767f18ef65173b5eca5558f6ea2d842eee0951cbe6bab6de",
+    ),
+];
+
+#[test]
+fn frozen_encoder_streams() {
+    let card_bpp = gauss_encode(
+        &card(),
+        EncoderOptions {
+            target: RateTarget::Bpp(4.0),
+            seed: 2024,
+            log2_k: 8,
+            ..Default::default()
+        },
+    );
+    let gray = Image::open(format!("{ROOT}/fixtures/dragonfly_gray_45x31.png").as_ref()).unwrap();
+    let gray_lambda = gauss_encode(
+        &gray,
+        EncoderOptions {
+            target: RateTarget::Lambda(2.5),
+            seed: 7,
+            log2_k: 10,
+            ..Default::default()
+        },
+    );
+    let rgb = Image::open(format!("{ROOT}/fixtures/dragonfly_96x64.png").as_ref()).unwrap();
+    let rgb_steps = gauss_encode(
+        &rgb,
+        EncoderOptions {
+            target: RateTarget::Steps(5),
+            seed: 1,
+            log2_k: 6,
+            chunk_bits: 8.0,
+            grid_steps: 12,
+            lambda_start: -5.0,
+            lambda_stop: 9.0,
+            max_width: 64,
+        },
+    );
+    let got = [
+        ("card_bpp", card_bpp),
+        ("gray_fixture_lambda", gray_lambda),
+        ("rgb_fixture_steps", rgb_steps),
+    ];
+    let mut bad = Vec::new();
+    for ((name, bytes), (pname, len, hash)) in got.iter().zip(FROZEN) {
+        assert_eq!(*name, pname);
+        let h = sha256(bytes);
+        if bytes.len() != len || h != hash {
+            bad.push(format!("(\"{name}\", {}, \"{h}\")", bytes.len()));
+        }
+        // Frozen or not, every stream decodes as complete.
+        let (_, report) = Decoder::new()
+            .decode(bytes, &ReconstructOptions::default())
+            .unwrap();
+        assert_eq!(report.stop, Stop::Complete, "{name}");
+    }
+    assert!(
+        bad.is_empty(),
+        "the encoder's output changed (a dependency upgrade or an encoder change); if intended, \
+         the new pins are:\n{}",
+        bad.join(",\n")
+    );
+}
