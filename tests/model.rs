@@ -6,6 +6,15 @@ use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
 };
 
+/// The stream id of the shipped default model (`models/shipped/tiny.safetensors` with its
+/// multiscale thresholds; `diffc models` prints it). Streams name their model by this id, so
+/// changing it orphans every stream coded with the old weights.
+///
+/// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
+/// commit that ships new weights updates this constant in the same commit, and nothing else
+/// may move it.
+const SHIPPED_MODEL_ID: u64 = 0xF887_13D7_B012_5B9E;
+
 fn fixture(name: &str) -> Image {
     Image::open(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")).as_ref()).unwrap()
 }
@@ -14,6 +23,15 @@ fn fixture(name: &str) -> Image {
 fn embedded_default_model_loads_and_is_pinned_by_id() {
     let m = prior::load_model(prior::DEFAULT_MODEL).unwrap();
     assert_eq!(m.name(), prior::DEFAULT_MODEL);
+    assert_eq!(
+        m.model_id(),
+        SHIPPED_MODEL_ID,
+        "the shipped model's id is {:#018X}, tests/model.rs pins {SHIPPED_MODEL_ID:#018X}: \
+         if models/shipped/ (or its multiscale thresholds) changed on purpose, update \
+         SHIPPED_MODEL_ID in tests/model.rs in the same commit; otherwise the embedded model \
+         changed by accident (old streams would no longer decode)",
+        m.model_id()
+    );
     let again = prior::load_model_by_id(m.model_id()).unwrap();
     assert_eq!(again.model_id(), m.model_id());
     assert!(prior::available_models().contains(&prior::DEFAULT_MODEL));
