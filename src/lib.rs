@@ -11,13 +11,37 @@
 //! let (preview, report) = Decoder::new().decode(half, &ReconstructOptions::default())?;
 //! # Ok::<(), diffc::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! All on by default. `cli` builds the `diffc` binary (clap, indicatif); `train` holds the
+//! trainer (`diffc::train`) and `diffc::bench`; `eval` the rate-distortion evaluator
+//! (`diffc::eval`: it runs the classical codecs' command-line encoders and writes SVG);
+//! `embedded-model` compiles the shipped `tiny` weights (5.5 MB) into the library. With `default-features = false` the library is the
+//! codec alone: [`prior::load_model`] knows `gauss` only, and network weights come from a file
+//! ([`prior::load_model_file`]). `cuda` (off by default) runs the prior on a GPU.
+//!
+//! # Stability
+//!
+//! Before 1.0, the stable surface is what the crate root re-exports — [`Encoder`],
+//! [`EncoderOptions`], [`RateTarget`], [`Decoder`], [`StreamingDecoder`], [`ModelChoice`],
+//! [`inspect`], the reports ([`Encoded`], [`StepReport`], [`DecodeReport`], [`Stop`],
+//! [`Inspection`]), [`ReconstructOptions`], [`Method`], [`Limits`], [`Header`], [`Image`],
+//! [`Error`] (`#[non_exhaustive]`) — plus [`prior::load_model`], [`prior::load_model_file`],
+//! [`prior::load_model_by_id`] and the [`prior::Denoiser`] trait. The bitstream
+//! (`spec/format.md`) is versioned separately: a stream of version 1 decodes identically in every
+//! release that reads version 1. Everything else is public for the tests, benchmarks and tools
+//! in this repository (the codec's building blocks: `bitstream`, `rcc`, `prng`, `schedule`,
+//! `data`, `metrics`, `train`, `eval`, `bench`, `fuzzing`) and may change in any release.
 #![warn(missing_docs)]
 
+#[cfg(feature = "train")]
 pub mod bench;
 pub mod bitstream;
 pub mod codec;
 pub mod data;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -28,6 +52,7 @@ pub mod prng;
 pub mod rcc;
 pub mod reconstruct;
 pub mod schedule;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use bitstream::{Header, Limits};

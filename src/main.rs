@@ -173,6 +173,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[cfg(feature = "eval")]
     /// Measure rate–distortion on a folder of images through the real bitstream (CSV + SVG
     /// plot), with JPEG/WebP/AVIF from Debian's encoders in the same run when installed.
     Eval {
@@ -220,6 +221,7 @@ enum Command {
         #[arg(long, default_value_t = EncoderOptions::default().lambda_stop, allow_hyphen_values = true)]
         lambda_stop: f64,
     },
+    #[cfg(feature = "train")]
     /// Train the neural prior on a folder of photos (checkpoints every few minutes; resumable).
     Train {
         /// Folder of training images (png/jpg/jpeg/webp, recursive).
@@ -270,6 +272,7 @@ enum Command {
     },
     /// List the models built into this binary.
     Models,
+    #[cfg(feature = "train")]
     /// Measure this machine: the network's forward pass (768x512), a training step and the
     /// codec's own per-step work (medians; JSON with --json).
     Bench {
@@ -298,6 +301,7 @@ enum CliError {
     Lib(Error),
     Msg(String),
     /// A child process already reported its failure on stderr: exit with its code.
+    #[cfg(feature = "train")]
     Exit(u8),
 }
 
@@ -312,6 +316,7 @@ impl fmt::Display for CliError {
         match self {
             CliError::Lib(e) => e.fmt(f),
             CliError::Msg(m) => f.write_str(m),
+            #[cfg(feature = "train")]
             CliError::Exit(code) => write!(f, "exit code {code}"),
         }
     }
@@ -354,6 +359,7 @@ impl Ui {
     }
 }
 
+#[cfg(feature = "train")]
 impl Ui {
     /// A spinner with a message, or `None` when bars are not drawn.
     fn spinner(&self, prefix: &'static str, msg: &'static str) -> Option<ProgressBar> {
@@ -371,9 +377,11 @@ impl Ui {
     }
 }
 
+#[cfg(feature = "train")]
 /// Set in the environment of the child that [`train_with_bar`] starts.
 const TRAIN_CHILD_ENV: &str = "DIFFC_TRAIN_UNDER_BAR";
 
+#[cfg(feature = "train")]
 /// `diffc train` under a bar of its time budget. Training prints its own log lines on stderr
 /// (which would tear a bar drawn beside them), so the same command runs as a child whose
 /// stderr comes here: step lines move the bar (shown with -v), every other line (data,
@@ -572,6 +580,7 @@ fn pick_model(name: &str, file: Option<&Path>) -> Result<Arc<dyn Denoiser>> {
     }
 }
 
+#[cfg(feature = "eval")]
 /// The images `diffc eval` measures in `dir` (its rule: these extensions, sorted by name);
 /// only for progress, so an unreadable folder gives none here (eval reports it).
 fn eval_images(dir: &Path) -> Vec<String> {
@@ -593,6 +602,7 @@ fn eval_images(dir: &Path) -> Vec<String> {
     v
 }
 
+#[cfg(any(feature = "train", feature = "eval"))]
 /// A folder that must exist and be readable (`--data`).
 fn check_dir(dir: &Path) -> Result<()> {
     std::fs::read_dir(dir).map_err(|e| io_error_at(dir, e))?;
@@ -986,6 +996,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             write_output("-", out.as_bytes())
         }
+        #[cfg(feature = "eval")]
         Command::Eval {
             data,
             bpp,
@@ -1101,6 +1112,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "train")]
         Command::Train {
             data,
             out,
@@ -1179,6 +1191,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "train")]
         Command::Bench {
             json,
             repeats,
@@ -1221,6 +1234,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+#[cfg(feature = "eval")]
 /// Write a file through `write` into a temporary name next to `path`, then rename it over
 /// `path` (removing the temporary file on failure).
 fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> diffc::Result<()>) -> Result<()> {
@@ -1256,6 +1270,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        #[cfg(feature = "train")]
         Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("diffc: error: {e}");

@@ -167,6 +167,7 @@ fn json_number(json: &str, key: &str) -> Option<f64> {
 }
 
 #[test]
+#[cfg(feature = "train")]
 fn bench_json_reports_the_forward_pass() {
     let o = diffc()
         .args([
@@ -369,6 +370,7 @@ fn compress_warns_when_a_rate_cannot_be_met() {
 }
 
 #[test]
+#[cfg(feature = "eval")]
 fn eval_reports_progress_per_image_without_a_terminal() {
     let dir = std::path::PathBuf::from(tmp("evaldata"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -403,6 +405,7 @@ fn eval_reports_progress_per_image_without_a_terminal() {
 }
 
 #[test]
+#[cfg(feature = "train")]
 fn train_shows_a_bar_of_its_budget_on_a_terminal() {
     let dir = std::path::PathBuf::from(tmp("traindata"));
     std::fs::create_dir_all(&dir).unwrap();

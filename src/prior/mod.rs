@@ -82,11 +82,19 @@ pub const DEFAULT_MODEL: &str = "tiny";
 
 /// Weights compiled into the binary: `(name, safetensors bytes)`. `models/shipped/` holds the
 /// released snapshot of a training run (training itself writes `models/NAME.safetensors`).
+/// Empty without the `embedded-model` feature (then only `gauss` loads by name).
 fn embedded_weights() -> &'static [(&'static str, &'static [u8])] {
-    &[(
-        "tiny",
-        include_bytes!("../../models/shipped/tiny.safetensors"),
-    )]
+    #[cfg(feature = "embedded-model")]
+    {
+        &[(
+            "tiny",
+            include_bytes!("../../models/shipped/tiny.safetensors"),
+        )]
+    }
+    #[cfg(not(feature = "embedded-model"))]
+    {
+        &[]
+    }
 }
 
 /// Names of every model this build can use without files: the closed-form `gauss` and the
