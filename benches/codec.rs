@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the real code paths: shared-randomness normals, RCC candidate
-//! scoring, index entropy coding, and one prior forward pass on a 768x512 image.
+//! scoring, index entropy coding, one prior forward pass on a 768x512 image (the engine, and
+//! candle's graph for comparison) and one training step (16 crops of 64x64).
 //!
 //! `cargo bench --bench codec` (add `-- --quick` for a fast pass).
 
@@ -88,6 +89,28 @@ fn prior_forward(c: &mut Criterion) {
     group.throughput(Throughput::Elements(512 * 768));
     group.bench_function(format!("{}_forward_768x512", model.name()), |b| {
         b.iter(|| model.predict_x(&z, 3.0).unwrap())
+    });
+    // The candle graph the engine replaced (the reference path), and one training step.
+    let graph = diffc::prior::load_network(diffc::prior::DEFAULT_MODEL)
+        .unwrap()
+        .without_engine();
+    group.bench_function("graph_forward_768x512", |b| {
+        b.iter(|| graph.predict_x(&z, 3.0).unwrap())
+    });
+    let rgb = diffc::bench::synthetic_rgb(768, 512);
+    let pool = diffc::data::CropPool::from_images(vec![diffc::data::Rgb8 {
+        width: 768,
+        height: 512,
+        data: rgb,
+    }])
+    .unwrap();
+    let cfg = graph.config().clone();
+    group.throughput(Throughput::Elements(16 * 64 * 64));
+    group.bench_function("train_step_16x64x64", |b| {
+        b.iter_custom(|iters| {
+            let t = diffc::train::time_train_steps(&cfg, &pool, 16, 64, 1, iters as usize).unwrap();
+            std::time::Duration::from_secs_f64(t.iter().sum())
+        })
     });
     group.finish();
 }
