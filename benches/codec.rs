@@ -5,6 +5,7 @@
 //! `cargo bench --bench codec` (add `-- --quick` for a fast pass).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use diffc::prior::Denoiser;
 use diffc::prng::{Domain, Philox};
 use diffc::rcc::{self, Layout};
 
