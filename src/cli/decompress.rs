@@ -1,0 +1,189 @@
+//! `diffc decompress`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use diffc::prior;
+use diffc::{DecodeReport, Error, Limits, ModelChoice, ReconstructOptions, Stop, StreamingDecoder};
+
+use super::{
+    about, check_output, check_stream, encode_image, output_format, pick_model, read_input, shown,
+    write_output, CliError, FormatArg, MethodArg, Result, Ui,
+};
+
+/// The arguments of `diffc decompress`.
+#[derive(clap::Args)]
+pub struct DecompressArgs {
+    /// Input stream, or `-` for stdin.
+    pub input: String,
+    /// Output image, or `-` for stdout (PNG unless --format).
+    pub output: String,
+    /// Image format to write, whatever OUT's extension (.ppm = binary P6, .pgm = binary P5
+    /// (RGB converted to luma), .pam = P7; WebP is lossless, JPEG quality 95).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Reconstruction from the last received step.
+    #[arg(long, value_enum, default_value = "flow")]
+    pub method: MethodArg,
+    /// Decode only the first N bytes of the input.
+    #[arg(long)]
+    pub bytes: Option<usize>,
+    /// Denoiser evaluations for flow/ancestral reconstruction.
+    #[arg(long, default_value_t = ReconstructOptions::default().flow_steps as u16,
+          value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub flow_steps: u16,
+    /// Use this embedded model instead of the one the stream names.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Load the model weights from this file (architecture from --model, default tiny).
+    #[arg(long)]
+    pub model_file: Option<PathBuf>,
+    /// Fail (exit code 1, no output written) unless the stream is complete: a partial
+    /// (cut) stream, a corrupt packet or trailing bytes after the last packet are errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Run `diffc decompress`.
+pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
+    let DecompressArgs {
+        input,
+        output,
+        format,
+        method,
+        bytes,
+        flow_steps,
+        model,
+        model_file,
+        strict,
+    } = args;
+    let quiet = ui.quiet;
+    let t0 = Instant::now();
+    // Everything that can be checked without decoding is checked first.
+    let format = output_format(&output, format)?;
+    check_output(&output)?;
+    let name = shown(&input, "stdin");
+    let mut data = read_input(&input)?;
+    if let Some(n) = bytes {
+        data.truncate(n);
+    }
+    check_stream(&name, &data)?;
+    let choice = match (model, model_file) {
+        (None, None) => ModelChoice::ByStreamId,
+        (m, f) => ModelChoice::Fixed(pick_model(
+            m.as_deref().unwrap_or(prior::DEFAULT_MODEL),
+            f.as_deref(),
+        )?),
+    };
+    let opts = ReconstructOptions {
+        method: method.into(),
+        flow_steps: flow_steps as usize,
+        ..Default::default()
+    };
+    // Packet boundaries (no model needed), to push the stream packet by packet and show
+    // progress; the result is the same as pushing it whole.
+    let ends: Vec<usize> = diffc::inspect(&data, &Limits::default())
+        .map(|ins| ins.packets.iter().map(|p| p.cumulative_bytes).collect())
+        .unwrap_or_default();
+    let bar = ui.bar("decompress", ends.len() as u64 + 1);
+    let mut sd = StreamingDecoder::new(choice, Limits::default());
+    let mut pos = 0;
+    let mut pushed = Ok(0);
+    for (i, &end) in ends.iter().enumerate() {
+        if let Some(b) = &bar {
+            b.set_message(format!("decoding step {}/{}", i + 1, ends.len()));
+        }
+        pushed = sd.push(&data[pos..end]);
+        pos = end;
+        if pushed.is_err() {
+            break;
+        }
+        if let Some(b) = &bar {
+            b.set_position(i as u64 + 1);
+        }
+    }
+    if pushed.is_ok() {
+        pushed = sd.push(&data[pos..]);
+    }
+    if sd.header().is_none() {
+        pushed.map_err(|e| about(&name, e))?;
+        return Err(about(&name, Error::Truncated { what: "header" }));
+    }
+    let report = sd.report();
+    let status = decode_status(&report, data.len());
+    let clean = matches!(report.stop, Stop::Complete);
+    if strict && !clean {
+        return Err(CliError::Msg(format!(
+            "{name}: {status} (--strict: nothing written)"
+        )));
+    }
+    if let Some(b) = &bar {
+        b.set_position(report.steps_decoded as u64);
+        b.set_message(format!("reconstruction ({})", opts.method));
+    }
+    let img = sd.render(&opts);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let img = img?;
+    write_output(&output, &encode_image(&img, format, quiet)?)?;
+    // Partial decoding is the point of a progressive format: a success, but said so.
+    // A corrupt packet or trailing bytes are warnings, printed even with -q.
+    let worrying = matches!(
+        report.stop,
+        Stop::Corrupt { .. } | Stop::TrailingBytes { .. }
+    );
+    if worrying || !quiet {
+        eprintln!(
+            "{}{name}: {}x{} {status}; {:.4} bpp, {} reconstruction, {} written to {}, {:.2} s",
+            if worrying { "warning: " } else { "" },
+            img.width,
+            img.height,
+            report.bytes_used as f64 * 8.0 / (img.width as f64 * img.height as f64),
+            opts.method,
+            format.name(),
+            shown(&output, "stdout"),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// What a decode was, in one phrase: complete, partial or corrupt, plus trailing bytes.
+fn decode_status(report: &DecodeReport, input_len: usize) -> String {
+    let n = report.steps_decoded;
+    let grid = report.header.map(|h| h.grid.steps as usize).unwrap_or(0);
+    match &report.stop {
+        Stop::Complete => format!("complete ({n}/{n} steps, {} bytes)", report.bytes_used),
+        Stop::TrailingBytes { count } => format!(
+            "complete ({n}/{n} steps, {} bytes); {count} trailing bytes after the last packet",
+            report.bytes_used
+        ),
+        Stop::Truncated { .. } => {
+            let after = if n == 0 {
+                "the header".to_string()
+            } else {
+                format!("packet {n}")
+            };
+            let rest = input_len.saturating_sub(report.bytes_used);
+            let incomplete = if rest > 0 {
+                format!("; {rest} bytes of an incomplete packet ignored")
+            } else {
+                String::new()
+            };
+            format!(
+                "partial: stream ends after {after} at byte {} ({n} of up to {grid} steps{incomplete})",
+                report.bytes_used
+            )
+        }
+        Stop::Corrupt {
+            step,
+            at_byte,
+            detail,
+        } => format!(
+            "corrupt: stopped at packet {} (byte {at_byte}): {}; the image is from the {n} good packets before it",
+            step + 1,
+            detail.strip_prefix("corrupt stream: ").unwrap_or(detail)
+        ),
+    }
+}
