@@ -16,18 +16,27 @@ pub const VERSION: u8 = 1;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 48;
 
-/// Decoder resource limits, checked before any allocation whose size comes from the stream.
+/// Decoder resource limits, checked before any allocation whose size comes from the stream and
+/// before any work the stream asks for: memory when the header arrives, packet size and
+/// network passes as each packet arrives. The encoder checks the same limits, so a stream it
+/// writes under some limits decodes under them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest `width * height` accepted.
     pub max_pixels: u64,
-    /// Largest number of packets (steps) accepted.
+    /// Largest number of packets (steps) accepted: the header's grid may not have more steps.
     pub max_packets: u64,
     /// Largest single packet payload in bytes.
     pub max_packet_bytes: u64,
     /// Largest memory the codec may allocate for its own buffers, in bytes (estimated as
     /// [`BYTES_PER_DIM`] per coded dimension, checked when the header arrives).
     pub max_alloc_bytes: u64,
+    /// Compute budget: the most network pixel-passes a stream may ask for. Each packet counts
+    /// `width * height` when it arrives, before the prior runs on it (one full-resolution
+    /// evaluation of the denoiser per step, an upper bound of its work), so a stream of `n`
+    /// packets costs `n * width * height`. The reconstruction's own passes (`flow_steps`) are
+    /// a decoder option and not counted here.
+    pub max_network_pixel_passes: u64,
 }
 
 /// The codec's own buffers per coded dimension (latent, sample, permutation, signs, x_hat,
@@ -36,12 +45,36 @@ pub const BYTES_PER_DIM: u64 = 40;
 
 impl Default for Limits {
     fn default() -> Self {
+        const MAX_PIXELS: u64 = 1 << 26;
         Limits {
-            max_pixels: 1 << 26,
-            max_packets: 4096,
+            max_pixels: MAX_PIXELS,
+            // 30x the default grid's 33 steps. Finer grids buy nothing (a stream's rate is the
+            // KL summed over its steps, about the same however finely the lambda range is cut,
+            // while each packet adds ~10 bytes of framing), and the encoder refuses grids with
+            // more steps than this, so it never writes a stream the default decoder refuses.
+            max_packets: 1024,
             max_packet_bytes: 1 << 28,
             max_alloc_bytes: 8 << 30,
+            // 64 full-resolution passes of the largest image `max_pixels` admits (about 170 of
+            // a 24-megapixel photo): twice the default grid. Before this budget a 40 KB stream
+            // of 9-byte packets could ask for 4096 passes.
+            max_network_pixel_passes: 64 * MAX_PIXELS,
         }
+    }
+}
+
+impl Limits {
+    /// The compute budget check for a stream of `packets` packets of a `pixels`-pixel image.
+    pub fn check_network_passes(&self, packets: u64, pixels: u64) -> Result<()> {
+        let passes = packets.saturating_mul(pixels);
+        if passes > self.max_network_pixel_passes {
+            return Err(Error::Limits {
+                what: "network pixel-passes (packets x width*height)",
+                value: passes,
+                max: self.max_network_pixel_passes,
+            });
+        }
+        Ok(())
     }
 }
 

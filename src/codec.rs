@@ -207,6 +207,13 @@ impl Encoder {
             e => Error::InvalidArgument(e.to_string()),
         })?;
         check_model_memory(self.model.as_ref(), &header, limits)?;
+        let n_steps = match self.opts.target {
+            RateTarget::Steps(n) => n.min(self.grid.steps as usize),
+            _ => self.grid.steps as usize,
+        };
+        // The decoder's compute budget, checked up front for the most packets this encoding
+        // can write, so that the encoder never writes a stream its limits would refuse.
+        limits.check_network_passes(n_steps as u64, image.width as u64 * image.height as u64)?;
         let x = image.to_planes();
         let (c, h, w) = (x.channels, x.height, x.width);
         let dims = x.len();
@@ -217,10 +224,6 @@ impl Encoder {
         out.extend_from_slice(&header.to_bytes());
         let mut steps = Vec::new();
         let mut z = vec![0f32; dims];
-        let n_steps = match self.opts.target {
-            RateTarget::Steps(n) => n.min(self.grid.steps as usize),
-            _ => self.grid.steps as usize,
-        };
         let target_bits = match self.opts.target {
             RateTarget::Bpp(b) => Some(b * pixels),
             _ => None,
@@ -423,8 +426,40 @@ enum State {
     Steps(Progress),
     Failed {
         progress: Option<Progress>,
-        reason: String,
+        failure: Failure,
     },
+}
+
+/// Why a decoder stopped for good, by blame: only a malformed stream is corruption.
+#[derive(Clone, Debug)]
+enum Failure {
+    /// The stream breaks a format rule ([`Error::Format`]).
+    Format(String),
+    /// The stream asks for more than the decoder's [`Limits`] ([`Error::Limits`]).
+    Limit {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
+    /// The decoder could not go on (its model failed, or it lacks the model).
+    Decoder(String),
+}
+
+impl Failure {
+    fn of(e: &Error) -> Self {
+        match e {
+            Error::Format { .. } => Failure::Format(e.to_string()),
+            &Error::Limits { what, value, max } => Failure::Limit { what, value, max },
+            e => Failure::Decoder(e.to_string()),
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Failure::Format(s) | Failure::Decoder(s) => s.clone(),
+            &Failure::Limit { what, value, max } => Error::Limits { what, value, max }.to_string(),
+        }
+    }
 }
 
 /// Which model a decoder uses.
@@ -445,7 +480,10 @@ pub struct StreamingDecoder {
     choice: ModelChoice,
     model: Option<Arc<dyn Denoiser>>,
     limits: Limits,
+    /// Bytes received and not yet used: `pending[start..]` (the prefix before `start` was
+    /// used and is dropped now and then, so each byte is copied O(1) times on average).
     pending: Vec<u8>,
+    start: usize,
     consumed: usize,
     state: State,
     steps: Vec<StepReport>,
@@ -460,6 +498,7 @@ impl StreamingDecoder {
             model: None,
             limits,
             pending: Vec::new(),
+            start: 0,
             consumed: 0,
             state: State::NeedHeader,
             steps: Vec::new(),
@@ -472,36 +511,50 @@ impl StreamingDecoder {
     /// A corrupt header or packet is returned as an error once; the decoder then keeps what it
     /// had and refuses further input.
     pub fn push(&mut self, bytes: &[u8]) -> Result<usize> {
-        if let State::Failed { reason, .. } = &self.state {
-            return Err(Error::Poisoned(reason.clone()));
+        if let State::Failed { failure, .. } = &self.state {
+            return Err(Error::Poisoned(failure.reason()));
         }
-        if let State::Steps(p) = &self.state {
-            if p.finished || self.steps.len() >= p.header.grid.steps as usize {
-                self.trailing += bytes.len();
-                return Ok(self.steps.len());
-            }
+        if self.is_complete() {
+            self.trailing += bytes.len();
+            return Ok(self.steps.len());
+        }
+        // Drop the used prefix once it is at least half the buffer: each byte is moved at most
+        // once on average, whatever the number of packets or the size of the pushes.
+        if self.start > 0 && self.start >= self.pending.len() - self.start {
+            self.pending.drain(..self.start);
+            self.start = 0;
         }
         self.pending.extend_from_slice(bytes);
         let r = self.advance();
         if let Err(e) = &r {
-            let reason = e.to_string();
+            let failure = Failure::of(e);
             let progress = match std::mem::replace(&mut self.state, State::NeedHeader) {
                 State::Steps(p) => Some(p),
                 State::NeedHeader => None,
                 State::Failed { progress, .. } => progress,
             };
-            self.state = State::Failed { progress, reason };
+            self.state = State::Failed { progress, failure };
             self.pending = Vec::new();
+            self.start = 0;
         }
         r
     }
 
+    /// Every step arrived, or a final packet did.
+    fn is_complete(&self) -> bool {
+        match &self.state {
+            State::Steps(p) => p.finished || self.steps.len() >= p.header.grid.steps as usize,
+            _ => false,
+        }
+    }
+
     fn advance(&mut self) -> Result<usize> {
         loop {
+            let unread = &self.pending[self.start..];
             match &mut self.state {
-                State::Failed { reason, .. } => return Err(Error::Poisoned(reason.clone())),
+                State::Failed { failure, .. } => return Err(Error::Poisoned(failure.reason())),
                 State::NeedHeader => {
-                    let header = match Header::parse(&self.pending, &self.limits) {
+                    let header = match Header::parse(unread, &self.limits) {
                         Err(Error::Truncated { .. }) => return Ok(0),
                         r => r?,
                     };
@@ -519,7 +572,7 @@ impl StreamingDecoder {
                     };
                     check_model_memory(model.as_ref(), &header, &self.limits)?;
                     self.model = Some(model);
-                    self.pending.drain(..HEADER_LEN);
+                    self.start += HEADER_LEN;
                     self.consumed = HEADER_LEN;
                     self.state = State::Steps(Progress {
                         header,
@@ -531,12 +584,13 @@ impl StreamingDecoder {
                 State::Steps(progress) => {
                     let done = self.steps.len();
                     if progress.finished || done >= progress.header.grid.steps as usize {
-                        self.trailing += self.pending.len();
+                        self.trailing += unread.len();
                         self.pending = Vec::new();
+                        self.start = 0;
                         return Ok(done);
                     }
                     let (packet, n) = match Packet::read(
-                        &self.pending,
+                        unread,
                         &self.limits,
                         progress.header.max_packet_payload(),
                     ) {
@@ -544,6 +598,11 @@ impl StreamingDecoder {
                         Err(e) => return Err(corrupt(done, self.consumed, e)),
                         Ok(p) => p,
                     };
+                    // The compute budget, counted as the packet arrives and before the prior
+                    // runs on it.
+                    let h = &progress.header;
+                    self.limits
+                        .check_network_passes(done as u64 + 1, h.width as u64 * h.height as u64)?;
                     let t0 = Instant::now();
                     let model = self
                         .model
@@ -552,7 +611,7 @@ impl StreamingDecoder {
                     let lambda = decode_packet(model.as_ref(), done, &packet, progress)
                         .map_err(|e| corrupt(done, self.consumed, e))?;
                     self.consumed += n;
-                    self.pending.drain(..n);
+                    self.start += n;
                     self.steps.push(StepReport {
                         step: done,
                         lambda,
@@ -595,10 +654,10 @@ impl StreamingDecoder {
             .map(|p| p.finished || self.steps.len() >= p.header.grid.steps as usize)
             .unwrap_or(false);
         let stop = match &self.state {
-            State::Failed { reason, .. } => Stop::Corrupt {
+            State::Failed { failure, .. } => Stop::Corrupt {
                 step: self.steps.len(),
                 at_byte: self.consumed,
-                detail: reason.clone(),
+                detail: failure.reason(),
             },
             _ if complete && self.trailing > 0 => Stop::TrailingBytes {
                 count: self.trailing,
