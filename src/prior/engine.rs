@@ -504,13 +504,24 @@ fn gather(g: Gather, x: &Map, p0: usize, rows: &mut [f32]) {
                 let (img, q) = (p / (oh * ow), p % (oh * ow));
                 let (y, xx) = ((q / ow) as isize, (q % ow) as isize);
                 let base = img * x.h * x.w;
-                for (k, d) in r.chunks_mut(c).enumerate() {
-                    let (sy, sx) = (y + k as isize / 3 - 1, xx + k as isize % 3 - 1);
-                    if sy < 0 || sy >= h || sx < 0 || sx >= w {
-                        d.fill(0.0);
+                // Each row of taps is three neighbouring pixels: one copy away from the edges.
+                for (dy, d3) in r.chunks_mut(3 * c).enumerate() {
+                    let sy = y + dy as isize - 1;
+                    if sy < 0 || sy >= h {
+                        d3.fill(0.0);
+                    } else if xx >= 1 && xx + 1 < w {
+                        let at = (base + (sy * w + xx - 1) as usize) * c;
+                        d3.copy_from_slice(&x.data[at..at + 3 * c]);
                     } else {
-                        let at = (base + (sy * w + sx) as usize) * c;
-                        d.copy_from_slice(&x.data[at..at + c]);
+                        for (dx, d) in d3.chunks_mut(c).enumerate() {
+                            let sx = xx + dx as isize - 1;
+                            if sx < 0 || sx >= w {
+                                d.fill(0.0);
+                            } else {
+                                let at = (base + (sy * w + sx) as usize) * c;
+                                d.copy_from_slice(&x.data[at..at + c]);
+                            }
+                        }
                     }
                 }
             }
