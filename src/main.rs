@@ -8,9 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-#[cfg(feature = "train")]
-use cli::CliError;
-use cli::{Result, Ui};
+use cli::{CliError, Result, Ui};
 
 #[derive(Parser)]
 #[command(
@@ -65,14 +63,18 @@ enum Command {
 fn run(cli: Cli) -> Result<()> {
     let ui = Ui::new(cli.quiet, cli.verbose);
     match cli.command {
-        Command::Compress(args) => cli::compress::run(args, &ui),
-        Command::Decompress(args) => cli::decompress::run(args, &ui),
-        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Compress(args) => cli::compress::run(args, &ui).map_err(CliError::with_limit_hint),
+        Command::Decompress(args) => {
+            cli::decompress::run(args, &ui).map_err(CliError::with_limit_hint)
+        }
+        Command::Inspect(args) => cli::inspect::run(args).map_err(CliError::with_limit_hint),
         #[cfg(feature = "eval")]
         Command::Eval(args) => cli::eval::run(args, &ui),
         #[cfg(feature = "train")]
         Command::Train(args) => cli::train::run(args, &ui),
-        Command::Progressive(args) => cli::progressive::run(args, &ui),
+        Command::Progressive(args) => {
+            cli::progressive::run(args, &ui).map_err(CliError::with_limit_hint)
+        }
         Command::Models => cli::models::run(),
         #[cfg(feature = "train")]
         Command::Bench(args) => cli::bench::run(args, &ui),

@@ -455,3 +455,125 @@ fn train_shows_a_bar_of_its_budget_on_a_terminal() {
     assert!(!o.status.success(), "{shown}");
     assert_eq!(shown.matches("diffc: error:").count(), 1, "{shown:?}");
 }
+
+#[test]
+fn limit_flags_refuse_naming_the_flag_and_raise() {
+    let img = fixture("dragonfly_96x64.png"); // 6144 pixels
+    let s = tmp("limits.dfc");
+    let run = |args: &[&str]| {
+        let o = diffc().args(args).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Too small: refused, one line naming the input, the limit and the flag with a value that
+    // would do; nothing written.
+    let (ok, err) = run(&[
+        "compress",
+        &img,
+        &s,
+        "--model",
+        "gauss",
+        "--max-pixels",
+        "6000",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.starts_with(&format!("diffc: error: {img}: limit exceeded: pixels"))
+            && err.contains("(raise it with --max-pixels 6144)"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(std::fs::metadata(&s).is_err(), "nothing written");
+    let (ok, err) = run(&[
+        "compress",
+        &img,
+        &s,
+        "--model",
+        "gauss",
+        "--max-memory",
+        "100K",
+    ]);
+    assert!(
+        !ok && err.contains("(raise it with --max-memory 1M)"),
+        "{err}"
+    );
+    let (ok, err) = run(&[
+        "compress",
+        &img,
+        &s,
+        "--model",
+        "gauss",
+        "--max-pixel-passes",
+        "6144",
+    ]);
+    assert!(!ok && err.contains("--max-pixel-passes"), "{err}");
+    // Enough (the encoder's scoring buffer needs 3M here): works, and the limits do not change
+    // the stream.
+    let (ok, err) = run(&[
+        "compress",
+        &img,
+        &s,
+        "--model",
+        "gauss",
+        "--bpp",
+        "0.5",
+        "--max-pixels",
+        "6144",
+        "--max-memory",
+        "3M",
+    ]);
+    assert!(ok, "{err}");
+    let stream = std::fs::read(&s).unwrap();
+    let (ok, err) = run(&[
+        "compress",
+        &img,
+        &tmp("limits2.dfc"),
+        "--model",
+        "gauss",
+        "--bpp",
+        "0.5",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(stream, std::fs::read(tmp("limits2.dfc")).unwrap());
+    // Decoding and inspecting take the same flags.
+    let out = tmp("limits.png");
+    for (flag, value) in [("--max-pixels", "6143"), ("--max-memory", "512K")] {
+        for cmd in [vec!["decompress", &s, &out], vec!["inspect", &s]] {
+            let mut args = cmd.clone();
+            args.extend([flag, value]);
+            let (ok, err) = run(&args);
+            assert!(
+                !ok && err.starts_with(&format!("diffc: error: {s}: limit exceeded"))
+                    && err.contains(&format!("(raise it with {flag} ")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert!(std::fs::metadata(&out).is_err(), "nothing written");
+    // The compute budget runs out at a packet: an error, not a "corrupt" stream.
+    let (ok, err) = run(&["decompress", &s, &out, "--max-pixel-passes", "20000"]);
+    assert!(
+        !ok && err.contains("network pixel-passes") && err.contains("--max-pixel-passes"),
+        "{err}"
+    );
+    assert!(std::fs::metadata(&out).is_err(), "nothing written");
+    let (ok, err) = run(&[
+        "decompress",
+        &s,
+        &out,
+        "--max-pixels",
+        "6144",
+        "--max-memory",
+        "1M",
+        "--max-pixel-passes",
+        "1000000",
+    ]);
+    assert!(ok && err.contains("complete"), "{err}");
+    // Sizes: K/M/G/T; anything else is refused by the parser.
+    let (ok, err) = run(&["inspect", &s, "--max-memory", "1.5G"]);
+    assert!(!ok && err.contains("not a byte count"), "{err}");
+    let (ok, err) = run(&["inspect", &s, "--max-memory", "16G"]);
+    assert!(ok, "{err}");
+}

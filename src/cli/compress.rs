@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use diffc::image_io;
 use diffc::prior;
-use diffc::{Encoder, EncoderOptions, Image, Limits, RateTarget};
+use diffc::{Encoder, EncoderOptions, Error, Image, RateTarget};
 
+use super::limits::LimitArgs;
 use super::{
     about, check_output, pick_model, read_input, say, shown, write_output, CliError, Result, Ui,
 };
@@ -54,6 +55,8 @@ pub struct CompressArgs {
     /// Target ideal bits per chunk.
     #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
     pub chunk_bits: f64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Run `diffc compress`.
@@ -72,7 +75,9 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
         lambda_stop,
         log2_k,
         chunk_bits,
+        limits,
     } = args;
+    let limits = limits.limits();
     let quiet = ui.quiet;
     let t0 = Instant::now();
     check_output(&output)?;
@@ -129,7 +134,7 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
     };
     let bar = ui.bar("compress", len as u64);
     let enc = Encoder::new(model, opts)?;
-    let encoded = enc.encode(&image, &Limits::default(), |s| {
+    let encoded = enc.encode(&image, &limits, |s| {
         let bpp_now = s.cumulative_bytes as f64 * 8.0 / pixels;
         if let Some(b) = &bar {
             if let RateTarget::Bpp(t) = target {
@@ -167,7 +172,11 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let encoded = encoded?;
+    // A limit the image exceeds is about the input (main adds the flag that raises it).
+    let encoded = encoded.map_err(|e| match e {
+        e @ Error::Limits { .. } => about(&name, e),
+        e => e.into(),
+    })?;
     write_output(&output, &encoded.bytes)?;
     if !quiet {
         let kl: f64 = encoded.steps.iter().map(|s| s.kl_bits).sum();

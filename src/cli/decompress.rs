@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use diffc::prior;
-use diffc::{DecodeReport, Error, Limits, ModelChoice, ReconstructOptions, Stop, StreamingDecoder};
+use diffc::{DecodeReport, Error, ModelChoice, ReconstructOptions, Stop, StreamingDecoder};
 
+use super::limits::LimitArgs;
 use super::{
     about, check_output, check_stream, encode_image, output_format, pick_model, read_input, shown,
     write_output, CliError, FormatArg, MethodArg, Result, Ui,
@@ -42,6 +43,8 @@ pub struct DecompressArgs {
     /// (cut) stream, a corrupt packet or trailing bytes after the last packet are errors.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Run `diffc decompress`.
@@ -56,7 +59,9 @@ pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
         model,
         model_file,
         strict,
+        limits,
     } = args;
+    let limits = limits.limits();
     let quiet = ui.quiet;
     let t0 = Instant::now();
     // Everything that can be checked without decoding is checked first.
@@ -82,11 +87,11 @@ pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
     };
     // Packet boundaries (no model needed), to push the stream packet by packet and show
     // progress; the result is the same as pushing it whole.
-    let ends: Vec<usize> = diffc::inspect(&data, &Limits::default())
+    let ends: Vec<usize> = diffc::inspect(&data, &limits)
         .map(|ins| ins.packets.iter().map(|p| p.cumulative_bytes).collect())
         .unwrap_or_default();
     let bar = ui.bar("decompress", ends.len() as u64 + 1);
-    let mut sd = StreamingDecoder::new(choice, Limits::default());
+    let mut sd = StreamingDecoder::new(choice, limits);
     let mut pos = 0;
     let mut pushed = Ok(0);
     for (i, &end) in ends.iter().enumerate() {
@@ -108,6 +113,14 @@ pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
     if sd.header().is_none() {
         pushed.map_err(|e| about(&name, e))?;
         return Err(about(&name, Error::Truncated { what: "header" }));
+    }
+    // A limit (pixels, memory, compute) is the user's to raise, not a fault of the stream: an
+    // error that names the flag (main adds it), not a "corrupt" report.
+    if let Err(e @ Error::Limits { .. }) = pushed {
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        return Err(about(&name, e));
     }
     let report = sd.report();
     let status = decode_status(&report, data.len());

@@ -1,7 +1,8 @@
 //! `diffc inspect`.
 
-use diffc::{Limits, Stop};
+use diffc::Stop;
 
+use super::limits::LimitArgs;
 use super::{about, check_stream, read_input, shown, write_output, Result};
 
 /// The arguments of `diffc inspect`.
@@ -12,15 +13,22 @@ pub struct InspectArgs {
     /// Machine-readable JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Run `diffc inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
-    let InspectArgs { input, json } = args;
+    let InspectArgs {
+        input,
+        json,
+        limits,
+    } = args;
+    let limits = limits.limits();
     let name = shown(&input, "stdin");
     let data = read_input(&input)?;
     check_stream(&name, &data)?;
-    let ins = diffc::inspect(&data, &Limits::default()).map_err(|e| about(&name, e))?;
+    let ins = diffc::inspect(&data, &limits).map_err(|e| about(&name, e))?;
     let mut out = String::new();
     let h = &ins.header;
     let pixels = h.width as f64 * h.height as f64;

@@ -22,6 +22,7 @@ pub mod decompress;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod inspect;
+pub mod limits;
 pub mod models;
 pub mod progressive;
 #[cfg(feature = "train")]
@@ -79,6 +80,8 @@ impl From<FormatArg> for OutputFormat {
 /// usually starting with the path it is about).
 pub enum CliError {
     Lib(Error),
+    /// A library error about the named input.
+    At(String, Error),
     Msg(String),
     /// A child process already reported its failure on stderr: exit with its code.
     #[cfg(feature = "train")]
@@ -95,6 +98,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Lib(e) => e.fmt(f),
+            CliError::At(name, e) => write!(f, "{name}: {e}"),
             CliError::Msg(m) => f.write_str(m),
             #[cfg(feature = "train")]
             CliError::Exit(code) => write!(f, "exit code {code}"),
@@ -261,7 +265,7 @@ pub fn check_stream(name: &str, data: &[u8]) -> Result<()> {
 pub fn about(name: &str, e: Error) -> CliError {
     match e {
         e @ Error::Io(_) => CliError::Lib(e),
-        e => CliError::Msg(format!("{name}: {e}")),
+        e => CliError::At(name.to_string(), e),
     }
 }
 

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use diffc::image_io::{self, io_error_at, OutputFormat};
-use diffc::{Limits, ReconstructOptions};
+use diffc::ReconstructOptions;
 
+use super::limits::LimitArgs;
 use super::{
     about, check_output, check_stream, encode_image, read_input, shown, FormatArg, MethodArg,
     Result, Ui,
@@ -26,6 +27,8 @@ pub struct ProgressiveArgs {
     /// Write every N-th step (the last one is always written).
     #[arg(long, default_value_t = 1)]
     pub every: usize,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Run `diffc progressive`.
@@ -36,7 +39,9 @@ pub fn run(args: ProgressiveArgs, ui: &Ui) -> Result<()> {
         format,
         method,
         every,
+        limits,
     } = args;
+    let limits = limits.limits();
     let quiet = ui.quiet;
     let format = OutputFormat::from(format);
     let ext = format.extension();
@@ -45,12 +50,12 @@ pub fn run(args: ProgressiveArgs, ui: &Ui) -> Result<()> {
     check_output(&outdir.join(format!("step_000.{ext}")).to_string_lossy())?;
     let data = read_input(&input)?;
     check_stream(&name, &data)?;
-    let ins = diffc::inspect(&data, &Limits::default()).map_err(|e| about(&name, e))?;
+    let ins = diffc::inspect(&data, &limits).map_err(|e| about(&name, e))?;
     let opts = ReconstructOptions {
         method: method.into(),
         ..Default::default()
     };
-    let mut sd = diffc::StreamingDecoder::new(diffc::ModelChoice::ByStreamId, Limits::default());
+    let mut sd = diffc::StreamingDecoder::new(diffc::ModelChoice::ByStreamId, limits);
     let mut pos = 0;
     let n = ins.packets.len();
     for (i, p) in ins.packets.iter().enumerate() {
