@@ -197,7 +197,9 @@ impl Image {
         write_atomic(path, &self.encode_as(format)?)
     }
 
-    fn to_dynamic(&self) -> Result<image::DynamicImage> {
+    /// This image as an [`image::DynamicImage`] (`ImageRgb8` or `ImageLuma8`), checking the
+    /// invariants of [`Image::new`] first (the `From` conversion panics instead).
+    pub fn to_dynamic(&self) -> Result<image::DynamicImage> {
         self.check()?;
         let (w, h) = (self.width, self.height);
         let bad = || Error::InvalidArgument("image buffer does not match its size".into());
@@ -239,6 +241,50 @@ impl Image {
             }
         }
         Image::new(w as u32, h as u32, c as u8, data)
+    }
+}
+
+/// Any decoded image, as [`Image::decode`] keeps it: gray stays gray (1 channel), everything
+/// else becomes RGB (3 channels); alpha is dropped (not composited), samples deeper than 8 bits
+/// are reduced to 8. An empty (0-pixel) image converts, but encoders refuse it.
+impl From<image::DynamicImage> for Image {
+    fn from(img: image::DynamicImage) -> Self {
+        Image::from_dynamic(img)
+    }
+}
+
+/// `ImageRgb8` or `ImageLuma8`, without copying the samples.
+///
+/// # Panics
+/// When the image breaks the invariants of [`Image::new`] (its fields are public); use
+/// [`Image::to_dynamic`] to get an error instead.
+impl From<Image> for image::DynamicImage {
+    fn from(img: Image) -> Self {
+        if let Err(e) = img.check() {
+            panic!("Image to DynamicImage: {e}");
+        }
+        let (w, h) = (img.width, img.height);
+        if img.channels == 3 {
+            image::DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(w, h, img.data).expect("checked size"),
+            )
+        } else {
+            image::DynamicImage::ImageLuma8(
+                image::GrayImage::from_raw(w, h, img.data).expect("checked size"),
+            )
+        }
+    }
+}
+
+/// `ImageRgb8` or `ImageLuma8` (a copy of the samples).
+///
+/// # Panics
+/// When the image breaks the invariants of [`Image::new`] (its fields are public); use
+/// [`Image::to_dynamic`] to get an error instead.
+impl From<&Image> for image::DynamicImage {
+    fn from(img: &Image) -> Self {
+        img.to_dynamic()
+            .unwrap_or_else(|e| panic!("Image to DynamicImage: {e}"))
     }
 }
 

@@ -46,6 +46,7 @@ pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image_io;
+pub mod io;
 pub mod metrics;
 pub mod prior;
 pub mod prng;
@@ -61,5 +62,12 @@ pub use codec::{
     RateTarget, StepReport, Stop, StreamingDecoder,
 };
 pub use error::{Error, Result};
+/// The `image` crate this one converts from and to (`From<image::DynamicImage> for Image` and
+/// back), re-exported so callers use the same version.
+pub use image;
 pub use image_io::{psnr, Image};
+pub use io::{
+    compress_reader_to, compress_to, decompress_from, decompress_to, CompressOptions,
+    DecompressOptions,
+};
 pub use reconstruct::{Method, ReconstructOptions};
