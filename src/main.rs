@@ -31,14 +31,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compress an image (PNG, JPEG, WebP, BMP, PNM, TIFF; 8-bit gray or RGB) to a diffc stream.
-    #[command(alias = "encode")]
+    /// Compress an image (PNG, JPEG, WebP, BMP, PNM, TIFF; 8-bit gray or RGB) to a diffc stream,
+    /// or with --out-dir, many images (files or folders) to DIR/STEM.dfc.
+    #[command(
+        alias = "encode",
+        override_usage = "diffc compress [OPTIONS] <IN> <OUT>\n       diffc compress [OPTIONS] --out-dir <DIR> [-j N] <IN>..."
+    )]
     Compress(cli::compress::CompressArgs),
     /// Decompress a diffc stream (complete or cut anywhere) to an image in the format OUT's
     /// extension names (.png .ppm .pgm .pam .pnm .bmp .tif .tiff .jpg .jpeg .webp) or --format.
     /// OUT is replaced atomically, never left partial; the report says whether the stream was
-    /// complete, partial (cut) or corrupt.
-    #[command(alias = "decode")]
+    /// complete, partial (cut) or corrupt. With --out-dir, many streams (files or folders of
+    /// .dfc) to DIR/STEM.png (or --format's extension).
+    #[command(
+        alias = "decode",
+        override_usage = "diffc decompress [OPTIONS] <IN> <OUT>\n       diffc decompress [OPTIONS] --out-dir <DIR> [-j N] <IN>..."
+    )]
     Decompress(cli::decompress::DecompressArgs),
     /// Show a stream's header and per-packet table (no model needed).
     Inspect(cli::inspect::InspectArgs),

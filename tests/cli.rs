@@ -577,3 +577,136 @@ fn limit_flags_refuse_naming_the_flag_and_raise() {
     let (ok, err) = run(&["inspect", &s, "--max-memory", "16G"]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn batch_compress_and_decompress_with_out_dir_and_jobs() {
+    let root = std::path::PathBuf::from(tmp("batch"));
+    let _ = std::fs::remove_dir_all(&root);
+    let inputs = root.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(fixture("dragonfly_96x64.png"), inputs.join("a.png")).unwrap();
+    std::fs::copy(fixture("dragonfly_gray_45x31.png"), inputs.join("b.PNG")).unwrap();
+    std::fs::write(inputs.join("broken.png"), b"not an image").unwrap();
+    std::fs::write(inputs.join("notes.txt"), b"not an input").unwrap();
+    std::fs::copy(fixture("dragonfly_96x64.png"), inputs.join(".hidden.png")).unwrap();
+    let p = |path: &std::path::Path| path.to_string_lossy().into_owned();
+    let run = |args: &[&str]| {
+        let o = diffc().args(args).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let opts = ["--model", "gauss", "--bpp", "1", "--seed", "4"];
+    let names = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A folder: its images (any case, not hidden, not other files) into --out-dir, named by
+    // stem. The broken one is reported with its path, the others are still written, exit 1.
+    let out1 = root.join("out1");
+    let (s_in, s_out) = (p(&inputs), p(&out1));
+    let mut args = vec!["compress", &s_in, "--out-dir", &s_out];
+    args.extend(opts);
+    let (ok, err) = run(&args);
+    assert!(!ok, "{err}");
+    let broken = p(&inputs.join("broken.png"));
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("diffc: error: {broken}: "))),
+        "{err}"
+    );
+    assert!(err.contains("1 of 3 files failed"), "{err}");
+    assert_eq!(names(&out1), ["a.dfc", "b.dfc"]);
+    // Each output is what single-file compress writes; summaries name their file.
+    let single = tmp("batch_single.dfc");
+    let a_png = p(&inputs.join("a.png"));
+    let mut args = vec!["compress", &a_png, &single];
+    args.extend(opts);
+    assert!(run(&args).0);
+    let a_stream = std::fs::read(&single).unwrap();
+    assert_eq!(std::fs::read(out1.join("a.dfc")).unwrap(), a_stream);
+    assert!(err.contains(&format!("{a_png}: 96x64: ")), "{err}");
+
+    // Files listed one by one, -j 2: the same bytes; success, with a summary.
+    let out2 = root.join("out2");
+    let b_png = p(&inputs.join("b.PNG"));
+    let s_out2 = p(&out2);
+    let mut args = vec!["compress", &a_png, &b_png, "--out-dir", &s_out2, "-j", "2"];
+    args.extend(opts);
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(err.contains("compressed 2 files"), "{err}");
+    for f in ["a.dfc", "b.dfc"] {
+        assert_eq!(
+            std::fs::read(out1.join(f)).unwrap(),
+            std::fs::read(out2.join(f)).unwrap()
+        );
+    }
+
+    // Decompress a folder of streams, 2 at a time, in a chosen format.
+    let dec = root.join("dec");
+    let s_dec = p(&dec);
+    let (ok, err) = run(&[
+        "decompress",
+        &s_out2,
+        "--out-dir",
+        &s_dec,
+        "-j",
+        "2",
+        "--format",
+        "ppm",
+        "--method",
+        "denoise",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("decompressed 2 files"), "{err}");
+    assert_eq!(names(&dec), ["a.ppm", "b.ppm"]);
+    let want = tmp("batch_single.ppm");
+    assert!(run(&["decompress", &single, &want, "--method", "denoise"]).0);
+    assert_eq!(
+        std::fs::read(dec.join("a.ppm")).unwrap(),
+        std::fs::read(&want).unwrap()
+    );
+    // A damaged stream among good ones: reported, the others decoded (PNG by default).
+    std::fs::write(out2.join("c.dfc"), b"DIFC garbage").unwrap();
+    let dec2 = root.join("dec2");
+    let s_dec2 = p(&dec2);
+    let (ok, err) = run(&["decompress", &s_out2, "--out-dir", &s_dec2, "--quiet"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&p(&out2.join("c.dfc"))) && err.contains("1 of 3 files failed"),
+        "{err}"
+    );
+    assert_eq!(names(&dec2), ["a.png", "b.png"]);
+
+    // Refused before any work: the wrong number of paths without --out-dir, -j without it,
+    // stdin in a batch, two inputs with one output name, a folder without inputs.
+    std::fs::copy(fixture("dragonfly_96x64.png"), root.join("a.jpg")).unwrap();
+    let a_jpg = p(&root.join("a.jpg"));
+    let empty = p(&root.join("out1")); // holds only .dfc files
+    let out3 = p(&root.join("out3"));
+    for args in [
+        vec!["compress", a_png.as_str()],
+        vec!["compress", &a_png, &single, &single],
+        vec!["compress", &a_png, &single, "-j", "2"],
+        vec!["compress", "-", "--out-dir", &out3],
+        vec!["compress", &a_png, &a_jpg, "--out-dir", &out3],
+        vec!["compress", &empty, "--out-dir", &out3],
+        vec!["decompress", &s_in, "--out-dir", &out3],
+    ] {
+        let (ok, err) = run(&args);
+        assert!(!ok, "{args:?} should be refused");
+        // One line of ours, or clap's usage error.
+        assert!(
+            err.starts_with("error:") || err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert!(std::fs::read_dir(&out3).map_or(true, |d| d.count() == 0));
+}

@@ -1,12 +1,15 @@
 //! `diffc compress`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use diffc::image_io;
-use diffc::prior;
-use diffc::{Encoder, EncoderOptions, Error, Image, RateTarget};
+use diffc::prior::{self, Denoiser};
+use diffc::schedule::Grid;
+use diffc::{Encoder, EncoderOptions, Error, Image, Limits, RateTarget};
 
+use super::batch::{self, BatchArgs, Mode};
 use super::limits::LimitArgs;
 use super::{
     about, check_output, pick_model, read_input, say, shown, write_output, CliError, Result, Ui,
@@ -15,10 +18,10 @@ use super::{
 /// The arguments of `diffc compress`.
 #[derive(clap::Args)]
 pub struct CompressArgs {
-    /// Input image, or `-` for stdin.
-    pub input: String,
-    /// Output stream, or `-` for stdout.
-    pub output: String,
+    /// IN OUT: the input image (or `-` for stdin) and the output stream (or `-` for stdout).
+    /// With --out-dir: any number of input images and folders of images.
+    #[arg(value_name = "PATHS", required = true)]
+    pub paths: Vec<String>,
     /// Target bits per pixel (the last step is shortened to land on it). Default 0.5.
     #[arg(long, conflicts_with_all = ["steps", "quality"])]
     pub bpp: Option<f64>,
@@ -56,33 +59,94 @@ pub struct CompressArgs {
     #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
     pub chunk_bits: f64,
     #[command(flatten)]
+    pub batch: BatchArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
 }
 
-/// Run `diffc compress`.
+/// The input extensions taken from a folder in batch mode.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "webp", "bmp", "ppm", "pgm", "pnm", "pam", "tif", "tiff",
+];
+
+/// What every file of one `diffc compress` run is coded with: checked, and the model loaded,
+/// once before any input is read.
+struct Plan {
+    model: Arc<dyn Denoiser>,
+    opts: EncoderOptions,
+    grid: Grid,
+    limits: Limits,
+    /// `--quality` asks for a lambda past the grid's end (said once per run).
+    quality_warning: Option<String>,
+}
+
+impl Plan {
+    fn new(args: &CompressArgs) -> Result<Plan> {
+        let target = match (args.bpp, args.steps, args.quality) {
+            (_, Some(n), _) => RateTarget::Steps(n),
+            (Some(b), None, _) => RateTarget::Bpp(b),
+            (None, None, Some(q)) => RateTarget::Lambda(quality_lambda(q)),
+            (None, None, None) => RateTarget::Bpp(0.5),
+        };
+        let opts = EncoderOptions {
+            target,
+            seed: args.seed,
+            lambda_start: args.lambda_start,
+            lambda_stop: args.lambda_stop,
+            grid_steps: args.grid_steps,
+            log2_k: args.log2_k,
+            chunk_bits: args.chunk_bits,
+            ..Default::default()
+        };
+        let grid = opts.validate()?;
+        let model = pick_model(&args.model, args.model_file.as_deref())?;
+        let last_lambda = grid.lambda(grid.steps as usize - 1);
+        let quality_warning = match (args.quality, target) {
+            (Some(q), RateTarget::Lambda(l)) if l > last_lambda + 1e-9 => Some(format!(
+                "--quality {q} asks for lambda {l:.2}, beyond the grid's last lambda {last_lambda:.2}: the whole grid is encoded (raise --lambda-stop for more)"
+            )),
+            _ => None,
+        };
+        Ok(Plan {
+            model,
+            opts,
+            grid,
+            limits: args.limits.limits(),
+            quality_warning,
+        })
+    }
+}
+
+/// Run `diffc compress`: one image to one stream, or a batch into `--out-dir`.
 pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
-    let CompressArgs {
-        input,
-        output,
-        bpp,
-        quality,
-        steps,
-        seed,
-        model,
-        model_file,
-        grid_steps,
-        lambda_start,
-        lambda_stop,
-        log2_k,
-        chunk_bits,
-        limits,
-    } = args;
-    let limits = limits.limits();
+    let plan = Plan::new(&args)?;
+    match args.batch.mode("compress", &args.paths)? {
+        Mode::Single { input, output } => compress_file(&plan, input, output, ui, false),
+        Mode::Batch {
+            inputs,
+            out_dir,
+            jobs,
+        } => {
+            let files = batch::plan(inputs, IMAGE_EXTENSIONS, out_dir, "dfc")?;
+            if let Some(w) = &plan.quality_warning {
+                eprintln!("warning: {w}");
+            }
+            batch::run_all(&files, jobs, ui, "compressed", |job, ui| {
+                let (input, output) = (job.input.to_string_lossy(), job.output.to_string_lossy());
+                compress_file(&plan, &input, &output, ui, true)
+            })
+        }
+    }
+}
+
+/// Compress `input` to `output` (`-` for stdin/stdout). In a batch, lines name the input and
+/// the run's own warnings are not repeated.
+fn compress_file(plan: &Plan, input: &str, output: &str, ui: &Ui, in_batch: bool) -> Result<()> {
     let quiet = ui.quiet;
     let t0 = Instant::now();
-    check_output(&output)?;
-    let name = shown(&input, "stdin");
-    let bytes = read_input(&input)?;
+    check_output(output)?;
+    let name = shown(input, "stdin");
+    let bytes = read_input(input)?;
     if image_io::sniff(&bytes) == Some("diffc stream") {
         return Err(CliError::Msg(format!(
             "{name}: this is a diffc stream, not an image; did you mean `diffc decompress`?"
@@ -90,36 +154,14 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
     }
     let (image, notes) = Image::decode_noting(&bytes).map_err(|e| about(&name, e))?;
     drop(bytes);
-    let target = match (bpp, steps, quality) {
-        (_, Some(n), _) => RateTarget::Steps(n),
-        (Some(b), None, _) => RateTarget::Bpp(b),
-        (None, None, Some(q)) => RateTarget::Lambda(quality_lambda(q)),
-        (None, None, None) => RateTarget::Bpp(0.5),
-    };
-    let opts = EncoderOptions {
-        target,
-        seed,
-        lambda_start,
-        lambda_stop,
-        grid_steps,
-        log2_k,
-        chunk_bits,
-        ..Default::default()
-    };
-    let grid = opts.validate()?;
-    let model = pick_model(&model, model_file.as_deref())?;
     // Warnings come after the checks that can fail, before the work.
     for w in notes.warnings() {
         eprintln!("warning: {name}: {w}");
     }
-    let last_lambda = grid.lambda(grid.steps as usize - 1);
-    if let (Some(q), RateTarget::Lambda(l)) = (quality, target) {
-        if l > last_lambda + 1e-9 {
-            eprintln!(
-                "warning: --quality {q} asks for lambda {l:.2}, beyond the grid's last lambda {last_lambda:.2}: the whole grid is encoded (raise --lambda-stop for more)"
-            );
-        }
+    if let (Some(w), false) = (&plan.quality_warning, in_batch) {
+        eprintln!("warning: {w}");
     }
+    let (target, grid) = (plan.opts.target, &plan.grid);
     let pixels = image.width as f64 * image.height as f64;
     // The bar counts steps (to the step that reaches the quality's lambda), or for a
     // --bpp target thousandths of the target's bits.
@@ -133,8 +175,8 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
         RateTarget::Bpp(_) => 1000,
     };
     let bar = ui.bar("compress", len as u64);
-    let enc = Encoder::new(model, opts)?;
-    let encoded = enc.encode(&image, &limits, |s| {
+    let enc = Encoder::new(plan.model.clone(), plan.opts.clone())?;
+    let encoded = enc.encode(&image, &plan.limits, |s| {
         let bpp_now = s.cumulative_bytes as f64 * 8.0 / pixels;
         if let Some(b) = &bar {
             if let RateTarget::Bpp(t) = target {
@@ -177,13 +219,19 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
         e @ Error::Limits { .. } => about(&name, e),
         e => e.into(),
     })?;
-    write_output(&output, &encoded.bytes)?;
+    write_output(output, &encoded.bytes)?;
+    // In a batch the summary and warnings name the file.
+    let label = if in_batch {
+        format!("{name}: ")
+    } else {
+        String::new()
+    };
     if !quiet {
         let kl: f64 = encoded.steps.iter().map(|s| s.kl_bits).sum();
         let spent = encoded.bytes.len() as f64 * 8.0;
         let last = encoded.steps.last().map_or(f64::NAN, |s| s.lambda);
         eprintln!(
-            "{}x{}: {} bytes, {:.4} bpp, {} step{} to lambda {last:.2}, spent/ideal {:.3}, {:.2} s",
+            "{label}{}x{}: {} bytes, {:.4} bpp, {} step{} to lambda {last:.2}, spent/ideal {:.3}, {:.2} s",
             image.width,
             image.height,
             encoded.bytes.len(),
@@ -194,8 +242,8 @@ pub fn run(args: CompressArgs, ui: &Ui) -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
     }
-    for w in rate_warnings(&encoded, target, &grid, (image.width, image.height)) {
-        eprintln!("warning: {w}");
+    for w in rate_warnings(&encoded, target, grid, (image.width, image.height)) {
+        eprintln!("warning: {label}{w}");
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use diffc::image_io::OutputFormat;
 use diffc::prior;
-use diffc::{DecodeReport, Error, ModelChoice, ReconstructOptions, Stop, StreamingDecoder};
+use diffc::{DecodeReport, Error, Limits, ModelChoice, ReconstructOptions, Stop, StreamingDecoder};
 
+use super::batch::{self, BatchArgs, Mode};
 use super::limits::LimitArgs;
 use super::{
     about, check_output, check_stream, encode_image, output_format, pick_model, read_input, shown,
@@ -15,12 +17,13 @@ use super::{
 /// The arguments of `diffc decompress`.
 #[derive(clap::Args)]
 pub struct DecompressArgs {
-    /// Input stream, or `-` for stdin.
-    pub input: String,
-    /// Output image, or `-` for stdout (PNG unless --format).
-    pub output: String,
+    /// IN OUT: the input stream (or `-` for stdin) and the output image (or `-` for stdout, PNG
+    /// unless --format). With --out-dir: any number of streams and folders of `.dfc` streams.
+    #[arg(value_name = "PATHS", required = true)]
+    pub paths: Vec<String>,
     /// Image format to write, whatever OUT's extension (.ppm = binary P6, .pgm = binary P5
-    /// (RGB converted to luma), .pam = P7; WebP is lossless, JPEG quality 95).
+    /// (RGB converted to luma), .pam = P7; WebP is lossless, JPEG quality 95); with --out-dir,
+    /// the format of every output (default PNG).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
     /// Reconstruction from the last received step.
@@ -44,54 +47,98 @@ pub struct DecompressArgs {
     #[arg(long)]
     pub strict: bool,
     #[command(flatten)]
+    pub batch: BatchArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
 }
 
-/// Run `diffc decompress`.
+/// What every stream of one `diffc decompress` run is decoded with.
+struct Plan {
+    choice: ModelChoice,
+    opts: ReconstructOptions,
+    limits: Limits,
+    bytes: Option<usize>,
+    strict: bool,
+}
+
+/// Run `diffc decompress`: one stream to one image, or a batch into `--out-dir`.
 pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
-    let DecompressArgs {
-        input,
-        output,
-        format,
-        method,
-        bytes,
-        flow_steps,
-        model,
-        model_file,
-        strict,
-        limits,
-    } = args;
-    let limits = limits.limits();
-    let quiet = ui.quiet;
-    let t0 = Instant::now();
+    let mode = args.batch.mode("decompress", &args.paths)?;
     // Everything that can be checked without decoding is checked first.
-    let format = output_format(&output, format)?;
-    check_output(&output)?;
-    let name = shown(&input, "stdin");
-    let mut data = read_input(&input)?;
-    if let Some(n) = bytes {
-        data.truncate(n);
-    }
-    check_stream(&name, &data)?;
-    let choice = match (model, model_file) {
+    let single_format = match mode {
+        Mode::Single { output, .. } => {
+            let format = output_format(output, args.format)?;
+            check_output(output)?;
+            Some(format)
+        }
+        Mode::Batch { .. } => None,
+    };
+    let choice = match (&args.model, &args.model_file) {
         (None, None) => ModelChoice::ByStreamId,
         (m, f) => ModelChoice::Fixed(pick_model(
             m.as_deref().unwrap_or(prior::DEFAULT_MODEL),
             f.as_deref(),
         )?),
     };
-    let opts = ReconstructOptions {
-        method: method.into(),
-        flow_steps: flow_steps as usize,
-        ..Default::default()
+    let plan = Plan {
+        choice,
+        opts: ReconstructOptions {
+            method: args.method.into(),
+            flow_steps: args.flow_steps as usize,
+            ..Default::default()
+        },
+        limits: args.limits.limits(),
+        bytes: args.bytes,
+        strict: args.strict,
     };
+    match (mode, single_format) {
+        (Mode::Single { input, output }, Some(format)) => {
+            decompress_file(&plan, input, output, format, ui)
+        }
+        (
+            Mode::Batch {
+                inputs,
+                out_dir,
+                jobs,
+            },
+            _,
+        ) => {
+            let format = args.format.map_or(OutputFormat::Png, OutputFormat::from);
+            let files = batch::plan(inputs, &["dfc"], out_dir, format.extension())?;
+            batch::run_all(&files, jobs, ui, "decompressed", |job, ui| {
+                let (input, output) = (job.input.to_string_lossy(), job.output.to_string_lossy());
+                decompress_file(&plan, &input, &output, format, ui)
+            })
+        }
+        (Mode::Single { .. }, None) => unreachable!("a single output's format is checked above"),
+    }
+}
+
+/// Decompress `input` to `output` (`-` for stdin/stdout) in `format`, checked writable.
+fn decompress_file(
+    plan: &Plan,
+    input: &str,
+    output: &str,
+    format: OutputFormat,
+    ui: &Ui,
+) -> Result<()> {
+    let quiet = ui.quiet;
+    let (opts, limits, strict) = (&plan.opts, plan.limits, plan.strict);
+    let t0 = Instant::now();
+    let name = shown(input, "stdin");
+    check_output(output)?;
+    let mut data = read_input(input)?;
+    if let Some(n) = plan.bytes {
+        data.truncate(n);
+    }
+    check_stream(&name, &data)?;
     // Packet boundaries (no model needed), to push the stream packet by packet and show
     // progress; the result is the same as pushing it whole.
     let ends: Vec<usize> = diffc::inspect(&data, &limits)
         .map(|ins| ins.packets.iter().map(|p| p.cumulative_bytes).collect())
         .unwrap_or_default();
     let bar = ui.bar("decompress", ends.len() as u64 + 1);
-    let mut sd = StreamingDecoder::new(choice, limits);
+    let mut sd = StreamingDecoder::new(plan.choice.clone(), limits);
     let mut pos = 0;
     let mut pushed = Ok(0);
     for (i, &end) in ends.iter().enumerate() {
@@ -134,12 +181,12 @@ pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
         b.set_position(report.steps_decoded as u64);
         b.set_message(format!("reconstruction ({})", opts.method));
     }
-    let img = sd.render(&opts);
+    let img = sd.render(opts);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     let img = img?;
-    write_output(&output, &encode_image(&img, format, quiet)?)?;
+    write_output(output, &encode_image(&img, format, quiet)?)?;
     // Partial decoding is the point of a progressive format: a success, but said so.
     // A corrupt packet or trailing bytes are warnings, printed even with -q.
     let worrying = matches!(
@@ -155,7 +202,7 @@ pub fn run(args: DecompressArgs, ui: &Ui) -> Result<()> {
             report.bytes_used as f64 * 8.0 / (img.width as f64 * img.height as f64),
             opts.method,
             format.name(),
-            shown(&output, "stdout"),
+            shown(output, "stdout"),
             t0.elapsed().as_secs_f64()
         );
     }

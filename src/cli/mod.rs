@@ -15,6 +15,7 @@ use diffc::image_io::{self, io_error_at, OutputFormat, OUTPUT_EXTENSIONS};
 use diffc::prior::{self, Denoiser};
 use diffc::{Error, Image, Method};
 
+pub mod batch;
 #[cfg(feature = "train")]
 pub mod bench;
 pub mod compress;
