@@ -18,6 +18,27 @@
 //! assert_eq!(report.stop, diffc::Stop::Complete);
 //! # Ok::<(), diffc::Error>(())
 //! ```
+//!
+//! With files and the `image` crate (re-exported as `diffc::image`):
+//!
+//! ```no_run
+//! use diffc::{image_io::OutputFormat, prior, CompressOptions, DecompressOptions, Image};
+//!
+//! let photo = diffc::image::open("photo.jpg").map_err(|e| diffc::Error::Image(e.to_string()))?;
+//! let image = Image::from(photo); // gray stays gray, else RGB; alpha dropped, 16-bit reduced
+//! let mut opts = CompressOptions::new(prior::load_model(prior::DEFAULT_MODEL)?);
+//! opts.encoder.target = diffc::RateTarget::Bpp(0.25);
+//! diffc::compress_to(&image, std::fs::File::create("photo.dfc")?, &opts)?;
+//!
+//! let stream = std::fs::File::open("photo.dfc")?; // decoded as it is read
+//! let (decoded, report) = diffc::decompress_from(stream, &DecompressOptions::default())?;
+//! let back: diffc::image::DynamicImage = decoded.into();
+//! // Or straight to an image file:
+//! let png = std::fs::File::create("photo.png")?;
+//! diffc::decompress_to(std::fs::File::open("photo.dfc")?, png, OutputFormat::Png, &DecompressOptions::default())?;
+//! # let _ = (report, back);
+//! # Ok::<(), diffc::Error>(())
+//! ```
 
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;

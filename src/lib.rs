@@ -26,8 +26,10 @@
 //! Before 1.0, the stable surface is what the crate root re-exports — [`Encoder`],
 //! [`EncoderOptions`], [`RateTarget`], [`Decoder`], [`StreamingDecoder`], [`ModelChoice`],
 //! [`inspect`], the reports ([`Encoded`], [`StepReport`], [`DecodeReport`], [`Stop`],
-//! [`Inspection`]), [`ReconstructOptions`], [`Method`], [`Limits`], [`Header`], [`Image`],
-//! [`Error`] (`#[non_exhaustive]`) — plus [`prior::load_model`], [`prior::load_model_file`],
+//! [`Inspection`]), [`ReconstructOptions`], [`Method`], [`Limits`], [`Header`], [`Image`] (and
+//! its `image::DynamicImage` conversions), the `Read`/`Write` wrappers ([`compress_to`],
+//! [`compress_reader_to`], [`decompress_from`], [`decompress_to`], [`CompressOptions`],
+//! [`DecompressOptions`]), [`Error`] (`#[non_exhaustive]`) — plus [`prior::load_model`], [`prior::load_model_file`],
 //! [`prior::load_model_by_id`] and the [`prior::Denoiser`] trait. The bitstream
 //! (`spec/format.md`) is versioned separately: a stream of version 1 decodes identically in every
 //! release that reads version 1. Everything else is public for the tests, benchmarks and tools
