@@ -26,14 +26,14 @@
 //! Before 1.0, the stable surface is what the crate root re-exports — [`Encoder`],
 //! [`EncoderOptions`], [`RateTarget`], [`Decoder`], [`StreamingDecoder`], [`ModelChoice`],
 //! [`inspect`], the reports ([`Encoded`], [`StepReport`], [`DecodeReport`], [`Stop`],
-//! [`Inspection`]), [`ReconstructOptions`], [`Method`], [`Limits`], [`Header`], [`Image`] (and
-//! its `image::DynamicImage` conversions), the `Read`/`Write` wrappers ([`compress_to`],
+//! [`Inspection`]), [`ReconstructOptions`], [`Method`], [`Limits`], [`Header`], [`Image`] (and its
+//! `image::DynamicImage` conversions), the `Read`/`Write` wrappers ([`compress_to`],
 //! [`compress_reader_to`], [`decompress_from`], [`decompress_to`], [`CompressOptions`],
-//! [`DecompressOptions`]), [`Error`] (`#[non_exhaustive]`) — plus [`prior::load_model`], [`prior::load_model_file`],
-//! [`prior::load_model_by_id`] and the [`prior::Denoiser`] trait. The bitstream
-//! (`spec/format.md`) is versioned separately: a stream of version 1 decodes identically in every
-//! release that reads version 1. Everything else is public for the tests, benchmarks and tools
-//! in this repository (the codec's building blocks: `bitstream`, `rcc`, `prng`, `schedule`,
+//! [`DecompressOptions`]), [`Error`] (`#[non_exhaustive]`) — plus [`prior::load_model`],
+//! [`prior::load_model_file`], [`prior::load_model_by_id`] and the [`prior::Denoiser`] trait. The
+//! bitstream (`spec/format.md`) is versioned separately: a stream of version 1 decodes identically
+//! in every release that reads version 1. Everything else is public for the tests, benchmarks and
+//! tools in this repository (the codec's building blocks: `bitstream`, `rcc`, `prng`, `schedule`,
 //! `data`, `metrics`, `train`, `eval`, `bench`, `fuzzing`) and may change in any release.
 #![warn(missing_docs)]
 
