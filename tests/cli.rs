@@ -710,3 +710,38 @@ fn batch_compress_and_decompress_with_out_dir_and_jobs() {
     }
     assert!(std::fs::read_dir(&out3).map_or(true, |d| d.count() == 0));
 }
+
+#[test]
+#[cfg(all(feature = "eval", feature = "embedded-model"))]
+fn eval_denoise_writes_a_csv_and_a_table_of_means() {
+    let dir = std::path::PathBuf::from(tmp("denoisedata"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("dragonfly_96x64.png"), dir.join("a.png")).unwrap();
+    let csv = tmp("denoise.csv");
+    let o = diffc()
+        .args(["eval", "--data"])
+        .arg(&dir)
+        .args(["--denoise", "15,50", "--out", &csv])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("image,sigma,lambda,noisy_psnr,psnr,seconds")
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let (noisy, psnr): (f64, f64) = (r[3].parse().unwrap(), r[4].parse().unwrap());
+        // The shipped prior removes most of the noise.
+        assert!(psnr > noisy + 4.0, "{r:?}");
+    }
+    assert_eq!((rows[0][1].as_str(), rows[1][1].as_str()), ("15", "50"));
+    // The table: one line per sigma, lambda = 2 ln(127.5 / sigma).
+    assert!(out.contains("4.280") && out.contains("1.872"), "{out}");
+}

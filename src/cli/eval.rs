@@ -53,6 +53,13 @@ pub struct EvalArgs {
     /// Last log-SNR of the grid.
     #[arg(long, default_value_t = EncoderOptions::default().lambda_stop, allow_hyphen_values = true)]
     pub lambda_stop: f64,
+    /// Measure the prior as a plain Gaussian denoiser instead, at these noise levels (8-bit
+    /// units, comma-separated, e.g. 15,25,50); the CSV has image,sigma,lambda,noisy_psnr,psnr.
+    #[arg(long, value_delimiter = ',')]
+    pub denoise: Vec<f64>,
+    /// Seed of the added noise (--denoise).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Run `diffc eval`.
@@ -72,9 +79,23 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
         chunk_bits,
         lambda_start,
         lambda_stop,
+        denoise,
+        seed,
     } = args;
     let quiet = ui.quiet;
     check_dir(&data)?;
+    if !denoise.is_empty() {
+        return run_denoise(
+            &data,
+            &denoise,
+            &out,
+            &model,
+            model_file.as_deref(),
+            limit,
+            seed,
+            ui,
+        );
+    }
     let csv = out.to_string_lossy().into_owned();
     let svg = out.with_extension("svg");
     check_output(&csv)?;
@@ -170,6 +191,62 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
     }
     if !quiet {
         eprintln!("wrote {} and {}", out.display(), svg.display());
+    }
+    Ok(())
+}
+
+/// `diffc eval --denoise`: the prior as a Gaussian denoiser; a CSV and a table of means.
+#[allow(clippy::too_many_arguments)]
+fn run_denoise(
+    data: &Path,
+    sigmas: &[f64],
+    out: &Path,
+    model: &str,
+    model_file: Option<&Path>,
+    limit: Option<usize>,
+    seed: u64,
+    ui: &Ui,
+) -> Result<()> {
+    check_output(&out.to_string_lossy())?;
+    let mut names = eval_images(data);
+    if let Some(n) = limit {
+        names.truncate(n);
+    }
+    let prior = pick_model(model, model_file)?;
+    let bar = ui.bar("denoise", (names.len() * sigmas.len()) as u64);
+    let rows = diffc::eval::denoise(data, prior.as_ref(), sigmas, limit, seed, |r| {
+        let line = format!(
+            "{} sigma {}: noisy {:.2} dB -> {:.2} dB ({:.2} s)",
+            r.image, r.sigma, r.noisy_psnr, r.psnr, r.seconds
+        );
+        if ui.verbose {
+            say(bar.as_ref(), &line);
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let rows = rows?;
+    write_via_temp(out, |p| diffc::eval::write_denoise_csv(&rows, p))?;
+    println!(
+        "{:>6} {:>8} {:>10} {:>10} {:>7}",
+        "sigma", "lambda", "noisy dB", "PSNR dB", "images"
+    );
+    for (s, noisy, psnr, n) in diffc::eval::denoise_means(&rows) {
+        println!(
+            "{:>6} {:>8.3} {:>10.2} {:>10.2} {:>7}",
+            s,
+            2.0 * (127.5 / s).ln(),
+            noisy,
+            psnr,
+            n
+        );
+    }
+    if !ui.quiet {
+        eprintln!("wrote {}", out.display());
     }
     Ok(())
 }

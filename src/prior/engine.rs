@@ -242,6 +242,7 @@ impl Engine {
 
     /// Build from named weights (`get(name)` returns the row-major values of a weight file's
     /// tensor `name`), e.g. the trainer's flat parameters.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn from_named<'a>(cfg: &NetConfig, get: impl Fn(&str) -> &'a [f32]) -> Engine {
         let e = cfg.emb_dim;
         let ne = 2 * cfg.n_freq + 1;
