@@ -80,39 +80,71 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Name of the model used when none is chosen.
 pub const DEFAULT_MODEL: &str = "tiny";
 
-/// Weights compiled into the binary: `(name, safetensors bytes)`. `models/shipped/` holds the
-/// released snapshot of a training run (training itself writes `models/NAME.safetensors`).
-/// Empty without the `embedded-model` feature (then only `gauss` loads by name).
-fn embedded_weights() -> &'static [(&'static str, &'static [u8])] {
-    #[cfg(feature = "embedded-model")]
-    {
-        &[(
-            "tiny",
-            include_bytes!("../../models/shipped/tiny.safetensors"),
-        )]
-    }
-    #[cfg(not(feature = "embedded-model"))]
-    {
-        &[]
-    }
+/// What defines a named network: its architecture ([`net::NetConfig::by_name`]), the log-SNR
+/// thresholds of its multiscale evaluation (part of its definition and stream id), and, for
+/// embedded models, the weights compiled into the binary. Adding a model is one entry here.
+pub struct ModelEntry {
+    /// Name users select it by.
+    pub name: &'static str,
+    /// Architecture name.
+    pub arch: &'static str,
+    /// Thresholds below which the network runs on a 2x-averaged latent, once per threshold
+    /// passed ([`multiscale::Multiscale`]); measured for `tiny` with `examples/train --check` on
+    /// whole dev images (`models/README.md`).
+    pub thresholds: &'static [f64],
+    /// Safetensors weights compiled in (`models/shipped/`), or `None`.
+    pub weights: Option<&'static [u8]>,
+}
+
+macro_rules! shipped {
+    ($file:literal) => {{
+        #[cfg(feature = "embedded-model")]
+        {
+            Some(include_bytes!(concat!("../../models/shipped/", $file)).as_slice())
+        }
+        #[cfg(not(feature = "embedded-model"))]
+        {
+            None
+        }
+    }};
+}
+
+/// The model table. `models/shipped/` holds released snapshots of training runs (training
+/// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
+/// are compiled in (then only `gauss` loads by name).
+pub const MODELS: &[ModelEntry] = &[ModelEntry {
+    name: "tiny",
+    arch: "tiny",
+    thresholds: &[0.125, -1.75],
+    weights: shipped!("tiny.safetensors"),
+}];
+
+fn entry(name: &str) -> Option<&'static ModelEntry> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// Embedded `(name, weights)` pairs.
+fn embedded_weights() -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    MODELS.iter().filter_map(|m| m.weights.map(|w| (m.name, w)))
 }
 
 /// Names of every model this build can use without files: the closed-form `gauss` and the
 /// embedded networks.
 pub fn available_models() -> Vec<&'static str> {
     let mut v = vec!["gauss"];
-    v.extend(embedded_weights().iter().map(|(n, _)| *n));
+    v.extend(embedded_weights().map(|(n, _)| n));
     v
 }
 
-/// Log-SNR thresholds below which the named network runs on a 2x-averaged latent, once per
-/// threshold passed ([`multiscale::Multiscale`]); part of the model's definition and id.
-/// Measured for `tiny` with `examples/train --check` on whole dev images (`models/README.md`).
+/// Log-SNR thresholds of the named network's multiscale evaluation (empty when it has none,
+/// e.g. architectures without a table entry, loaded from files).
 pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
-    match name {
-        "tiny" => &[0.125, -1.75],
-        _ => &[],
-    }
+    entry(name).map_or(&[], |m| m.thresholds)
+}
+
+/// The architecture of a named network: its table entry's, or the name itself.
+fn arch(name: &str) -> &str {
+    entry(name).map_or(name, |m| m.arch)
 }
 
 /// Stream id of a network: FNV-1a 64 of its safetensors bytes, continued over
@@ -147,7 +179,8 @@ pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
 /// Build the codec prior of a named network from its weight bytes: the network, wrapped in its
 /// multiscale evaluation when it has one.
 fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
-    let net = net::NetDenoiser::from_safetensors_bytes(name, bytes, &default_device()?)?;
+    let net = net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
+        .named(name);
     let t = multiscale_thresholds(name);
     if t.is_empty() {
         return Ok(Arc::new(net));
@@ -168,7 +201,6 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
         return Ok(Arc::new(gauss::GaussDenoiser::default()));
     }
     let (_, bytes) = embedded_weights()
-        .iter()
         .find(|(n, _)| *n == name)
         .ok_or_else(|| {
             Error::UnknownModel(format!(
@@ -182,10 +214,12 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
 /// The bare network of an embedded model (no multiscale wrapper): for benchmarks and tests.
 pub fn load_network(name: &str) -> Result<net::NetDenoiser> {
     let (_, bytes) = embedded_weights()
-        .iter()
         .find(|(n, _)| *n == name)
         .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
-    net::NetDenoiser::from_safetensors_bytes(name, bytes, &candle_core::Device::Cpu)
+    Ok(
+        net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &candle_core::Device::Cpu)?
+            .named(name),
+    )
 }
 
 /// Load network weights from a safetensors file; `name` picks the architecture (and the

@@ -798,6 +798,12 @@ impl NetDenoiser {
         self.net.config()
     }
 
+    /// The same network under another model name (e.g. an older snapshot of an architecture).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
     /// Use candle's graph even on CPU (the reference path; slower). For comparisons.
     pub fn without_engine(mut self) -> Self {
         self.engine = None;
