@@ -132,7 +132,15 @@ fn compute_budget_stops_before_running_the_prior() {
     assert_eq!(report.steps_decoded, 10);
     assert_eq!(report.bytes_used, report.steps[9].cumulative_bytes);
     assert!(
-        !matches!(report.stop, Stop::Complete | Stop::Truncated { .. }),
+        matches!(
+            report.stop,
+            Stop::Limit {
+                step: 10,
+                value: 704,
+                max: 640,
+                ..
+            }
+        ),
         "{:?}",
         report.stop
     );

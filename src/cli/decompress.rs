@@ -191,7 +191,10 @@ fn decompress_file(
     // A corrupt packet or trailing bytes are warnings, printed even with -q.
     let worrying = matches!(
         report.stop,
-        Stop::Corrupt { .. } | Stop::TrailingBytes { .. }
+        Stop::Corrupt { .. }
+            | Stop::TrailingBytes { .. }
+            | Stop::Limit { .. }
+            | Stop::DecoderFailed { .. }
     );
     if worrying || !quiet {
         eprintln!(
@@ -244,6 +247,24 @@ fn decode_status(report: &DecodeReport, input_len: usize) -> String {
             "corrupt: stopped at packet {} (byte {at_byte}): {}; the image is from the {n} good packets before it",
             step + 1,
             detail.strip_prefix("corrupt stream: ").unwrap_or(detail)
+        ),
+        Stop::Limit {
+            step,
+            at_byte,
+            what,
+            value,
+            max,
+        } => format!(
+            "stopped at packet {} (byte {at_byte}) by a limit: {what} = {value}, maximum is {max}; the image is from the {n} packets before it",
+            step + 1
+        ),
+        Stop::DecoderFailed {
+            step,
+            at_byte,
+            detail,
+        } => format!(
+            "stopped at packet {} (byte {at_byte}): the decoder failed: {detail}; the image is from the {n} packets before it",
+            step + 1
         ),
     }
 }

@@ -95,5 +95,19 @@ fn stop_text(s: &Stop) -> String {
         Stop::TrailingBytes { count } => {
             format!("complete; {count} trailing bytes after the last packet")
         }
+        Stop::Limit {
+            step,
+            at_byte,
+            what,
+            value,
+            max,
+        } => format!(
+            "step {step} at byte {at_byte} refused by a limit: {what} = {value}, maximum is {max}"
+        ),
+        Stop::DecoderFailed {
+            step,
+            at_byte,
+            detail,
+        } => format!("step {step} at byte {at_byte}: decoder failed: {detail}"),
     }
 }

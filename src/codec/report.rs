@@ -72,6 +72,29 @@ pub enum Stop {
         /// What was wrong.
         detail: String,
     },
+    /// A packet asked for more than the decoder's [`crate::Limits`] allow (e.g. the compute
+    /// budget ran out); the stream may be fine, a decoder with higher limits would go on.
+    Limit {
+        /// Step whose packet was refused.
+        step: usize,
+        /// Byte offset of that packet.
+        at_byte: usize,
+        /// Which limit.
+        what: &'static str,
+        /// What the stream asked for.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The decoder could not go on (its model failed); the stream is not to blame.
+    DecoderFailed {
+        /// Step at which it failed.
+        step: usize,
+        /// Byte offset of that packet.
+        at_byte: usize,
+        /// What went wrong.
+        detail: String,
+    },
     /// Bytes followed the last step of the grid; they were ignored.
     TrailingBytes {
         /// How many.
@@ -130,10 +153,24 @@ impl Failure {
 
     /// The stop reason of a decode that failed at packet `step`, which starts at `at_byte`.
     pub(crate) fn stop(&self, step: usize, at_byte: usize) -> Stop {
-        Stop::Corrupt {
-            step,
-            at_byte,
-            detail: self.reason(),
+        match self {
+            Failure::Format(detail) => Stop::Corrupt {
+                step,
+                at_byte,
+                detail: detail.clone(),
+            },
+            &Failure::Limit { what, value, max } => Stop::Limit {
+                step,
+                at_byte,
+                what,
+                value,
+                max,
+            },
+            Failure::Decoder(detail) => Stop::DecoderFailed {
+                step,
+                at_byte,
+                detail: detail.clone(),
+            },
         }
     }
 }
