@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use rayon::prelude::*;
 
 use super::options::{EncoderOptions, RateTarget};
 use super::reader::read_packet;
@@ -95,9 +96,18 @@ impl Encoder {
         // The decoder's compute budget, checked up front for the most packets this encoding
         // can write, so that the encoder never writes a stream its limits would refuse.
         limits.check_network_passes(n_steps as u64, image.width as u64 * image.height as u64)?;
-        let x = image.to_planes();
-        let (c, h, w) = (x.channels, x.height, x.width);
-        let dims = x.len();
+        // The image stays 8-bit: its [-1, 1] planes are computed where needed (exactly as
+        // `Image::to_planes`), one image-sized f32 buffer fewer for large photos.
+        let (c, h, w) = (
+            image.channels as usize,
+            image.height as usize,
+            image.width as usize,
+        );
+        let dims = c * h * w;
+        let x_at = |i: usize| {
+            let (ch, p) = (i / (h * w), i % (h * w));
+            image.data[p * c + ch] as f32 / 127.5 - 1.0
+        };
         let pixels = image.width as f64 * image.height as f64;
         let g = Philox::new(self.opts.seed);
 
@@ -119,7 +129,11 @@ impl Encoder {
                 None => vec![0f32; dims],
                 Some(l) => reconstruct::predict(self.model.as_ref(), &z, c, h, w, l)?,
             };
-            let diff: Vec<f32> = x.data.iter().zip(&x_hat).map(|(&a, &b)| a - b).collect();
+            let mut diff: Vec<f32> = x_hat
+                .par_iter()
+                .enumerate()
+                .map(|(i, &b)| x_at(i) - b)
+                .collect();
             let err2: f64 = diff.iter().map(|&d| d as f64 * d as f64).sum();
             let kl_of =
                 |tr: &Transition| 0.5 * tr.mu_scale * tr.mu_scale * err2 / std::f64::consts::LN_2;
@@ -188,7 +202,9 @@ impl Encoder {
                 }
             }
             let scale = tr.mu_scale as f32;
-            let mu: Vec<f32> = diff.iter().map(|&d| scale * d).collect();
+            // mu, in place of the difference (then the coded sample, in place of mu).
+            diff.iter_mut().for_each(|d| *d *= scale);
+            let mut mu = diff;
             let n_chunks = ((kl / self.opts.chunk_bits).ceil() as usize).clamp(1, dims);
             let layout = Layout::new(
                 dims,
@@ -203,8 +219,9 @@ impl Encoder {
                     max: limits.max_alloc_bytes,
                 });
             }
-            let coded = rcc::encode_step(&g, i as u32, &mu, &layout)?;
-            let words = rcc::index_coder::encode_indices(&coded.indices, self.opts.log2_k)?;
+            let indices = rcc::encode_step_in_place(&g, i as u32, &mut mu, &layout)?;
+            let sample = mu;
+            let words = rcc::index_coder::encode_indices(&indices, self.opts.log2_k)?;
             let packet = Packet {
                 final_lambda_q,
                 n_chunks: n_chunks as u64,
@@ -217,21 +234,13 @@ impl Encoder {
             // Debug builds (and the unit tests, which run in release) read every packet back
             // through the decoders' reader: a debug_assert, not a release cost.
             if cfg!(any(debug_assertions, test)) {
-                if let Err(e) = check_own_packet(
-                    &header,
-                    i,
-                    lt,
-                    &out,
-                    before,
-                    limits,
-                    &packet,
-                    &coded.indices,
-                    ls,
-                ) {
+                if let Err(e) =
+                    check_own_packet(&header, i, lt, &out, before, limits, &packet, &indices, ls)
+                {
                     panic!("the encoder wrote a packet its own reader does not read back: {e}");
                 }
             }
-            advance(&mut z, &x_hat, &coded.sample, &tr);
+            advance(&mut z, &x_hat, &sample, &tr);
             lambda_prev = Some(ls);
             let report = StepReport {
                 // The exact KL, not the whole bits written in the packet.

@@ -214,6 +214,19 @@ const TILE_CHUNKS: usize = 64;
 /// The arrival times are the encoder's own randomness (seeded for determinism); the decoder
 /// never needs them.
 pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result<EncodedStep> {
+    let mut sample = mu.to_vec();
+    let indices = encode_step_in_place(g, step, &mut sample, layout)?;
+    Ok(EncodedStep { indices, sample })
+}
+
+/// [`encode_step`] without a second image-sized buffer: `mu` is replaced by the transmitted
+/// sample (dimension order, unit variance); returns the chosen indices.
+pub fn encode_step_in_place(
+    g: &Philox,
+    step: u32,
+    mu: &mut [f32],
+    layout: &Layout,
+) -> Result<Vec<u32>> {
     if mu.len() != layout.dims {
         return Err(Error::InvalidArgument(format!(
             "mu has {} values, layout expects {}",
@@ -291,9 +304,9 @@ pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result
             .collect();
         indices[c0..c1].copy_from_slice(&chosen);
     }
-    // Materialize the chosen candidates exactly as the decoder will.
-    let sample = regenerate(g, step, layout, &indices, &sgn, &perm);
-    Ok(EncodedStep { indices, sample })
+    // Materialize the chosen candidates exactly as the decoder will, over mu.
+    regenerate(g, step, layout, &indices, &sgn, &perm, mu);
+    Ok(indices)
 }
 
 /// `log T_k` for `T_k = E_1 + ... + E_k`, `E_i = -ln U` from block `(Arrival, step, tile << 32 | i)`.
@@ -308,7 +321,8 @@ fn arrival_log_times(g: &Philox, step: u32, tile: u64, k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The chosen candidates of every chunk, with their signs, in dimension order (unit variance).
+/// Write the chosen candidates of every chunk, with their signs, into `sample` in dimension
+/// order (unit variance); every value of `sample` is overwritten.
 fn regenerate(
     g: &Philox,
     step: u32,
@@ -316,13 +330,13 @@ fn regenerate(
     indices: &[u32],
     sgn: &SignBits,
     perm: &[u32],
-) -> Vec<f32> {
+    sample: &mut [f32],
+) {
     /// `perm` is a bijection, so chunks (disjoint position ranges) write disjoint outputs.
     struct Out(*mut f32);
     // SAFETY: shared across threads only for writes to distinct indices (see `Out`).
     unsafe impl Sync for Out {}
-    let mut sample = vec![0f32; layout.dims];
-    assert_eq!(perm.len(), layout.dims);
+    assert!(perm.len() == layout.dims && sample.len() == layout.dims);
     let out = Out(sample.as_mut_ptr());
     (0..layout.n_chunks)
         .into_par_iter()
@@ -351,7 +365,6 @@ fn regenerate(
                 unsafe { *out.0.add(d) = v * sgn.get(s + i) };
             }
         });
-    sample
 }
 
 /// Decoder: rebuild the step's sample (dimension order, unit variance) from the indices.
@@ -367,7 +380,9 @@ pub fn decode_step(g: &Philox, step: u32, layout: &Layout, indices: &[u32]) -> R
     }
     let perm = dim_permutation(g, step, layout.dims);
     let sgn = SignBits::new(g, step, layout.dims);
-    Ok(regenerate(g, step, layout, indices, &sgn, &perm))
+    let mut sample = vec![0f32; layout.dims];
+    regenerate(g, step, layout, indices, &sgn, &perm, &mut sample);
+    Ok(sample)
 }
 
 /// Ideal cost of a step in bits: `0.5 ||mu||^2 / ln 2`.
