@@ -280,17 +280,19 @@ fn apply_packet(
     let header = progress.header;
     let lt = progress.lambda;
     let g = Philox::new(header.seed);
-    let e = rcc::decode_step(&g, step as u32, &read.layout, &read.indices)?;
     let (c, h, w) = (
         header.channels as usize,
         header.height as usize,
         header.width as usize,
     );
     let tr = Transition::new(lt, read.lambda);
+    // The prediction first, then the sample: the network's buffers and the sample's are never
+    // alive at once (large images).
     let x_hat = match lt {
         None => vec![0f32; header.dims()],
         Some(l) => reconstruct::predict(model, &progress.z, c, h, w, l)?,
     };
+    let e = rcc::decode_step(&g, step as u32, &read.layout, &read.indices)?;
     advance(&mut progress.z, &x_hat, &e, &tr);
     progress.lambda = Some(read.lambda);
     progress.finished = read.packet.final_lambda_q.is_some();
