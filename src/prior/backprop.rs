@@ -431,27 +431,20 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prior::net::{alpha_f, DenoiserNet, NetConfig};
-    use candle_core::{DType, Device, Tensor};
-    use candle_nn::{VarBuilder, VarMap};
+    use crate::prior::net::{alpha_f, NetConfig};
+    use candle_core::{Device, Tensor};
 
     /// Hand gradients against candle's autograd on the same random network and batch.
     fn compare(cfg: &NetConfig, n: usize, h: usize, w: usize) {
         let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let net = DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), cfg).unwrap();
-        let mut named: HashMap<String, Vec<f32>> = HashMap::new();
-        for (k, v) in vm.data().lock().unwrap().iter() {
-            let t = Tensor::randn(0f32, 1.0, v.shape(), &dev).unwrap();
-            let fan_in = *v.shape().dims().last().unwrap() as f64;
-            let scale: f64 = if v.rank() == 1 {
-                0.1
-            } else {
-                (1.5 / fan_in).sqrt()
-            };
-            v.set(&(t * scale).unwrap()).unwrap();
-            named.insert(k.clone(), v.flatten_all().unwrap().to_vec1().unwrap());
-        }
+        let (net, vm) = crate::prior::engine::tests::random_net(cfg);
+        let named: HashMap<String, Vec<f32>> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
         let per = 3 * h * w;
         let x: Vec<f32> = (0..n * per)
             .map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0)

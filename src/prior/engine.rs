@@ -704,21 +704,21 @@ pub(crate) fn weight_grad(a: &Map, ga: Gather, b: &Map, gb: Gather) -> (Vec<f32>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
 
     /// A network with random weights everywhere (including the zero-initialised output layer
-    /// and the lambda biases), so every path of the engine is exercised.
-    fn random_net(cfg: &NetConfig) -> DenoiserNet {
+    /// and the lambda biases), so every path of the engine is exercised; also its weights by
+    /// name. Scaled to keep activations O(1) through the depth.
+    pub(crate) fn random_net(cfg: &NetConfig) -> (DenoiserNet, VarMap) {
         let dev = Device::Cpu;
         let vm = VarMap::new();
         let net = DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), cfg).unwrap();
         for (_, v) in vm.data().lock().unwrap().iter() {
             let t = Tensor::randn(0f32, 1.0, v.shape(), &dev).unwrap();
             let fan_in = *v.shape().dims().last().unwrap() as f64;
-            // Keep activations O(1) through the depth; biases get a visible size too.
             let scale: f64 = if v.rank() == 1 {
                 0.1
             } else {
@@ -726,7 +726,7 @@ mod tests {
             };
             v.set(&(t * scale).unwrap()).unwrap();
         }
-        net
+        (net, vm)
     }
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -737,7 +737,7 @@ mod tests {
     }
 
     fn compare(cfg: &NetConfig, h: usize, w: usize) {
-        let net = random_net(cfg);
+        let (net, _) = random_net(cfg);
         let eng = Engine::new(&net).unwrap();
         let z: Vec<f32> = (0..3 * h * w)
             .map(|i| ((i * 7919 % 2003) as f32 / 1001.0 - 1.0) * 1.3)

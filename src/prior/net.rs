@@ -1018,20 +1018,8 @@ mod tests {
     fn tiles_match_whole_image() {
         // Random weights everywhere, so every layer widens the receptive field; the image is
         // several tiles wide and not a multiple of the stride.
-        let dev = Device::Cpu;
         let cfg = NetConfig::by_name("tiny").unwrap();
-        let vm = candle_nn::VarMap::new();
-        let net = DenoiserNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg).unwrap();
-        for (_, v) in vm.data().lock().unwrap().iter() {
-            let fan_in = *v.shape().dims().last().unwrap() as f64;
-            let scale: f64 = if v.rank() == 1 {
-                0.1
-            } else {
-                (1.5 / fan_in).sqrt()
-            };
-            let t = Tensor::randn(0f32, 1.0, v.shape(), &dev).unwrap();
-            v.set(&(t * scale).unwrap()).unwrap();
-        }
+        let (net, _) = crate::prior::engine::tests::random_net(&cfg);
         let e = Engine::new(&net).unwrap();
         let z = ramp(301, 283);
         let whole = predict_tiled(&e, &z, 2.5, 1 << 20);
