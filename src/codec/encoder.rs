@@ -74,6 +74,19 @@ impl Encoder {
         limits: &Limits,
         mut progress: impl FnMut(&StepReport) -> ControlFlow<()>,
     ) -> Result<Encoded> {
+        self.encode_packets(image, limits, |_, report| progress(report))
+    }
+
+    /// [`Encoder::encode_until`] that also hands out the stream as it is produced: after each
+    /// coded step, `on_packet(bytes, report)` gets that step's packet (the first call's bytes
+    /// start with the header), so the pieces concatenated are the stream — to send or write
+    /// while the next step is coded. Returning `ControlFlow::Break(())` stops after that packet.
+    pub fn encode_packets(
+        &self,
+        image: &Image,
+        limits: &Limits,
+        mut on_packet: impl FnMut(&[u8], &StepReport) -> ControlFlow<()>,
+    ) -> Result<Encoded> {
         image.check()?;
         let header = Header {
             width: image.width,
@@ -256,7 +269,8 @@ impl Encoder {
             };
             kl_sum += kl;
             spent_sum += report.bytes as f64 * 8.0;
-            let flow = progress(&report);
+            let from = if i == 0 { 0 } else { before };
+            let flow = on_packet(&out[from..], &report);
             steps.push(report);
             if final_lambda_q.is_some() || flow.is_break() {
                 break;
@@ -424,6 +438,37 @@ mod tests {
             .unwrap();
         assert_eq!(report.steps_decoded, 3);
         assert!(matches!(report.stop, Stop::Truncated { .. }), "{report:?}");
+    }
+
+    #[test]
+    fn packets_are_handed_out_as_they_are_produced() {
+        let model = crate::prior::load_model("gauss").unwrap();
+        let enc = Encoder::new(
+            model,
+            EncoderOptions {
+                target: RateTarget::All,
+                log2_k: 6,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut streamed = Vec::new();
+        let mut sizes = Vec::new();
+        let whole = enc
+            .encode_packets(&image(), &Limits::default(), |bytes, report| {
+                streamed.extend_from_slice(bytes);
+                sizes.push(bytes.len());
+                // Each piece arrives with its own report, and all so far are the prefix.
+                assert_eq!(streamed.len(), report.cumulative_bytes);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(streamed, whole.bytes);
+        assert!(sizes.len() > 2);
+        assert_eq!(
+            sizes[0],
+            crate::bitstream::HEADER_LEN + whole.steps[0].bytes
+        );
     }
 
     #[test]
