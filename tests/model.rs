@@ -13,7 +13,11 @@ use diffc::{
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0xF887_13D7_B012_5B9E;
+const SHIPPED_MODEL_ID: u64 = 0xB026_8FF8_0190_F7C8;
+
+/// Ids of earlier releases that this build still embeds, so their streams decode:
+/// `(name, id)`; an entry leaves only when its weights leave `models/shipped/`.
+const EARLIER_MODEL_IDS: &[(&str, u64)] = &[("tiny-s39032", 0xF887_13D7_B012_5B9E)];
 
 fn fixture(name: &str) -> Image {
     Image::open(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")).as_ref()).unwrap()
@@ -35,6 +39,12 @@ fn embedded_default_model_loads_and_is_pinned_by_id() {
     let again = prior::load_model_by_id(m.model_id()).unwrap();
     assert_eq!(again.model_id(), m.model_id());
     assert!(prior::available_models().contains(&prior::DEFAULT_MODEL));
+    // Streams of earlier releases find their weights by id.
+    for &(name, id) in EARLIER_MODEL_IDS {
+        let old = prior::load_model_by_id(id).unwrap();
+        assert_eq!((old.name(), old.model_id()), (name, id));
+        assert_ne!(id, SHIPPED_MODEL_ID);
+    }
 }
 
 #[test]

@@ -112,12 +112,21 @@ macro_rules! shipped {
 /// The model table. `models/shipped/` holds released snapshots of training runs (training
 /// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
 /// are compiled in (then only `gauss` loads by name).
-pub const MODELS: &[ModelEntry] = &[ModelEntry {
-    name: "tiny",
-    arch: "tiny",
-    thresholds: &[0.125, -1.75],
-    weights: shipped!("tiny.safetensors"),
-}];
+pub const MODELS: &[ModelEntry] = &[
+    ModelEntry {
+        name: "tiny",
+        arch: "tiny",
+        thresholds: &[0.125, -1.75],
+        weights: shipped!("tiny.safetensors"),
+    },
+    // The previous release (training step 39,032), kept so that its streams still decode.
+    ModelEntry {
+        name: "tiny-s39032",
+        arch: "tiny",
+        thresholds: &[0.125, -1.75],
+        weights: shipped!("tiny-s39032.safetensors"),
+    },
+];
 
 fn entry(name: &str) -> Option<&'static ModelEntry> {
     MODELS.iter().find(|m| m.name == name)
