@@ -41,6 +41,14 @@ fn embedded_default_model_loads_and_is_pinned_by_id() {
     assert!(prior::available_models().contains(&prior::DEFAULT_MODEL));
     // Streams of earlier releases find their weights by id.
     for &(name, id) in EARLIER_MODEL_IDS {
+        // Embedded wherever its file is (the repository; not the crates.io package).
+        let file = format!(
+            "{}/models/shipped/{name}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if !std::path::Path::new(&file).exists() {
+            continue;
+        }
         let old = prior::load_model_by_id(id).unwrap();
         assert_eq!((old.name(), old.model_id()), (name, id));
         assert_ne!(id, SHIPPED_MODEL_ID);

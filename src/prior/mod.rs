@@ -119,7 +119,9 @@ pub const MODELS: &[ModelEntry] = &[
         thresholds: &[0.125, -1.75],
         weights: shipped!("tiny.safetensors"),
     },
-    // The previous release (training step 39,032), kept so that its streams still decode.
+    // The previous release (training step 39,032), kept so that its streams still decode
+    // (in builds from the repository; the crates.io package leaves it out, see build.rs).
+    #[cfg(diffc_previous_tiny)]
     ModelEntry {
         name: "tiny-s39032",
         arch: "tiny",
