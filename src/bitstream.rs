@@ -367,7 +367,7 @@ fn truncated_is_corrupt(e: Error) -> Error {
 }
 
 /// LEB128 unsigned varint.
-pub fn put_varint(out: &mut BytesMut, mut v: u64) {
+pub(crate) fn put_varint(out: &mut BytesMut, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -380,7 +380,7 @@ pub fn put_varint(out: &mut BytesMut, mut v: u64) {
 }
 
 /// Read a LEB128 varint (at most 10 bytes, no overflow, canonical not required).
-pub fn get_varint(bytes: &[u8], what: &'static str) -> Result<(u64, usize)> {
+pub(crate) fn get_varint(bytes: &[u8], what: &'static str) -> Result<(u64, usize)> {
     let mut v = 0u64;
     for (i, &b) in bytes.iter().enumerate() {
         if i == 9 && b > 1 {
@@ -398,7 +398,7 @@ pub fn get_varint(bytes: &[u8], what: &'static str) -> Result<(u64, usize)> {
 }
 
 /// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, init and final xor 0xFFFFFFFF).
-pub fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let mut t = [0u32; 256];
