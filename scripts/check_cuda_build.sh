@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 venv=${CUDA_VENV:-target/cuda-venv}
 python3 -m venv "$venv"
 # CUDA 13's wheels carry nvcc itself (the cu12 nvcc wheel has only ptxas), all under nvidia/cu13.
-"$venv/bin/pip" install -q nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cublas nvidia-curand
+"$venv/bin/pip" install -q nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-cccl nvidia-cublas \
+    nvidia-curand
 root=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 [ -x "$root/bin/nvcc" ] || { echo "check_cuda_build: no nvcc in $root/bin" >&2; exit 1; }
 if [ -d "$root/lib" ] && [ ! -e "$root/lib64" ]; then ln -s lib "$root/lib64"; fi
