@@ -2,7 +2,7 @@
 # Does the `cuda` feature (candle's CUDA backend for the prior) still compile? These machines
 # have no GPU and Debian has no CUDA toolkit, so this takes nvcc and the CUDA headers and
 # libraries from PyPI's NVIDIA wheels into a virtual environment and builds with them.
-# It proves the code compiles and links; nothing runs on a GPU here.
+# It proves the library compiles with its CUDA backend; nothing runs on a GPU here.
 # Usage: scripts/check_cuda_build.sh [COMPUTE_CAP]   (default 80)
 set -euo pipefail
 cd "$(dirname "$0")/.."
