@@ -406,18 +406,20 @@ mod tests {
         }
     }
 
+    /// A gauss-prior encoder of the whole grid with few candidates (fast).
+    fn whole_grid_encoder() -> Encoder {
+        let model = crate::prior::load_model("gauss").unwrap();
+        let opts = EncoderOptions {
+            target: RateTarget::All,
+            log2_k: 6,
+            ..Default::default()
+        };
+        Encoder::new(model, opts).unwrap()
+    }
+
     #[test]
     fn progress_callback_can_stop_the_encoder() {
-        let model = crate::prior::load_model("gauss").unwrap();
-        let enc = Encoder::new(
-            model,
-            EncoderOptions {
-                target: RateTarget::All,
-                log2_k: 6,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let enc = whole_grid_encoder();
         let mut seen = 0;
         let cut = enc
             .encode_until(&image(), &Limits::default(), |s| {
@@ -442,16 +444,7 @@ mod tests {
 
     #[test]
     fn packets_are_handed_out_as_they_are_produced() {
-        let model = crate::prior::load_model("gauss").unwrap();
-        let enc = Encoder::new(
-            model,
-            EncoderOptions {
-                target: RateTarget::All,
-                log2_k: 6,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let enc = whole_grid_encoder();
         let mut streamed = Vec::new();
         let mut sizes = Vec::new();
         let whole = enc
