@@ -42,6 +42,7 @@ pub mod bench;
 pub mod bitstream;
 pub mod codec;
 pub mod data;
+pub(crate) mod detmath;
 pub mod error;
 #[cfg(feature = "eval")]
 pub mod eval;

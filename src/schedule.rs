@@ -3,7 +3,11 @@
 //! `z = alpha x + sigma eps`, `alpha^2 = sigmoid(lambda)`, `sigma^2 = sigmoid(-lambda)`,
 //! `lambda = log(alpha^2 / sigma^2)`. The coding steps go from high noise (low lambda) to low
 //! noise (high lambda); step 0 starts from pure noise (`lambda = -inf`).
+//!
+//! Normative (`spec/rcc.md#transition-coefficients`): `exp` and `expm1` are those of
+//! [`crate::detmath`], so every coefficient has the same bits on every platform.
 
+use crate::detmath;
 use crate::error::{Error, Result};
 
 /// Fixed-point unit of lambda values in the stream: 1/256.
@@ -11,12 +15,12 @@ pub const LAMBDA_UNIT: f64 = 1.0 / 256.0;
 
 /// `alpha = sqrt(sigmoid(lambda))`.
 pub fn alpha(lambda: f64) -> f64 {
-    (1.0 / (1.0 + (-lambda).exp())).sqrt()
+    (1.0 / (1.0 + detmath::exp(-lambda))).sqrt()
 }
 
 /// `sigma = sqrt(sigmoid(-lambda))`.
 pub fn sigma(lambda: f64) -> f64 {
-    (1.0 / (1.0 + lambda.exp())).sqrt()
+    (1.0 / (1.0 + detmath::exp(lambda))).sqrt()
 }
 
 /// The step grid written in the stream header: `steps` log-SNR values evenly spaced from
@@ -127,13 +131,13 @@ impl Transition {
             },
             Some(lt) => {
                 // c = sigma_{t|s}^2 / sigma_t^2 = 1 - exp(lambda_t - lambda_s)
-                let c = -(lt - lambda_s).exp_m1();
+                let c = -detmath::expm1(lt - lambda_s);
                 let a_t = alpha(lt);
                 Transition {
                     coef_z: a_s / a_t * (1.0 - c),
                     coef_x: a_s * c,
                     std: s_s * c.sqrt(),
-                    mu_scale: (c * lambda_s.exp()).sqrt(),
+                    mu_scale: (c * detmath::exp(lambda_s)).sqrt(),
                 }
             }
         }
@@ -182,6 +186,53 @@ mod tests {
         assert_eq!(tr.coef_z, 0.0);
         assert!((tr.coef_x - alpha(-4.0)).abs() < 1e-15);
         assert!((tr.std - sigma(-4.0)).abs() < 1e-15);
+    }
+
+    /// Bit patterns of the coefficients (normative: they move the decoder's latent), so that a
+    /// change of `detmath`, or of an operation's order, shows here first.
+    #[test]
+    #[rustfmt::skip]
+    fn coefficients_are_pinned_to_the_bit() {
+        let alpha_sigma: &[(f64, u64, u64)] = &[
+            (-10.0, 0x3F7B9916D1AFACEA, 0x3FEFFFD06576CF56),
+            (-1.75, 0x3FD8A00E3C594927, 0x3FED89525609A9A2),
+            (0.0, 0x3FE6A09E667F3BCD, 0x3FE6A09E667F3BCD),
+            (0.125, 0x3FE752AA9B04D822, 0x3FE5E8EC0A8E5778),
+            (3.26, 0x3FEF6725EAA53935, 0x3FC89C6D6E3E712A),
+            (9.0, 0x3FEFFF7E9B7FB49D, 0x3F86BFF447DDF5D5),
+            (14.0, 0x3FEFFFFF20C9D132, 0x3F4DE16ACBB72B8C),
+        ];
+        for &(l, a, s) in alpha_sigma {
+            assert_eq!((alpha(l).to_bits(), sigma(l).to_bits()), (a, s), "lambda {l}");
+        }
+        // (lambda_t, lambda_s, [coef_z, coef_x, std, mu_scale])
+        let transitions: &[(Option<f64>, f64, [u64; 4])] = &[
+            (None, -10.0, [0x0000000000000000, 0x3F7B9916D1AFACEA, 0x3FEFFFD06576CF56, 0x3F7B993FE00D5376]),
+            (Some(-10.0), -1.75, [0x3F8E8E1706F70D29, 0x3FD89E689B4FEB11, 0x3FED885575EFC8C6, 0x3FDAACF99F988BFB]),
+            (Some(-1.75), 0.0, [0x3FD4704321ABDFEF, 0x3FE2B203365AB215, 0x3FE49150BC9EECFD, 0x3FED1647C977F2C1]),
+            (Some(0.0), 0.125, [0x3FED1BA0059E8667, 0x3FB5EC930B4EEA10, 0x3FCE0AAAF4BA5A29, 0x3FD75A71164A31CB]),
+            (Some(0.125), 3.26, [0x3FADFCDDA33605AB, 0x3FEE097278473B61, 0x3FC811DED1D385AC, 0x4013F76E580F143E]),
+            (Some(3.26), 9.0, [0x3F6AD59EA96CAD24, 0x3FEFE5292A691DE6, 0x3F86B695D9C6407B, 0x405677D422A893AF]),
+            (Some(9.0), 14.0, [0x3F7B99AEB9C1EA00, 0x3FEFC8CCA28ABBEB, 0x3F4DC79A599E665A, 0x409113BAC36143B4]),
+        ];
+        for &(lt, ls, want) in transitions {
+            let t = Transition::new(lt, ls);
+            let got = [t.coef_z, t.coef_x, t.std, t.mu_scale].map(f64::to_bits);
+            assert_eq!(got, want, "{lt:?} -> {ls}");
+        }
+        // (lambda_t, lambda_s, ddim_coefficients)
+        let ddim: &[(f64, f64, [u64; 2])] = &[
+            (-10.0, -1.75, [0x3FED897E469F72A0, 0x3FD83A28F85B9C77]),
+            (-1.75, 0.0, [0x3FE883C5B57DDA02, 0x3FDA63CAC072A633]),
+            (0.0, 0.125, [0x3FEEFC36AF634B65, 0x3FA69BE907680AA0]),
+            (0.125, 3.26, [0x3FD1F8FB769CED00, 0x3FE8DA74A0F08AA4]),
+            (3.26, 9.0, [0x3FAD9479BE4A02C8, 0x3FEE2F0BAD333E03]),
+            (9.0, 14.0, [0x3FB503DA27888D65, 0x3FED5F8E7B09B6C6]),
+        ];
+        for &(lt, ls, want) in ddim {
+            let (cz, cx) = ddim_coefficients(lt, ls);
+            assert_eq!([cz.to_bits(), cx.to_bits()], want, "{lt} -> {ls}");
+        }
     }
 
     #[test]

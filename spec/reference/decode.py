@@ -12,8 +12,10 @@ Run: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|an
 
 It implements spec/format.md, spec/index-coding.md, spec/rcc.md and spec/reconstruction.md
 with exact f32 emulation (every f32 operation is computed in double and rounded to f32, which
-is exact for + - * / of f32 operands). `exp`/`expm1` are Python's (the platform libm), like
-the Rust code's. Only the `gauss` model (id 0x98209D16F94A2017) is available here.
+is exact for + - * / of f32 operands). `exp`/`expm1` are those of detmath.py, a bit-exact port
+of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform libm), so the
+coefficients have the Rust decoder's bits on every platform. Only the `gauss` model (id
+0x98209D16F94A2017) is available here.
 """
 import math
 import os
@@ -22,6 +24,7 @@ import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import detmath  # noqa: E402
 import index_coder  # noqa: E402
 import prng  # noqa: E402
 import rcc  # noqa: E402
@@ -138,18 +141,18 @@ def read_packet(b, pos, dims):
 
 
 def alpha(l):
-    return math.sqrt(1.0 / (1.0 + math.exp(-l)))
+    return math.sqrt(1.0 / (1.0 + detmath.exp(-l)))
 
 
 def sigma(l):
-    return math.sqrt(1.0 / (1.0 + math.exp(l)))
+    return math.sqrt(1.0 / (1.0 + detmath.exp(l)))
 
 
 def transition(lt, ls):
     a_s, s_s = alpha(ls), sigma(ls)
     if lt is None:
         return 0.0, a_s, s_s
-    c = -math.expm1(lt - ls)
+    c = -detmath.expm1(lt - ls)
     a_t = alpha(lt)
     return a_s / a_t * (1.0 - c), a_s * c, s_s * math.sqrt(c)
 

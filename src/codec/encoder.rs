@@ -14,6 +14,7 @@ use super::reader::read_packet;
 use super::report::StepReport;
 use super::{advance, check_model_memory};
 use crate::bitstream::{Header, Limits, Packet};
+use crate::detmath;
 use crate::error::{Error, Result};
 use crate::image_io::Image;
 use crate::prior::Denoiser;
@@ -172,8 +173,10 @@ impl Encoder {
                     } else {
                         1.0
                     };
-                    let snr_t = lt.map(f64::exp).unwrap_or(0.0);
-                    let snr_new = snr_t + (ls.exp() - snr_t) * frac;
+                    // detmath, not the platform's libm: the same image and options give the
+                    // same bytes on every machine.
+                    let snr_t = lt.map(detmath::exp).unwrap_or(0.0);
+                    let snr_new = snr_t + (detmath::exp(ls) - snr_t) * frac;
                     let Some(q_min) = first_q_above(lt) else {
                         break;
                     };
@@ -181,7 +184,8 @@ impl Encoder {
                     // between the previous step and this one; then take the next representable
                     // one (decoders only require the final lambda to exceed the previous one).
                     let q_max = ((ls / LAMBDA_UNIT).round() as i32).max(q_min);
-                    let q = ((snr_new.ln() / LAMBDA_UNIT).round() as i32).clamp(q_min, q_max);
+                    let q =
+                        ((detmath::ln(snr_new) / LAMBDA_UNIT).round() as i32).clamp(q_min, q_max);
                     ls = q as f64 * LAMBDA_UNIT;
                     final_lambda_q = Some(q);
                     tr = Transition::new(lt, ls);

@@ -27,7 +27,12 @@
 use std::sync::Arc;
 
 use super::{Denoiser, Planes};
+use crate::detmath;
 use crate::error::{Error, Result};
+
+/// `ln 4`, the log-SNR gained by one 2x2 averaging (bits `0x3FF62E42FEFA39EF`, =
+/// `detmath::ln(4.0)`, tested).
+const LN_4: f64 = 1.3862943611198906;
 
 /// Extra bytes per image pixel the multiscale planes may take on top of the inner model's.
 pub const MULTISCALE_BYTES_PER_PIXEL: u64 = 32;
@@ -153,11 +158,11 @@ impl Denoiser for Multiscale {
         for _ in 0..levels {
             let cur = small.as_ref().unwrap_or(z);
             sizes.push((cur.height, cur.width));
-            let a2 = 1.0 / (1.0 + (-lam).exp());
-            let s2 = 1.0 / (1.0 + lam.exp());
+            let a2 = 1.0 / (1.0 + detmath::exp(-lam));
+            let s2 = 1.0 / (1.0 + detmath::exp(lam));
             let c = (1.0 / (a2 + s2 / 4.0)).sqrt();
             small = Some(downsample2(cur, c as f32));
-            lam += 4f64.ln();
+            lam += LN_4;
         }
         let small = small.as_ref().unwrap_or(z);
         let mut x = self.inner.predict_x(small, lam)?;
@@ -201,6 +206,12 @@ mod tests {
                 assert!((v - 2.0 * z.data[i]).abs() < 1e-6, "{h}x{w} at {i}");
             }
         }
+    }
+
+    #[test]
+    fn ln_4_is_detmath_ln_4() {
+        assert_eq!(LN_4.to_bits(), 0x3FF62E42FEFA39EF);
+        assert_eq!(detmath::ln(4.0).to_bits(), LN_4.to_bits());
     }
 
     #[test]

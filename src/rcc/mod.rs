@@ -309,14 +309,15 @@ pub fn encode_step_in_place(
     Ok(indices)
 }
 
-/// `log T_k` for `T_k = E_1 + ... + E_k`, `E_i = -ln U` from block `(Arrival, step, tile << 32 | i)`.
+/// `log T_k` for `T_k = E_1 + ... + E_k`, `E_i = -ln U` from block `(Arrival, step, tile << 32 | i)`
+/// (`detmath::ln`: the encoder's choice of index, hence its bytes, is the same on every machine).
 fn arrival_log_times(g: &Philox, step: u32, tile: u64, k: usize) -> Vec<f32> {
     let mut t = 0f64;
     (0..k)
         .map(|i| {
             let w = g.block(Domain::Arrival, step, tile << 32 | i as u64);
             t += crate::prng::exponential_from_words(w[0], w[1]);
-            t.ln() as f32
+            crate::detmath::ln(t) as f32
         })
         .collect()
 }
