@@ -339,7 +339,7 @@ impl Packet {
             None
         };
         let rest = &p[pos..];
-        if rest.len() % 4 != 0 {
+        if !rest.len().is_multiple_of(4) {
             return Err(Error::format(
                 "packet payload",
                 format!("{} coder bytes is not a multiple of 4", rest.len()),

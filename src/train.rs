@@ -533,7 +533,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
     let dev = crate::prior::default_device()?;
     let cfg =
         NetConfig::by_name(&opts.model).ok_or_else(|| Error::UnknownModel(opts.model.clone()))?;
-    if opts.crop == 0 || opts.crop % cfg.stride() != 0 || opts.batch == 0 {
+    if opts.crop == 0 || !opts.crop.is_multiple_of(cfg.stride()) || opts.batch == 0 {
         return Err(Error::InvalidArgument(format!(
             "crop must be a positive multiple of {} and batch positive",
             cfg.stride()

@@ -146,7 +146,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
             return;
         }
         diffc_rows += 1;
-        if diffc_rows % n_methods != 0 {
+        if !diffc_rows.is_multiple_of(n_methods) {
             return;
         }
         let done = diffc_rows / n_methods;
@@ -156,7 +156,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
                 b.set_message(point_name(done));
             }
             // Without a terminal: one line per image.
-            None if !quiet && !ui.verbose && done % n_rates == 0 => eprintln!(
+            None if !quiet && !ui.verbose && done.is_multiple_of(n_rates) => eprintln!(
                 "eval: {}/{} images measured ({})",
                 done / n_rates,
                 names.len(),

@@ -324,7 +324,9 @@ impl Engine {
     /// be non-zero multiples of [`NetConfig::stride`].
     pub fn predict_x(&self, z: &[f32], h: usize, w: usize, lambda: f32) -> Vec<f32> {
         let s = self.cfg.stride();
-        assert!(h % s == 0 && w % s == 0 && h > 0 && w > 0 && z.len() == 3 * h * w);
+        assert!(
+            h.is_multiple_of(s) && w.is_multiple_of(s) && h > 0 && w > 0 && z.len() == 3 * h * w
+        );
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         let (_, _, emb) = self.embed(&[lambda]);
         let mut x = input_map(&mut pool, z, 1, h, w, &[lambda]);

@@ -65,8 +65,12 @@ pub trait Denoiser: Send + Sync {
 pub mod backprop;
 pub mod engine;
 pub mod gauss;
+pub mod intkernel;
+pub mod intnet;
 pub mod multiscale;
 pub mod net;
+#[cfg(feature = "train")]
+pub mod quantize;
 
 use std::sync::Arc;
 
@@ -118,6 +122,14 @@ pub const MODELS: &[ModelEntry] = &[
         arch: "tiny",
         thresholds: &[0.125, -1.75],
         weights: shipped!("tiny.safetensors"),
+    },
+    // `tiny` in integer arithmetic (src/prior/intnet.rs, spec/integer-network.md): the same
+    // bits on every machine. Made by `examples/quantize` from the `tiny` above.
+    ModelEntry {
+        name: "tiny-int",
+        arch: "tiny",
+        thresholds: &[0.125, -1.75],
+        weights: shipped!("tiny-int.safetensors"),
     },
     // The previous release (training step 39,032), kept so that its streams still decode
     // (in builds from the repository; the crates.io package leaves it out, see build.rs).
@@ -190,20 +202,25 @@ pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
 /// Build the codec prior of a named network from its weight bytes: the network, wrapped in its
 /// multiscale evaluation when it has one.
 fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
-    let net = net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
-        .named(name);
+    let net: Arc<dyn Denoiser> = if intnet::is_integer_file(bytes) {
+        Arc::new(intnet::IntDenoiser::from_safetensors_bytes(
+            name,
+            arch(name),
+            bytes,
+        )?)
+    } else {
+        Arc::new(
+            net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
+                .named(name),
+        )
+    };
     let t = multiscale_thresholds(name);
     if t.is_empty() {
-        return Ok(Arc::new(net));
+        return Ok(net);
     }
     // The network already hashed its weights; only the suffix is new.
     let id = with_multiscale_suffix(name, net.model_id());
-    Ok(Arc::new(multiscale::Multiscale::new(
-        name,
-        id,
-        Arc::new(net),
-        t,
-    )))
+    Ok(Arc::new(multiscale::Multiscale::new(name, id, net, t)))
 }
 
 /// Load a model by name (embedded weights, or the closed-form `gauss`).

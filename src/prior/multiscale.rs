@@ -90,7 +90,7 @@ pub fn upsample2(s: &Planes, height: usize, width: usize) -> Planes {
     // previous one, odd i → 3/4 of floor(i/2) + 1/4 of the next one (clamped).
     let taps = |i: usize, n: usize| -> (usize, usize) {
         let j = i / 2;
-        let other = if i % 2 == 0 {
+        let other = if i.is_multiple_of(2) {
             j.saturating_sub(1)
         } else {
             j + 1

@@ -686,10 +686,10 @@ pub fn sigma_f(lambda: f32) -> f32 {
 pub const NET_BYTES_PER_PIXEL: u64 = 512;
 
 /// Side of the square tiles the engine evaluates large images in (a multiple of the stride).
-const TILE: usize = 768;
+pub(crate) const TILE: usize = 768;
 /// Context around each tile: the network's receptive-field radius rounded up to the stride
 /// (64 pixels for `tiny`, whose measured radius is 57: `tiles_match_whole_image`).
-fn halo(cfg: &NetConfig) -> usize {
+pub(crate) fn halo(cfg: &NetConfig) -> usize {
     cfg.receptive_radius().next_multiple_of(cfg.stride())
 }
 
@@ -715,9 +715,12 @@ fn window(z: &Planes, y0: usize, y1: usize, x0: usize, x1: usize) -> Vec<f32> {
 /// `(tile + 2 halo)^2` pixels, otherwise in `tile x tile` tiles, each evaluated with [`halo`]
 /// pixels of context on every side, so that every output pixel sees the same input as in one
 /// pass (the results agree up to float summation order). Memory is then bounded by the tile.
-fn predict_tiled(e: &Engine, z: &Planes, lambda: f32, tile: usize) -> Vec<f32> {
-    let s = e.config().stride();
-    let halo = halo(e.config());
+///
+/// `f(window, h, w)` evaluates the network on one planar window (any exact network: the integer
+/// prior's tiles equal its whole-image pass bit for bit).
+pub(crate) fn predict_tiled(cfg: &NetConfig, z: &Planes, tile: usize, f: &WindowFn) -> Vec<f32> {
+    let s = cfg.stride();
+    let halo = halo(cfg);
     let (h, w) = (z.height, z.width);
     let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
     let mut data = vec![0f32; 3 * h * w];
@@ -732,7 +735,7 @@ fn predict_tiled(e: &Engine, z: &Planes, lambda: f32, tile: usize) -> Vec<f32> {
             } else {
                 (y0, y1, x0, x1)
             };
-            let out = e.predict_x(&window(z, y0, y1, x0, x1), y1 - y0, x1 - x0, lambda);
+            let out = f(&window(z, y0, y1, x0, x1), y1 - y0, x1 - x0);
             let ww = x1 - x0;
             for c in 0..3 {
                 for y in ty..(ty + step).min(h) {
@@ -749,6 +752,9 @@ fn predict_tiled(e: &Engine, z: &Planes, lambda: f32, tile: usize) -> Vec<f32> {
     }
     data
 }
+
+/// A network evaluated on one planar `(3, h, w)` window: `f(window, h, w)`.
+pub(crate) type WindowFn<'a> = dyn Fn(&[f32], usize, usize) -> Vec<f32> + 'a;
 
 /// Upper estimate of the bytes the engine holds per pixel of the window it evaluates: the
 /// activations at 1/2, 1/4 and 1/8 resolution that are alive at once (~290 B for `tiny`), the
@@ -851,7 +857,9 @@ impl Denoiser for NetDenoiser {
         }
         let (h, w) = (z.height, z.width);
         let data = match &self.engine {
-            Some(e) => predict_tiled(e, z, lambda as f32, TILE),
+            Some(e) => predict_tiled(e.config(), z, TILE, &|win, wh, ww| {
+                e.predict_x(win, wh, ww, lambda as f32)
+            }),
             None => {
                 let s = self.net.cfg.stride();
                 let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
@@ -1021,10 +1029,11 @@ mod tests {
         let cfg = NetConfig::by_name("tiny").unwrap();
         let (net, _) = crate::prior::engine::tests::random_net(&cfg);
         let e = Engine::new(&net).unwrap();
+        let f = |w: &[f32], h: usize, ww: usize| e.predict_x(w, h, ww, 2.5);
         let z = ramp(301, 283);
-        let whole = predict_tiled(&e, &z, 2.5, 1 << 20);
+        let whole = predict_tiled(&cfg, &z, 1 << 20, &f);
         for tile in [64, 128] {
-            let tiled = predict_tiled(&e, &z, 2.5, tile);
+            let tiled = predict_tiled(&cfg, &z, tile, &f);
             let d = whole
                 .iter()
                 .zip(&tiled)
@@ -1036,7 +1045,7 @@ mod tests {
         // from a tile edge changes outputs up to ~59 pixels away, and no further.
         let mut z2 = z.clone();
         z2.data[150 * 283 + 140] += 1.0;
-        let moved = predict_tiled(&e, &z2, 2.5, 1 << 20);
+        let moved = predict_tiled(&cfg, &z2, 1 << 20, &f);
         let reach = (0..301 * 283)
             .filter(|&i| (moved[i] - whole[i]).abs() > 0.0)
             .map(|i| {

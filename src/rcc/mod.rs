@@ -125,7 +125,7 @@ pub fn dim_permutation(g: &Philox, step: u32, dims: usize) -> Vec<u32> {
                 for (o, t) in chunk.iter_mut().enumerate() {
                     let i = lo + (c << 12) + o;
                     let w = g.block(Domain::DimPermutation, step, (i / 2) as u64);
-                    let r = if i % 2 == 0 {
+                    let r = if i.is_multiple_of(2) {
                         w[0] as u64 | (w[1] as u64) << 32
                     } else {
                         w[2] as u64 | (w[3] as u64) << 32

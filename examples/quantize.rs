@@ -1,0 +1,233 @@
+//! Quantize a float `tiny` network into the integer prior and compare the two.
+//!
+//! ```text
+//! cargo run --release --example quantize -- --weights models/shipped/tiny.safetensors \
+//!     --calib ../shared/data/train --out models/shipped/tiny-int.safetensors \
+//!     [--amax 4095] [--crops 24] [--check ../shared/data/dev]
+//! ```
+//!
+//! `--check DIR` prints the relative x-MSE (network / identity) of both networks on two 256x256
+//! crops of every image in DIR with the same noise, at the validation log-SNRs and a few more.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use diffc::prior::engine::Engine;
+use diffc::prior::intnet::{self, IntNet};
+use diffc::prior::net::{alpha_f, sigma_f, DenoiserNet, NetConfig};
+use diffc::prior::quantize::{quantize, QuantOptions};
+
+fn arg(name: &str) -> Option<String> {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter().position(|x| x == name).map(|i| a[i + 1].clone())
+}
+
+/// Two `size x size` crops (left and right of centre) of every `step`-th image of `dir`.
+fn crops(dir: &str, size: usize, max: usize) -> diffc::Result<Vec<Vec<f32>>> {
+    let files = diffc::data::list_images(dir.as_ref())?;
+    let step = (2 * files.len() / max.max(1)).max(1);
+    let mut out = Vec::new();
+    for f in files.iter().step_by(step) {
+        let im = diffc::data::load_rgb8(f)?;
+        if im.width < size || im.height < size {
+            continue;
+        }
+        let y0 = (im.height - size) / 2;
+        for x0 in [(im.width - size) / 4, 3 * (im.width - size) / 4] {
+            let mut c = vec![0f32; 3 * size * size];
+            im.crop_into(x0, y0, size, false, &mut c);
+            out.push(c);
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn check(e: &Engine, q: &IntNet, dir: &str) -> diffc::Result<()> {
+    let size = 256;
+    let xs = crops(dir, size, usize::MAX)?;
+    println!("{} check crops of {dir}", xs.len());
+    let mut rng = diffc::data::Rng::new(0x5eed_da7a);
+    let (mut tf, mut ti) = (0f64, 0f64);
+    for l in [
+        -6.0f32, -3.0, -2.9375, 0.0, 0.0625, 1.5, 3.0, 3.0625, 4.5, 6.0, 6.0625, 7.5, 9.0, 11.0,
+        13.0,
+    ] {
+        let (a, s) = (alpha_f(l), sigma_f(l));
+        let (mut nf, mut ni, mut den) = (0f64, 0f64, 0f64);
+        for x in &xs {
+            let mut z = vec![0f32; x.len()];
+            rng.fill_normal(&mut z);
+            z.iter_mut().zip(x).for_each(|(z, &x)| *z = a * x + s * *z);
+            let t = Instant::now();
+            let f = e.predict_x(&z, size, size, l);
+            tf += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let i = q.predict_x(&z, size, size, l as f64);
+            ti += t.elapsed().as_secs_f64();
+            for j in 0..x.len() {
+                nf += ((f[j] - x[j]) as f64).powi(2);
+                ni += ((i[j] - x[j]) as f64).powi(2);
+                den += ((z[j] / a - x[j]) as f64).powi(2);
+            }
+        }
+        println!(
+            "lambda {l:5.1}: relative x-MSE float {:.5}  integer {:.5}  ({:+.2}%)",
+            nf / den,
+            ni / den,
+            100.0 * (ni / nf - 1.0)
+        );
+    }
+    println!(
+        "time: float {tf:.2} s, integer {ti:.2} s ({})",
+        diffc::prior::intkernel::Kernels::detect().name()
+    );
+    Ok(())
+}
+
+fn compare_float(e: &Engine, e2: &Engine, dir: &str) -> diffc::Result<()> {
+    let size = 256;
+    let xs = crops(dir, size, usize::MAX)?;
+    let mut rng = diffc::data::Rng::new(0x5eed_da7a);
+    for l in [-3.0f32, 0.0, 1.5, 3.0, 6.0, 9.0] {
+        let (a, s) = (alpha_f(l), sigma_f(l));
+        let (mut nf, mut ni, mut den) = (0f64, 0f64, 0f64);
+        for x in &xs {
+            let mut z = vec![0f32; x.len()];
+            rng.fill_normal(&mut z);
+            z.iter_mut().zip(x).for_each(|(z, &x)| *z = a * x + s * *z);
+            let f = e.predict_x(&z, size, size, l);
+            let i = e2.predict_x(&z, size, size, l);
+            for j in 0..x.len() {
+                nf += ((f[j] - x[j]) as f64).powi(2);
+                ni += ((i[j] - x[j]) as f64).powi(2);
+                den += ((z[j] / a - x[j]) as f64).powi(2);
+            }
+        }
+        println!(
+            "lambda {l:5.1}: float {:.5}  fake-quant weights {:.5} ({:+.2}%)",
+            nf / den,
+            ni / den,
+            100.0 * (ni / nf - 1.0)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> diffc::Result<()> {
+    let weights = arg("--weights").unwrap_or("models/shipped/tiny.safetensors".into());
+    let cfg = NetConfig::by_name("tiny").unwrap();
+    let bytes = std::fs::read(&weights)?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes.clone(), DType::F32, &Device::Cpu)?;
+    let net = DenoiserNet::new(vb, &cfg)?;
+    let e = Engine::new(&net)?;
+    if let Some(levels) = arg("--fake-weights") {
+        // Experiment: the float engine with per-channel fake-quantized conv weights.
+        let levels: f32 = levels.parse().expect("levels");
+        let mut map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        for (k, t) in map.iter_mut() {
+            if k.ends_with(".w") && !k.contains("emb") {
+                let rows: Vec<Vec<f32>> = t.to_vec2()?;
+                let q: Vec<f32> = rows
+                    .iter()
+                    .flat_map(|r| {
+                        let m = r.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-12) / levels;
+                        r.iter().map(move |v| (v / m).round() * m)
+                    })
+                    .collect();
+                *t = candle_core::Tensor::from_vec(q, t.shape(), &Device::Cpu)?;
+            }
+        }
+        let net2 = DenoiserNet::new(
+            VarBuilder::from_tensors(map, DType::F32, &Device::Cpu),
+            &cfg,
+        )?;
+        let e2 = Engine::new(&net2)?;
+        return compare_float(&e, &e2, &arg("--check").expect("--check DIR"));
+    }
+    let mut opts = QuantOptions::default();
+    if let Some(a) = arg("--amax") {
+        opts.amax = a.parse().expect("--amax N");
+    }
+    if let Some(w) = arg("--wmax") {
+        opts.wmax = w.parse().expect("--wmax N");
+    }
+    if let Some(q) = arg("--quantile") {
+        opts.quantile = q.parse().expect("--quantile Q");
+    }
+    let q = if let Some(f) = arg("--int") {
+        intnet::from_safetensors("tiny", &std::fs::read(f)?)?
+    } else {
+        let calib = arg("--calib").expect("--calib DIR (training images)");
+        let n: usize = arg("--crops").map_or(24, |v| v.parse().expect("--crops N"));
+        let t = Instant::now();
+        let xs = crops(&calib, 256, n)?;
+        let q = quantize(&e, &xs, 256, &opts)?;
+        println!(
+            "quantized on {} crops in {:.1} s",
+            xs.len(),
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(out) = arg("--out") {
+            let b = intnet::to_safetensors(&q, "tiny")?;
+            std::fs::write(&out, &b)?;
+            println!("wrote {out} ({} bytes)", b.len());
+        }
+        q
+    };
+    if let Some(dir) = arg("--check") {
+        check(&e, &q, &dir)?;
+    }
+    if let Some(img) = arg("--bench") {
+        let im = diffc::data::load_rgb8(img.as_ref())?;
+        let (h, w) = (im.height / 8 * 8, im.width / 8 * 8);
+        let mut x = vec![0f32; 3 * h * w];
+        for c in 0..3 {
+            for y in 0..h {
+                for xx in 0..w {
+                    x[(c * h + y) * w + xx] =
+                        im.data[(y * im.width + xx) * 3 + c] as f32 / 127.5 - 1.0;
+                }
+            }
+        }
+        let l = 3.0f32;
+        let (a, s) = (alpha_f(l), sigma_f(l));
+        let mut z = vec![0f32; x.len()];
+        diffc::data::Rng::new(1).fill_normal(&mut z);
+        z.iter_mut().zip(&x).for_each(|(z, &x)| *z = a * x + s * *z);
+        let best = |f: &dyn Fn()| {
+            f();
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let tf = best(&|| {
+            e.predict_x(&z, h, w, l);
+        });
+        println!("{w}x{h} forward: float engine {tf:.3} s");
+        let mut ks = vec![diffc::prior::intkernel::Kernels::best()];
+        if arg("--portable").is_some() || std::env::args().any(|a| a == "--portable") {
+            ks.push(diffc::prior::intkernel::Kernels::Portable);
+        }
+        for k in ks {
+            let q2 = intnet::from_safetensors("tiny", &intnet::to_safetensors(&q, "tiny")?)?
+                .with_kernels(k);
+            let ti = best(&|| {
+                q2.predict_x(&z, h, w, l as f64);
+            });
+            println!(
+                "{w}x{h} forward: integer ({}) {ti:.3} s ({:.2}x float)",
+                k.name(),
+                tf / ti
+            );
+        }
+    }
+    Ok(())
+}

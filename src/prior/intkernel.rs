@@ -1,0 +1,319 @@
+//! Integer GEMM kernels of the integer prior: `acc (m, n) = rows (m, k) x W^T`, `i16` inputs and
+//! weights, exact `i32` sums.
+//!
+//! [`super::intnet`] validates at load time that no sum can overflow, so every kernel computes
+//! the same exact integers whatever order it adds in. There are two:
+//!
+//! - `Portable`: plain Rust loops (the compiler vectorizes them for whatever the target has);
+//! - `Avx512Vnni`: `vpdpwssd` (16 lanes, two `i16` products per lane and instruction), chosen
+//!   at run time when the CPU has AVX-512 F/BW and VNNI.
+//!
+//! `DIFFC_KERNELS=portable` forces the portable kernel, so anyone can check that a decode does
+//! not depend on the CPU.
+
+/// Which kernel set runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// Plain Rust.
+    Portable,
+    /// AVX-512 VNNI (`vpdpwssd`).
+    Avx512Vnni,
+}
+
+impl Kernels {
+    /// The fastest set this CPU supports, unless `DIFFC_KERNELS=portable`.
+    pub fn detect() -> Kernels {
+        if std::env::var("DIFFC_KERNELS").is_ok_and(|v| v == "portable") {
+            return Kernels::Portable;
+        }
+        Kernels::best()
+    }
+
+    /// The fastest set this CPU supports.
+    pub fn best() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return Kernels::Avx512Vnni;
+            }
+        }
+        Kernels::Portable
+    }
+
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Portable => "portable",
+            Kernels::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// Output channels per SIMD vector.
+const LANES: usize = 16;
+
+/// A layer's weights in the layouts the kernels read.
+pub struct PackedWeights {
+    /// Output channels.
+    pub n: usize,
+    /// Inputs per output.
+    pub k: usize,
+    /// `(n, k)` row-major (portable kernel).
+    rows: Vec<i16>,
+    /// `ceil(n / 16)` panels of `ceil(k / 2)` pairs x 16 channels x 2: panel `j`, pair `p`,
+    /// lane `o`, half `h` holds `W[16 j + o][2 p + h]` (zero past `n` or `k`).
+    panels: Vec<i16>,
+}
+
+impl PackedWeights {
+    /// Pack `(n, k)` row-major weights.
+    pub fn new(w: &[i16], n: usize, k: usize) -> PackedWeights {
+        assert_eq!(w.len(), n * k);
+        let rows = w.to_vec();
+        let (nv, kp) = (n.div_ceil(LANES), k.div_ceil(2));
+        let mut panels = vec![0i16; nv * kp * LANES * 2];
+        for o in 0..n {
+            for kk in 0..k {
+                let (j, lane) = (o / LANES, o % LANES);
+                panels[((j * kp + kk / 2) * LANES + lane) * 2 + kk % 2] = rows[o * k + kk];
+            }
+        }
+        PackedWeights { n, k, rows, panels }
+    }
+}
+
+/// `acc (m, n) = rows (m, k) x W^T` (every value overwritten).
+pub fn gemm(kern: Kernels, rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    assert!(rows.len() >= m * w.k && acc.len() >= m * w.n);
+    match kern {
+        Kernels::Portable => portable(rows, m, w, acc),
+        Kernels::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                assert!(
+                    Kernels::best() == Kernels::Avx512Vnni,
+                    "CPU lacks AVX-512 VNNI"
+                );
+                // SAFETY: the CPU has the features (checked above); sizes checked above.
+                unsafe { vnni::gemm(rows, m, w, acc) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            portable(rows, m, w, acc)
+        }
+    }
+}
+
+/// A layer's requantization at one log-SNR: `r = ((acc + bias) * mult + round) >> shift` per
+/// output channel, in `i64`.
+pub struct Requant {
+    /// Interpolated bias per channel.
+    pub bias: Vec<i64>,
+    /// Multiplier per channel.
+    pub mult: Vec<i64>,
+    /// `2^(shift - 1)` per channel.
+    pub round: Vec<i64>,
+    /// Shift per channel.
+    pub shift: Vec<i64>,
+}
+
+impl Requant {
+    /// From a layer's multipliers, shifts and biases.
+    pub fn new(bias: Vec<i64>, mult: &[i32], shift: &[u8]) -> Requant {
+        Requant {
+            bias,
+            mult: mult.iter().map(|&m| m as i64).collect(),
+            round: shift.iter().map(|&s| 1i64 << (s - 1)).collect(),
+            shift: shift.iter().map(|&s| s as i64).collect(),
+        }
+    }
+}
+
+/// `out (m, n) = requant(acc (m, n))` (see [`Requant`]).
+pub fn requant(kern: Kernels, acc: &[i32], rq: &Requant, out: &mut [i64]) {
+    match kern {
+        Kernels::Portable => requant_rows(acc, rq, out),
+        Kernels::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: this kernel set is only chosen on CPUs with AVX-512 F/BW (+DQ/VL below,
+            // which every AVX-512 VNNI CPU has; checked in `Kernels::best`).
+            unsafe {
+                requant_avx512(acc, rq, out)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            requant_rows(acc, rq, out)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn requant_avx512(acc: &[i32], rq: &Requant, out: &mut [i64]) {
+    requant_rows(acc, rq, out)
+}
+
+#[inline(always)]
+fn requant_rows(acc: &[i32], rq: &Requant, out: &mut [i64]) {
+    let n = rq.mult.len();
+    for (a, o) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        for ((((o, &a), &b), (&m, &r)), &s) in o
+            .iter_mut()
+            .zip(a)
+            .zip(&rq.bias)
+            .zip(rq.mult.iter().zip(&rq.round))
+            .zip(&rq.shift)
+        {
+            *o = ((a as i64 + b) * m + r) >> s;
+        }
+    }
+}
+
+fn portable(rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    let (n, k) = (w.n, w.k);
+    for i in 0..m {
+        let r = &rows[i * k..(i + 1) * k];
+        for (o, a) in acc[i * n..(i + 1) * n].iter_mut().enumerate() {
+            let wr = &w.rows[o * k..(o + 1) * k];
+            *a = r
+                .iter()
+                .zip(wr)
+                .map(|(&x, &y)| x as i32 * y as i32)
+                .sum::<i32>();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{PackedWeights, LANES};
+    use std::arch::x86_64::*;
+
+    /// Rows per micro-tile.
+    const MR: usize = 6;
+
+    /// The pair `(rows[i][2p], rows[i][2p+1])` as one `i32` (low half first), zero past `k`.
+    #[inline(always)]
+    unsafe fn pair(r: &[i16], p: usize) -> i32 {
+        let lo = *r.get_unchecked(2 * p) as u16 as u32;
+        let hi = r.get(2 * p + 1).map_or(0, |&v| v as u16 as u32);
+        (lo | (hi << 16)) as i32
+    }
+
+    /// One micro-tile: `MR` (or fewer) rows x `NV` vectors of 16 channels from panel `j0`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const NV: usize>(
+        rows: &[i16],
+        i0: usize,
+        mr: usize,
+        w: &PackedWeights,
+        j0: usize,
+        acc: &mut [i32],
+    ) {
+        let (n, k) = (w.n, w.k);
+        let kp = k.div_ceil(2);
+        let full = k / 2;
+        let mut c = [[_mm512_setzero_si512(); NV]; MR];
+        let base = w.panels.as_ptr();
+        let rp: [*const i32; MR] =
+            std::array::from_fn(|r| rows.as_ptr().add((i0 + r.min(mr - 1)) * k) as *const i32);
+        for p in 0..full {
+            let mut wv = [_mm512_setzero_si512(); NV];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(base.add(((j0 + j) * kp + p) * LANES * 2) as *const _);
+            }
+            for r in 0..MR {
+                let b = _mm512_set1_epi32(rp[r].add(p).read_unaligned());
+                for j in 0..NV {
+                    c[r][j] = _mm512_dpwssd_epi32(c[r][j], b, wv[j]);
+                }
+            }
+        }
+        if kp > full {
+            // Odd k: the last input alone.
+            let mut wv = [_mm512_setzero_si512(); NV];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(base.add(((j0 + j) * kp + full) * LANES * 2) as *const _);
+            }
+            for r in 0..mr {
+                let b = _mm512_set1_epi32(pair(&rows[(i0 + r) * k..(i0 + r + 1) * k], full));
+                for j in 0..NV {
+                    c[r][j] = _mm512_dpwssd_epi32(c[r][j], b, wv[j]);
+                }
+            }
+        }
+        let mut buf = [0i32; LANES];
+        for (r, cr) in c.iter().enumerate().take(mr) {
+            for (j, &cv) in cr.iter().enumerate() {
+                let o0 = (j0 + j) * LANES;
+                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
+                if o0 + LANES <= n {
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
+                } else {
+                    _mm512_storeu_si512(buf.as_mut_ptr() as *mut _, cv);
+                    dst[o0..n].copy_from_slice(&buf[..n - o0]);
+                }
+            }
+        }
+    }
+
+    /// `acc = rows x W^T` with AVX-512 VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn gemm(rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+        let nv = w.n.div_ceil(LANES);
+        let mut i0 = 0;
+        while i0 < m {
+            let mr = MR.min(m - i0);
+            let mut j0 = 0;
+            while j0 < nv {
+                match nv - j0 {
+                    1 => tile::<1>(rows, i0, mr, w, j0, acc),
+                    2 => tile::<2>(rows, i0, mr, w, j0, acc),
+                    3 => tile::<3>(rows, i0, mr, w, j0, acc),
+                    _ => tile::<4>(rows, i0, mr, w, j0, acc),
+                }
+                j0 += (nv - j0).min(4);
+            }
+            i0 += mr;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_agree_bit_for_bit() {
+        let mut seed = 0x1234_5678u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as i64
+        };
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 12, 126),
+            (13, 48, 432),
+            (6, 96, 384),
+            (25, 17, 9),
+            (64, 144, 1296),
+        ] {
+            let w: Vec<i16> = (0..n * k).map(|_| (next() % 1023 - 511) as i16).collect();
+            let rows: Vec<i16> = (0..m * k).map(|_| (next() % 4095 - 2047) as i16).collect();
+            let pw = PackedWeights::new(&w, n, k);
+            let mut a = vec![0i32; m * n];
+            let mut b = vec![7i32; m * n];
+            gemm(Kernels::Portable, &rows, m, &pw, &mut a);
+            gemm(Kernels::best(), &rows, m, &pw, &mut b);
+            assert_eq!(a, b, "{m}x{n}x{k}");
+            // The portable kernel is the definition: check one entry by hand.
+            let want: i64 = (0..k).map(|j| rows[j] as i64 * w[j] as i64).sum();
+            assert_eq!(a[0] as i64, want);
+        }
+    }
+}

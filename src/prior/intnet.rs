@@ -1,0 +1,858 @@
+//! The integer prior: a [`DenoiserNet`](super::net::DenoiserNet) in integer arithmetic, with
+//! results defined to the bit (`spec/integer-network.md`).
+//!
+//! The codec's encoder and decoder must compute the same `x_hat` for their latents to agree. A
+//! float network gives the same bits only on one machine with one kernel: another SIMD width,
+//! BLAS, thread split or GPU sums in another order, and every step moves the decoder's latent a
+//! little further from the encoder's. Here every value that reaches `x_hat` is an integer
+//! computed exactly (Ballé, Johnston, Minnen 2019, "Integer networks for data compression with
+//! latent-variable models"), so any correct kernel, on any machine, gives the same bits:
+//!
+//! - weights are small integers (10 bits for `tiny-int`) with one scale per output channel, activations are small non-negative
+//!   integers (after ReLU) with one scale per map, accumulation is exact in `i32`;
+//! - each layer ends with a requantization `(acc * mult + 2^(shift-1)) >> shift` in `i64`;
+//! - everything that depends on `lambda` (the per-layer biases and the two noise-level input
+//!   planes) is a table over a grid of log-SNRs, interpolated with integer weights;
+//! - `z` stays out of the quantized path: the network outputs `v` on a fixed grid and
+//!   `x_hat = alpha z - sigma v` is composed in `f32` with exactly specified operations, so the
+//!   network's rounding error is scaled by `sigma` (small at low noise, where precision matters).
+//!
+//! Load-time validation bounds every product so that no sum can overflow (`validate`): the
+//! order of summation is then irrelevant, which is what lets the kernels ([`super::intkernel`])
+//! reorder freely and still agree bit for bit.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::engine::{conv_layers, Gather};
+use super::intkernel::{self, Kernels, PackedWeights, Requant};
+use super::net::NetConfig;
+use crate::error::{Error, Result};
+
+/// Format version of integer weight files (the `format` entry of their metadata).
+pub const INT_FORMAT: &str = "diffc-int-v1";
+
+/// `log2` of the input scale: `z` enters the network as `round(z * 2^12)`.
+pub const IN_LOG2: u32 = 12;
+/// `log2` of the output grid: the network's `v` is an integer `V` and `v = V / 2^12`.
+pub const V_LOG2: u32 = 12;
+/// Largest magnitude of an input value (`i16` range, symmetric).
+pub const IN_MAX: i32 = 32767;
+/// Largest magnitude of the output `V` (exact in `f32`).
+pub const V_MAX: i32 = 1 << 23;
+/// Fractional bits of the interpolation weight between two grid points.
+pub const FRAC_BITS: u32 = 8;
+
+/// Where the log-SNR tables are sampled: `lambda_i = (first + i) / per_unit`, `points` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LambdaGrid {
+    /// Numerator of the first grid point.
+    pub first: i32,
+    /// Grid points per unit of lambda.
+    pub per_unit: i32,
+    /// Number of grid points (at least 2).
+    pub points: usize,
+}
+
+/// Where `lambda` falls on the grid: between points `i` and `i + 1`, at `frac / 256` of the way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GridPos {
+    /// Lower grid point.
+    pub i: usize,
+    /// Interpolation weight of point `i + 1`, in `0..=256`.
+    pub frac: i64,
+}
+
+impl LambdaGrid {
+    /// The grid's log-SNR at point `i`.
+    pub fn lambda(&self, i: usize) -> f64 {
+        (self.first as f64 + i as f64) / self.per_unit as f64
+    }
+
+    /// The position of `lambda`, clamped to the grid (IEEE binary64 operations only).
+    pub fn locate(&self, lambda: f64) -> GridPos {
+        let last = (self.points - 1) as f64;
+        let t = lambda * self.per_unit as f64 - self.first as f64;
+        let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, last) };
+        let i = (t.floor() as usize).min(self.points - 2);
+        let frac = ((t - i as f64) * (1u32 << FRAC_BITS) as f64).round() as i64;
+        GridPos { i, frac }
+    }
+}
+
+/// `table[i] + floor(((table[i+1] - table[i]) * frac + 128) / 256)` for a row-major
+/// `(points, n)` table: the integer interpolation of every column.
+pub fn interpolate(table: &[i32], n: usize, p: GridPos) -> Vec<i64> {
+    let (a, b) = (
+        &table[p.i * n..(p.i + 1) * n],
+        &table[(p.i + 1) * n..(p.i + 2) * n],
+    );
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| {
+            let (a, b) = (a as i64, b as i64);
+            a + (((b - a) * p.frac + (1 << (FRAC_BITS - 1))) >> FRAC_BITS)
+        })
+        .collect()
+}
+
+/// How a layer's output is finished after requantization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// `clamp(r, 0, amax)`: ReLU into a map of this layer's own.
+    Relu,
+    /// Pixel-shuffled and added to a skip map: `skip = clamp(skip + r, 0, amax)`.
+    IntoSkip,
+    /// The output `V = clamp(r, -V_MAX, V_MAX)`.
+    Output,
+}
+
+/// One convolution of the integer network.
+pub struct IntLayer {
+    /// Name in the weight file (`enc1.0`, `down1`, ...).
+    pub name: String,
+    /// Inputs per output value.
+    pub k: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// `(cout, k)` weights.
+    pub w: Vec<i16>,
+    /// Requantization multiplier per output channel, `0 <= mult < 2^31`.
+    pub mult: Vec<i32>,
+    /// Requantization shift per output channel, `1..=62`.
+    pub shift: Vec<u8>,
+    /// Bias per grid point and output channel, `(points, cout)`, in accumulator units.
+    pub bias: Vec<i32>,
+    /// Largest value of the map this layer writes (`Relu`, `IntoSkip`).
+    pub amax: i32,
+    /// How the output is finished.
+    pub finish: Finish,
+    packed: PackedWeights,
+}
+
+/// An activation map `(H, W, C)`, channels last, of integers that fit `i16`.
+#[derive(Clone, Debug)]
+pub(crate) struct IMap {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c: usize,
+    pub(crate) data: Vec<i16>,
+}
+
+/// The integer network. See the module documentation and `spec/integer-network.md`.
+pub struct IntNet {
+    cfg: NetConfig,
+    grid: LambdaGrid,
+    /// The two noise-level input planes per grid point, `(points, 2)`, in input units.
+    planes: Vec<i32>,
+    layers: Vec<IntLayer>,
+    kernels: Kernels,
+}
+
+/// How each layer of [`conv_layers`] reads its input and finishes its output, in order.
+pub(crate) fn layer_roles(cfg: &NetConfig) -> Vec<(Gather, Finish)> {
+    let mut v = Vec::new();
+    let stack =
+        |v: &mut Vec<_>, n: usize| v.extend((0..n).map(|_| (Gather::Taps3x3, Finish::Relu)));
+    stack(&mut v, cfg.depth[0]);
+    v.push((Gather::Unshuffle, Finish::Relu));
+    stack(&mut v, cfg.depth[1]);
+    v.push((Gather::Unshuffle, Finish::Relu));
+    stack(&mut v, cfg.depth[2]);
+    v.push((Gather::Pointwise, Finish::IntoSkip));
+    stack(&mut v, cfg.up_depth[0]);
+    v.push((Gather::Pointwise, Finish::IntoSkip));
+    stack(&mut v, cfg.up_depth[1]);
+    v.push((Gather::Taps3x3, Finish::Output));
+    v
+}
+
+fn bad(msg: impl std::fmt::Display) -> Error {
+    Error::Model(format!("integer weights: {msg}"))
+}
+
+impl IntNet {
+    /// Assemble and validate a network (see [`IntNet::validate`]).
+    pub fn new(
+        cfg: NetConfig,
+        grid: LambdaGrid,
+        planes: Vec<i32>,
+        layers: Vec<IntLayerParts>,
+    ) -> Result<IntNet> {
+        let kernels = Kernels::detect();
+        let layers = layers
+            .into_iter()
+            .map(|p| {
+                let packed = PackedWeights::new(&p.w, p.cout, p.k);
+                IntLayer {
+                    name: p.name,
+                    k: p.k,
+                    cout: p.cout,
+                    w: p.w,
+                    mult: p.mult,
+                    shift: p.shift,
+                    bias: p.bias,
+                    amax: p.amax,
+                    finish: p.finish,
+                    packed,
+                }
+            })
+            .collect();
+        let net = IntNet {
+            cfg,
+            grid,
+            planes,
+            layers,
+            kernels,
+        };
+        net.validate()?;
+        Ok(net)
+    }
+
+    /// Force a kernel set (tests compare them).
+    pub fn with_kernels(mut self, k: Kernels) -> Self {
+        self.kernels = k;
+        self
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    /// The log-SNR grid of the tables.
+    pub fn grid(&self) -> LambdaGrid {
+        self.grid
+    }
+
+    /// The layers in forward order.
+    pub fn layers(&self) -> &[IntLayer] {
+        &self.layers
+    }
+
+    /// The noise-level planes table.
+    pub fn planes(&self) -> &[i32] {
+        &self.planes
+    }
+
+    /// Check shapes, roles and every range the arithmetic relies on: with these bounds no
+    /// accumulator can overflow `i32` and no requantization product can overflow `i64`.
+    fn validate(&self) -> Result<()> {
+        let g = self.grid;
+        if g.points < 2 || g.points > 4096 || g.per_unit < 1 || g.per_unit > 256 {
+            return Err(bad(format!("bad lambda grid {g:?}")));
+        }
+        if g.first.unsigned_abs() > 64 * g.per_unit as u32 {
+            return Err(bad(format!("lambda grid starts too far out: {g:?}")));
+        }
+        if self.planes.len() != 2 * g.points || self.planes.iter().any(|v| v.abs() > IN_MAX) {
+            return Err(bad("noise planes: wrong size or outside the input range"));
+        }
+        let shapes = conv_layers(&self.cfg);
+        let roles = layer_roles(&self.cfg);
+        if self.layers.len() != shapes.len() {
+            return Err(bad(format!(
+                "{} layers, architecture has {}",
+                self.layers.len(),
+                shapes.len()
+            )));
+        }
+        // Largest input value of each layer: the input map, then what each map may hold.
+        let mut skip_amax = [0i32; 2];
+        let mut prev_amax = IN_MAX;
+        let mut skips = 0;
+        let [d0, d1, _] = self.cfg.depth;
+        for (idx, ((l, (name, k, cout)), (gather, finish))) in
+            self.layers.iter().zip(&shapes).zip(&roles).enumerate()
+        {
+            if l.name != *name || l.k != *k || l.cout != *cout || l.finish != *finish {
+                return Err(bad(format!(
+                    "layer {idx} is {} ({}x{}, {:?}), architecture needs {name} ({k}x{cout}, {finish:?})",
+                    l.name, l.cout, l.k, l.finish
+                )));
+            }
+            let _ = gather;
+            if l.w.len() != k * cout
+                || l.mult.len() != *cout
+                || l.shift.len() != *cout
+                || l.bias.len() != cout * g.points
+            {
+                return Err(bad(format!("layer {name}: tensor sizes do not match")));
+            }
+            if l.w.contains(&i16::MIN) {
+                return Err(bad(format!(
+                    "layer {name}: weight -32768 (range is ±32767)"
+                )));
+            }
+            if l.mult.iter().any(|&m| m < 0) || l.shift.iter().any(|&s| !(1..=62).contains(&s)) {
+                return Err(bad(format!(
+                    "layer {name}: multiplier or shift out of range"
+                )));
+            }
+            if l.bias.contains(&i32::MIN) {
+                return Err(bad(format!("layer {name}: bias -2^31")));
+            }
+            // Every partial sum of an output is at most (largest input) x (sum of |weights|).
+            let in_amax = prev_amax as i64;
+            let l1 =
+                l.w.chunks(*k)
+                    .map(|r| r.iter().map(|&v| (v as i64).abs()).sum::<i64>())
+                    .max()
+                    .unwrap_or(0);
+            if in_amax * l1 >= 1 << 31 {
+                return Err(bad(format!(
+                    "layer {name}: inputs up to {in_amax} times weights of absolute sum {l1} could overflow i32"
+                )));
+            }
+            match finish {
+                Finish::Relu | Finish::IntoSkip if !(1..=i16::MAX as i32).contains(&l.amax) => {
+                    return Err(bad(format!("layer {name}: amax {} out of range", l.amax)));
+                }
+                _ => {}
+            }
+            // Which map the next layer reads.
+            prev_amax = match finish {
+                Finish::Relu => l.amax,
+                Finish::IntoSkip => {
+                    let s = skip_amax[1 - skips];
+                    skips += 1;
+                    if l.amax != s {
+                        return Err(bad(format!(
+                            "layer {name}: writes a skip map whose range is {s}, not {}",
+                            l.amax
+                        )));
+                    }
+                    s
+                }
+                Finish::Output => 0,
+            };
+            // The maps that become skips: the last layer at 1/2 and at 1/4 resolution.
+            if idx + 1 == d0 {
+                skip_amax[0] = l.amax;
+            }
+            if idx + 1 == d0 + 1 + d1 {
+                skip_amax[1] = l.amax;
+            }
+        }
+        Ok(())
+    }
+
+    /// The requantization of every layer (with its interpolated biases) and the two noise
+    /// planes at `lambda`.
+    fn conditioning(&self, lambda: f64) -> (Vec<Requant>, [i16; 2]) {
+        let p = self.grid.locate(lambda);
+        let biases = self
+            .layers
+            .iter()
+            .map(|l| Requant::new(interpolate(&l.bias, l.cout, p), &l.mult, &l.shift))
+            .collect();
+        let pl = interpolate(&self.planes, 2, p);
+        // Interpolating between two values in the input range stays in it.
+        (biases, [pl[0] as i16, pl[1] as i16])
+    }
+
+    /// Predict `x_hat` from `z`, both planar `(3, H, W)`, at log-SNR `lambda`. `H` and `W` must
+    /// be non-zero multiples of [`NetConfig::stride`].
+    pub fn predict_x(&self, z: &[f32], h: usize, w: usize, lambda: f64) -> Vec<f32> {
+        let v = self.predict_v(z, h, w, lambda);
+        compose_x(z, &v, h, w, lambda)
+    }
+
+    /// The network's output `V` at full resolution, planar `(3, H, W)`: `v = V / 2^12`.
+    pub fn predict_v(&self, z: &[f32], h: usize, w: usize, lambda: f64) -> Vec<i32> {
+        let s = self.cfg.stride();
+        assert!(
+            h.is_multiple_of(s) && w.is_multiple_of(s) && h > 0 && w > 0 && z.len() == 3 * h * w
+        );
+        let (rq, planes) = self.conditioning(lambda);
+        let x = input_map(z, h, w, planes);
+        let roles = layer_roles(&self.cfg);
+        let [d0, d1, _] = self.cfg.depth;
+        let mut x = x;
+        let mut skips: Vec<IMap> = Vec::new();
+        let mut out = None;
+        for (idx, (l, (gather, finish))) in self.layers.iter().zip(roles).enumerate() {
+            match finish {
+                Finish::Relu => {
+                    x = self.conv(l, &rq[idx], &x, gather);
+                    if idx + 1 == d0 || idx + 1 == d0 + 1 + d1 {
+                        skips.push(x.clone());
+                    }
+                }
+                Finish::IntoSkip => {
+                    let mut skip = skips.pop().expect("skip map");
+                    self.up_into(l, &rq[idx], &x, &mut skip);
+                    x = skip;
+                }
+                Finish::Output => out = Some(self.output(l, &rq[idx], &x)),
+            }
+        }
+        let v = out.expect("output layer");
+        // Pixel-shuffle (H/2, W/2, 12) to planar (3, H, W): channel (dy 2 + dx) 3 + c.
+        let mut planar = vec![0i32; 3 * h * w];
+        let w2 = w / 2;
+        for c in 0..3 {
+            for y in 0..h {
+                let row = &mut planar[(c * h + y) * w..(c * h + y + 1) * w];
+                for (xx, o) in row.iter_mut().enumerate() {
+                    *o = v[((y / 2) * w2 + xx / 2) * 12 + ((y % 2) * 2 + xx % 2) * 3 + c];
+                }
+            }
+        }
+        planar
+    }
+
+    /// One ReLU layer: a new map.
+    fn conv(&self, l: &IntLayer, rq: &Requant, x: &IMap, g: Gather) -> IMap {
+        let (oh, ow) = g.out_size(x.h, x.w);
+        let n = l.cout;
+        let mut data = vec![0i16; oh * ow * n];
+        let amax = l.amax as i64;
+        let rows_per_block = block_rows(g.width(x.c), ow);
+        data.par_chunks_mut(rows_per_block * ow * n)
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (bi, out)| {
+                let p0 = bi * rows_per_block * ow;
+                let m = out.len() / n;
+                self.block(l, rq, x, g, p0..p0 + m, s);
+                for (o, &r) in out.iter_mut().zip(&s.r) {
+                    *o = r.clamp(0, amax) as i16;
+                }
+            });
+        IMap {
+            h: oh,
+            w: ow,
+            c: n,
+            data,
+        }
+    }
+
+    /// The output layer: `V` at half resolution, `(H/2, W/2, 12)`.
+    fn output(&self, l: &IntLayer, rq: &Requant, x: &IMap) -> Vec<i32> {
+        let n = l.cout;
+        let mut data = vec![0i32; x.h * x.w * n];
+        let rows_per_block = block_rows(Gather::Taps3x3.width(x.c), x.w);
+        data.par_chunks_mut(rows_per_block * x.w * n)
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (bi, out)| {
+                let p0 = bi * rows_per_block * x.w;
+                let m = out.len() / n;
+                self.block(l, rq, x, Gather::Taps3x3, p0..p0 + m, s);
+                for (o, &r) in out.iter_mut().zip(&s.r) {
+                    *o = r.clamp(-V_MAX as i64, V_MAX as i64) as i32;
+                }
+            });
+        data
+    }
+
+    /// `skip = clamp(skip + shuffle(requant(l(x))), 0, amax)`.
+    fn up_into(&self, l: &IntLayer, rq: &Requant, x: &IMap, skip: &mut IMap) {
+        let (n, c) = (l.cout, skip.c);
+        assert!(n == 4 * c && skip.h == 2 * x.h && skip.w == 2 * x.w);
+        let amax = l.amax as i64;
+        let w = x.w;
+        // One row of x makes two rows of the skip map.
+        skip.data
+            .par_chunks_mut(2 * skip.w * c)
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (y, sk)| {
+                self.block(l, rq, x, Gather::Pointwise, y * w..(y + 1) * w, s);
+                for (xx, px) in s.r.chunks(n).enumerate() {
+                    for (q, r) in px.chunks(c).enumerate() {
+                        let (dy, dx) = (q / 2, q % 2);
+                        let at = (dy * 2 * w + 2 * xx + dx) * c;
+                        for (v, &r) in sk[at..at + c].iter_mut().zip(r) {
+                            *v = (*v as i64 + r).clamp(0, amax) as i16;
+                        }
+                    }
+                }
+            });
+    }
+
+    /// Gather output pixels `px`, multiply and requantize: `s.r` holds `(m, cout)`
+    /// values.
+    fn block(
+        &self,
+        l: &IntLayer,
+        rq: &Requant,
+        x: &IMap,
+        g: Gather,
+        px: Range<usize>,
+        s: &mut Scratch,
+    ) {
+        let (p0, m) = (px.start, px.len());
+        let k = g.width(x.c);
+        debug_assert_eq!(k, l.k);
+        s.acc.resize(m * l.cout, 0);
+        if g == Gather::Pointwise {
+            let rows = &x.data[p0 * k..(p0 + m) * k];
+            intkernel::gemm(self.kernels, rows, m, &l.packed, &mut s.acc);
+        } else {
+            s.rows.resize(m * k, 0);
+            gather(g, x, p0, &mut s.rows);
+            intkernel::gemm(self.kernels, &s.rows, m, &l.packed, &mut s.acc);
+        }
+        s.r.resize(m * l.cout, 0);
+        intkernel::requant(self.kernels, &s.acc, rq, &mut s.r);
+    }
+}
+
+/// Per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<i16>,
+    acc: Vec<i32>,
+    r: Vec<i64>,
+}
+
+/// Output rows per block: about 64 KB of gathered input, at least one row.
+fn block_rows(k: usize, ow: usize) -> usize {
+    ((64 << 10) / (2 * k * ow).max(1)).max(1)
+}
+
+/// `round(v * 2^12)` (half away from zero), clamped to the input range.
+#[inline]
+pub fn quantize_input(v: f32) -> i16 {
+    (v * (1u32 << IN_LOG2) as f32)
+        .round()
+        .clamp(-IN_MAX as f32, IN_MAX as f32) as i16
+}
+
+/// The input map at half resolution: 12 unshuffled channels of `z` (planar `(3, H, W)`),
+/// channel `(dy 2 + dx) 3 + c`, then the two noise planes.
+fn input_map(z: &[f32], h: usize, w: usize, planes: [i16; 2]) -> IMap {
+    let (h2, w2) = (h / 2, w / 2);
+    let mut data = vec![0i16; h2 * w2 * 14];
+    data.par_chunks_mut(w2 * 14)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for (xx, px) in row.chunks_mut(14).enumerate() {
+                for dy in 0..2 {
+                    for dx in 0..2 {
+                        for c in 0..3 {
+                            px[(dy * 2 + dx) * 3 + c] =
+                                quantize_input(z[(c * h + 2 * y + dy) * w + 2 * xx + dx]);
+                        }
+                    }
+                }
+                px[12..].copy_from_slice(&planes);
+            }
+        });
+    IMap {
+        h: h2,
+        w: w2,
+        c: 14,
+        data,
+    }
+}
+
+/// `x_hat = alpha z - sigma (V / 2^12)` in `f32`: `alpha` and `sigma` are the schedule's
+/// (binary64, rounded to binary32), then one product, one product and one difference, each
+/// rounded to nearest.
+pub fn compose_x(z: &[f32], v: &[i32], h: usize, w: usize, lambda: f64) -> Vec<f32> {
+    let a = crate::schedule::alpha(lambda) as f32;
+    let s = crate::schedule::sigma(lambda) as f32;
+    let unit = 1.0 / (1u32 << V_LOG2) as f32;
+    debug_assert_eq!(z.len(), 3 * h * w);
+    z.iter()
+        .zip(v)
+        .map(|(&z, &v)| a * z - s * (v as f32 * unit))
+        .collect()
+}
+
+/// Gather the input rows of output pixels `p0 ..` (as the float engine's gather).
+fn gather(g: Gather, x: &IMap, p0: usize, rows: &mut [i16]) {
+    let c = x.c;
+    let (_, ow) = g.out_size(x.h, x.w);
+    match g {
+        Gather::Taps3x3 => {
+            let (h, w) = (x.h as isize, x.w as isize);
+            for (i, r) in rows.chunks_mut(9 * c).enumerate() {
+                let p = p0 + i;
+                let (y, xx) = ((p / ow) as isize, (p % ow) as isize);
+                for (dy, d3) in r.chunks_mut(3 * c).enumerate() {
+                    let sy = y + dy as isize - 1;
+                    if sy < 0 || sy >= h {
+                        d3.fill(0);
+                    } else if xx >= 1 && xx + 1 < w {
+                        let at = ((sy * w + xx - 1) as usize) * c;
+                        d3.copy_from_slice(&x.data[at..at + 3 * c]);
+                    } else {
+                        for (dx, d) in d3.chunks_mut(c).enumerate() {
+                            let sx = xx + dx as isize - 1;
+                            if sx < 0 || sx >= w {
+                                d.fill(0);
+                            } else {
+                                let at = ((sy * w + sx) as usize) * c;
+                                d.copy_from_slice(&x.data[at..at + c]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Gather::Unshuffle => {
+            for (i, r) in rows.chunks_mut(4 * c).enumerate() {
+                let p = p0 + i;
+                let (y, xx) = (p / ow, p % ow);
+                for (k, d) in r.chunks_mut(c).enumerate() {
+                    let at = ((2 * y + k / 2) * x.w + 2 * xx + k % 2) * c;
+                    d.copy_from_slice(&x.data[at..at + c]);
+                }
+            }
+        }
+        Gather::Pointwise => rows.copy_from_slice(&x.data[p0 * c..p0 * c + rows.len()]),
+    }
+}
+
+/// The parts of one layer, before packing (what a weight file or the quantizer provides).
+pub struct IntLayerParts {
+    /// Name in the weight file.
+    pub name: String,
+    /// Inputs per output value.
+    pub k: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// `(cout, k)` weights.
+    pub w: Vec<i16>,
+    /// Multiplier per output channel.
+    pub mult: Vec<i32>,
+    /// Shift per output channel.
+    pub shift: Vec<u8>,
+    /// `(points, cout)` biases.
+    pub bias: Vec<i32>,
+    /// Largest value of the map written.
+    pub amax: i32,
+    /// How the output is finished.
+    pub finish: Finish,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight files: safetensors with integer tensors and a metadata block.
+
+/// Serialize to safetensors bytes: per layer `NAME.w` (I16, `(cout, k)`), `NAME.mult` (I32),
+/// `NAME.shift` (U8), `NAME.bias` (I32, `(points, cout)`), `NAME.amax` (I32, `(1,)`); `planes`
+/// (I32, `(points, 2)`); `grid` (I32, `[first, per_unit]`). Metadata `format` = [`INT_FORMAT`],
+/// `arch` = the architecture name. Tensors are written in name order.
+pub fn to_safetensors(net: &IntNet, arch: &str) -> Result<Vec<u8>> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let le32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for l in &net.layers {
+        let n = &l.name;
+        blobs.push((
+            format!("{n}.w"),
+            Dtype::I16,
+            vec![l.cout, l.k],
+            l.w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        blobs.push((format!("{n}.mult"), Dtype::I32, vec![l.cout], le32(&l.mult)));
+        blobs.push((
+            format!("{n}.shift"),
+            Dtype::U8,
+            vec![l.cout],
+            l.shift.clone(),
+        ));
+        blobs.push((
+            format!("{n}.bias"),
+            Dtype::I32,
+            vec![net.grid.points, l.cout],
+            le32(&l.bias),
+        ));
+        blobs.push((format!("{n}.amax"), Dtype::I32, vec![1], le32(&[l.amax])));
+    }
+    blobs.push((
+        "planes".into(),
+        Dtype::I32,
+        vec![net.grid.points, 2],
+        le32(&net.planes),
+    ));
+    blobs.push((
+        "grid".into(),
+        Dtype::I32,
+        vec![2],
+        le32(&[net.grid.first, net.grid.per_unit]),
+    ));
+    blobs.sort_by(|a, b| a.0.cmp(&b.0));
+    let views: Vec<(String, TensorView)> = blobs
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(bad)
+        })
+        .collect::<Result<_>>()?;
+    let meta: HashMap<String, String> = [
+        ("format".to_string(), INT_FORMAT.to_string()),
+        ("arch".to_string(), arch.to_string()),
+    ]
+    .into();
+    safetensors::serialize(views, Some(meta)).map_err(bad)
+}
+
+/// Parse and validate an integer weight file for architecture `arch`.
+pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
+    use safetensors::tensor::Dtype;
+    use safetensors::SafeTensors;
+    let cfg = NetConfig::by_name(arch).ok_or_else(|| Error::UnknownModel(arch.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+    let fmt = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("format").cloned())
+        .unwrap_or_default();
+    if fmt != INT_FORMAT {
+        return Err(bad(format!(
+            "format is {fmt:?}, expected {INT_FORMAT:?} (is this a float weight file?)"
+        )));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+    let get = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<&[u8]> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(format!("missing tensor {name}")))?;
+        if t.dtype() != dtype || t.shape() != shape {
+            return Err(bad(format!(
+                "tensor {name} is {:?} {:?}, expected {dtype:?} {shape:?}",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        Ok(t.data())
+    };
+    let i32s = |b: &[u8]| -> Vec<i32> {
+        b.chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let g = i32s(get("grid", Dtype::I32, &[2])?);
+    let pt = st
+        .tensor("planes")
+        .map_err(|_| bad("missing tensor planes"))?
+        .shape()
+        .first()
+        .copied()
+        .unwrap_or(0);
+    let grid = LambdaGrid {
+        first: g[0],
+        per_unit: g[1],
+        points: pt,
+    };
+    if !(2..=4096).contains(&pt) {
+        return Err(bad(format!("{pt} grid points")));
+    }
+    let planes = i32s(get("planes", Dtype::I32, &[pt, 2])?);
+    let roles = layer_roles(&cfg);
+    let mut layers = Vec::new();
+    for ((name, k, cout), (_, finish)) in conv_layers(&cfg).into_iter().zip(roles) {
+        let w = get(&format!("{name}.w"), Dtype::I16, &[cout, k])?
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let mult = i32s(get(&format!("{name}.mult"), Dtype::I32, &[cout])?);
+        let shift = get(&format!("{name}.shift"), Dtype::U8, &[cout])?.to_vec();
+        let bias = i32s(get(&format!("{name}.bias"), Dtype::I32, &[pt, cout])?);
+        let amax = i32s(get(&format!("{name}.amax"), Dtype::I32, &[1])?)[0];
+        layers.push(IntLayerParts {
+            name,
+            k,
+            cout,
+            w,
+            mult,
+            shift,
+            bias,
+            amax,
+            finish,
+        });
+    }
+    IntNet::new(cfg, grid, planes, layers)
+}
+
+/// True when `bytes` look like an integer weight file (safetensors whose metadata `format` is
+/// [`INT_FORMAT`]).
+pub fn is_integer_file(bytes: &[u8]) -> bool {
+    safetensors::SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| {
+        m.metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .is_some_and(|f| f == INT_FORMAT)
+    })
+}
+
+/// Upper estimate of the bytes the integer network holds per pixel of the window it evaluates:
+/// `i16` activations at 1/2, 1/4 and 1/8 resolution alive at once, the skip copies, the input
+/// map and the `i32` output (~170 B for `tiny`), with margin.
+pub const INT_BYTES_PER_PIXEL: u64 = 256;
+
+/// An [`IntNet`] as a codec prior.
+pub struct IntDenoiser {
+    name: String,
+    id: u64,
+    net: IntNet,
+}
+
+impl IntDenoiser {
+    /// Load an integer weight file for architecture `arch`; `id` is its stream id.
+    pub fn from_safetensors_bytes(name: &str, arch: &str, bytes: &[u8]) -> Result<Self> {
+        Ok(IntDenoiser {
+            name: name.to_string(),
+            id: super::fnv1a64(bytes),
+            net: from_safetensors(arch, bytes)?,
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &IntNet {
+        &self.net
+    }
+
+    /// Force a kernel set (tests compare them).
+    pub fn with_kernels(mut self, k: Kernels) -> Self {
+        self.net = self.net.with_kernels(k);
+        self
+    }
+}
+
+impl super::Denoiser for IntDenoiser {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn model_id(&self) -> u64 {
+        self.id
+    }
+
+    fn working_bytes(&self, height: usize, width: usize) -> u64 {
+        let s = self.net.cfg.stride() as u64;
+        let padded = (height as u64).div_ceil(s) * s * (width as u64).div_ceil(s) * s;
+        let side = (super::net::TILE + 2 * super::net::halo(&self.net.cfg)) as u64;
+        (12 * height as u64 * width as u64)
+            .saturating_add(padded.min(side * side).saturating_mul(INT_BYTES_PER_PIXEL))
+    }
+
+    fn predict_x(&self, z: &super::Planes, lambda: f64) -> Result<super::Planes> {
+        if z.channels != 3
+            || z.height == 0
+            || z.width == 0
+            || z.data.len() != 3 * z.height * z.width
+        {
+            return Err(Error::InvalidArgument(format!(
+                "network prior needs a non-empty 3-channel image, got {}x{}x{}",
+                z.channels, z.height, z.width
+            )));
+        }
+        // Tiles equal the whole-image pass exactly: the halo covers the receptive field and the
+        // arithmetic is exact.
+        let data = super::net::predict_tiled(&self.net.cfg, z, super::net::TILE, &|w, h, ww| {
+            self.net.predict_x(w, h, ww, lambda)
+        });
+        Ok(super::Planes {
+            channels: 3,
+            height: z.height,
+            width: z.width,
+            data,
+        })
+    }
+}

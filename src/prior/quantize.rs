@@ -1,0 +1,220 @@
+//! Post-training quantization: an [`IntNet`] from a float network and calibration images.
+//!
+//! 1. *Calibrate*: run the float engine on noisy calibration crops over a spread of log-SNRs
+//!    and record a high quantile of every activation map (the maps that become skips include
+//!    their values after the skip addition, since one scale serves both).
+//! 2. *Scales*: each map's scale is its quantile over `amax`; the input is `z * 2^12`; weights
+//!    get one scale per output channel (`max |w| / 127`).
+//! 3. *Requantization*: `mult / 2^shift ~ s_in s_w / s_out` with `mult` in `[2^30, 2^31)`.
+//! 4. *Tables*: at every grid log-SNR the float network's lambda biases, divided by
+//!    `s_in s_w`, and the two noise-level planes times `2^12`.
+//!
+//! Calibration never reads the dev set (the caller passes training images).
+
+use super::engine::{conv_forward, conv_layers, input_map, up_into, Engine, Pool};
+use super::intnet::{
+    layer_roles, Finish, IntLayerParts, IntNet, LambdaGrid, IN_LOG2, IN_MAX, V_LOG2,
+};
+use crate::error::Result;
+
+/// What to quantize with.
+#[derive(Clone, Debug)]
+pub struct QuantOptions {
+    /// Largest activation value (255 for 8-bit maps).
+    pub amax: i32,
+    /// Largest weight magnitude (127 for 8-bit weights).
+    pub wmax: i32,
+    /// Quantile of each map's values that maps to `amax`.
+    pub quantile: f64,
+    /// Log-SNRs calibrated at.
+    pub lambdas: Vec<f32>,
+    /// The tables' grid.
+    pub grid: LambdaGrid,
+}
+
+impl Default for QuantOptions {
+    fn default() -> Self {
+        QuantOptions {
+            amax: 2047,
+            wmax: 511,
+            quantile: 0.99999,
+            lambdas: (-10..=16).map(|l| l as f32).collect(),
+            grid: LambdaGrid {
+                first: -12 * 8,
+                per_unit: 8,
+                points: 28 * 8 + 1,
+            },
+        }
+    }
+}
+
+/// The `q` quantile of `v` (by selection on a copy of every 3rd value).
+fn quantile(v: &[f32], q: f64) -> f32 {
+    let mut s: Vec<f32> = v.iter().step_by(3).copied().collect();
+    if s.is_empty() {
+        return 0.0;
+    }
+    let i = ((s.len() - 1) as f64 * q).round() as usize;
+    let (_, x, _) = s.select_nth_unstable_by(i, f32::total_cmp);
+    *x
+}
+
+/// Run the float engine on `z` (planar, one image) at `lambda` and return, per layer in
+/// [`conv_layers`] order, the quantile of the map it writes (for skip additions: of the map
+/// after the addition).
+fn map_quantiles(e: &Engine, z: &[f32], h: usize, w: usize, lambda: f32, q: f64) -> Vec<f32> {
+    let mut pool = Pool::default();
+    let (_, _, emb) = e.embed(&[lambda]);
+    let mut x = input_map(&mut pool, z, 1, h, w, &[lambda]);
+    let roles = layer_roles(e.config());
+    let convs = e.convs();
+    let [d0, d1, _] = e.config().depth;
+    let mut skips = Vec::new();
+    let mut out = Vec::new();
+    for (idx, (l, (g, finish))) in convs.iter().zip(roles).enumerate() {
+        match finish {
+            Finish::Relu => {
+                x = conv_forward(&mut pool, l, &emb, &x, g, true);
+                out.push(quantile(&x.data, q));
+                if idx + 1 == d0 || idx + 1 == d0 + 1 + d1 {
+                    skips.push(x.clone());
+                }
+            }
+            Finish::IntoSkip => {
+                let mut s = skips.pop().expect("skip");
+                up_into(l, &emb, &x, &mut s);
+                out.push(quantile(&s.data, q));
+                x = s;
+            }
+            Finish::Output => out.push(0.0),
+        }
+    }
+    out
+}
+
+/// `(mult, shift)` with `mult / 2^shift` closest to `r` and `mult < 2^31`.
+fn multiplier(r: f64) -> (i32, u8) {
+    if r.is_nan() || r <= 0.0 {
+        return (0, 1);
+    }
+    let mut shift = 62u8;
+    while shift > 1 && (r * (1u64 << shift) as f64).round() >= (1u64 << 31) as f64 {
+        shift -= 1;
+    }
+    let m = (r * (1u64 << shift) as f64)
+        .round()
+        .min(((1u64 << 31) - 1) as f64);
+    (m as i32, shift)
+}
+
+/// Quantize `e` with calibration crops `calib` (planar `(3, size, size)` each, `[-1, 1]`).
+pub fn quantize(
+    e: &Engine,
+    calib: &[Vec<f32>],
+    size: usize,
+    opts: &QuantOptions,
+) -> Result<IntNet> {
+    let cfg = e.config().clone();
+    let shapes = conv_layers(&cfg);
+    let roles = layer_roles(&cfg);
+    let nl = shapes.len();
+    // 1. Calibration.
+    let mut qmax = vec![0f32; nl];
+    let mut rng = crate::data::Rng::new(0x9a17_c0de);
+    for (ci, x) in calib.iter().enumerate() {
+        for (li, &l) in opts.lambdas.iter().enumerate() {
+            if (ci + li) % 2 == 1 {
+                continue; // every crop at half the lambdas: variety at half the cost
+            }
+            let (a, s) = (super::net::alpha_f(l), super::net::sigma_f(l));
+            let mut z = vec![0f32; x.len()];
+            rng.fill_normal(&mut z);
+            z.iter_mut().zip(x).for_each(|(z, &x)| *z = a * x + s * *z);
+            let q = map_quantiles(e, &z, size, size, l, opts.quantile);
+            for (m, v) in qmax.iter_mut().zip(q) {
+                *m = m.max(v);
+            }
+        }
+    }
+    // Skip maps: one scale for the map before and after the addition.
+    let [d0, d1, _] = cfg.depth;
+    let (skip1, skip2) = (d0 - 1, d0 + d1);
+    let up2 = roles
+        .iter()
+        .position(|r| r.1 == Finish::IntoSkip)
+        .expect("up2");
+    let up1 = up2 + 1 + cfg.up_depth[0];
+    let m1 = qmax[skip1].max(qmax[up1]);
+    let m2 = qmax[skip2].max(qmax[up2]);
+    qmax[skip1] = m1;
+    qmax[up1] = m1;
+    qmax[skip2] = m2;
+    qmax[up2] = m2;
+    let amax = opts.amax;
+    let map_scale: Vec<f64> = qmax
+        .iter()
+        .map(|&m| (m.max(1e-6) as f64) / amax as f64)
+        .collect();
+
+    // 2-4. Scales, requantization, tables.
+    let convs = e.convs();
+    let grid = opts.grid;
+    let grid_lambdas: Vec<f32> = (0..grid.points).map(|i| grid.lambda(i) as f32).collect();
+    let embs: Vec<Vec<f32>> = grid_lambdas.iter().map(|&l| e.embed(&[l]).2).collect();
+    let in_scale = 1.0 / (1u32 << IN_LOG2) as f64;
+    let mut s_in = in_scale;
+    let mut layers = Vec::with_capacity(nl);
+    for (idx, ((name, k, cout), (_, finish))) in shapes.into_iter().zip(&roles).enumerate() {
+        let c = convs[idx];
+        let s_out = match finish {
+            Finish::Output => 1.0 / (1u32 << V_LOG2) as f64,
+            _ => map_scale[idx],
+        };
+        let mut w = vec![0i16; cout * k];
+        let mut mult = vec![0i32; cout];
+        let mut shift = vec![1u8; cout];
+        let mut s_w = vec![0f64; cout];
+        for o in 0..cout {
+            let row = &c.w[o * k..(o + 1) * k];
+            let mx = row.iter().fold(0f32, |a, &v| a.max(v.abs())) as f64;
+            let wmax = opts.wmax as f64;
+            let sw = if mx > 0.0 { mx / wmax } else { 1.0 };
+            s_w[o] = sw;
+            for (d, &v) in w[o * k..(o + 1) * k].iter_mut().zip(row) {
+                *d = (v as f64 / sw).round().clamp(-wmax, wmax) as i16;
+            }
+            (mult[o], shift[o]) = multiplier(s_in * sw / s_out);
+        }
+        let mut bias = vec![0i32; grid.points * cout];
+        for (gi, emb) in embs.iter().enumerate() {
+            let b = super::engine::layer_bias(c, emb);
+            for o in 0..cout {
+                let v = (b[o] as f64 / (s_in * s_w[o])).round();
+                bias[gi * cout + o] = v.clamp(-(i32::MAX as f64), i32::MAX as f64) as i32;
+            }
+        }
+        layers.push(IntLayerParts {
+            name,
+            k,
+            cout,
+            w,
+            mult,
+            shift,
+            bias,
+            amax: if *finish == Finish::Output { 0 } else { amax },
+            finish: *finish,
+        });
+        // The next layer reads this layer's map (a skip map after an addition: same scale).
+        s_in = s_out;
+    }
+    let mut planes = vec![0i32; 2 * grid.points];
+    for (i, &l) in grid_lambdas.iter().enumerate() {
+        let p = [l / 12.0, (1.0 / (1.0 + (l as f64).exp())) as f32];
+        for j in 0..2 {
+            planes[2 * i + j] = ((p[j] as f64) * (1u32 << IN_LOG2) as f64)
+                .round()
+                .clamp(-IN_MAX as f64, IN_MAX as f64) as i32;
+        }
+    }
+    IntNet::new(cfg, grid, planes, layers)
+}
