@@ -171,13 +171,14 @@ fn main() -> diffc::Result<()> {
             xs.len(),
             t.elapsed().as_secs_f64()
         );
-        if let Some(out) = arg("--out") {
-            let b = intnet::to_safetensors(&q, "tiny")?;
-            std::fs::write(&out, &b)?;
-            println!("wrote {out} ({} bytes)", b.len());
-        }
         q
     };
+    if let Some(out) = arg("--out") {
+        let b = intnet::to_safetensors(&q, "tiny")?;
+        std::fs::write(&out, &b)?;
+        let id = diffc::prior::network_model_id("tiny-int", &b);
+        println!("wrote {out} ({} bytes, model id {id:016x})", b.len());
+    }
     if let Some(dir) = arg("--check") {
         check(&e, &q, &dir)?;
     }

@@ -21,7 +21,6 @@
 //! order of summation is then irrelevant, which is what lets the kernels ([`super::intkernel`])
 //! reorder freely and still agree bit for bit.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -632,12 +631,12 @@ pub struct IntLayerParts {
 // ---------------------------------------------------------------------------------------------
 // Weight files: safetensors with integer tensors and a metadata block.
 
-/// Serialize to safetensors bytes: per layer `NAME.w` (I16, `(cout, k)`), `NAME.mult` (I32),
+/// Serialize to safetensors bytes (deterministically: keys in name order, no whitespace): per layer `NAME.w` (I16, `(cout, k)`), `NAME.mult` (I32),
 /// `NAME.shift` (U8), `NAME.bias` (I32, `(points, cout)`), `NAME.amax` (I32, `(1,)`); `planes`
 /// (I32, `(points, 2)`); `grid` (I32, `[first, per_unit]`). Metadata `format` = [`INT_FORMAT`],
 /// `arch` = the architecture name. Tensors are written in name order.
 pub fn to_safetensors(net: &IntNet, arch: &str) -> Result<Vec<u8>> {
-    use safetensors::tensor::{Dtype, TensorView};
+    use safetensors::tensor::Dtype;
     let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let le32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     for l in &net.layers {
@@ -676,20 +675,38 @@ pub fn to_safetensors(net: &IntNet, arch: &str) -> Result<Vec<u8>> {
         le32(&[net.grid.first, net.grid.per_unit]),
     ));
     blobs.sort_by(|a, b| a.0.cmp(&b.0));
-    let views: Vec<(String, TensorView)> = blobs
-        .iter()
-        .map(|(n, d, s, b)| {
-            TensorView::new(*d, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(bad)
-        })
-        .collect::<Result<_>>()?;
-    let meta: HashMap<String, String> = [
-        ("format".to_string(), INT_FORMAT.to_string()),
-        ("arch".to_string(), arch.to_string()),
-    ]
-    .into();
-    safetensors::serialize(views, Some(meta)).map_err(bad)
+    // Written by hand rather than with `safetensors::serialize`, whose metadata is a HashMap:
+    // the bytes (and so the model id) must not depend on a hash seed.
+    let mut header =
+        format!("{{\"__metadata__\":{{\"arch\":\"{arch}\",\"format\":\"{INT_FORMAT}\"}}");
+    let mut offset = 0usize;
+    for (name, dtype, shape, data) in &blobs {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let dt = match dtype {
+            Dtype::I16 => "I16",
+            Dtype::I32 => "I32",
+            Dtype::U8 => "U8",
+            _ => unreachable!("only these are written"),
+        };
+        header += &format!(
+            ",\"{name}\":{{\"dtype\":\"{dt}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            dims.join(","),
+            offset + data.len()
+        );
+        offset += data.len();
+    }
+    header.push('}');
+    // The data starts 8-byte aligned (the format pads the header with spaces).
+    while (8 + header.len()) % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for (_, _, _, data) in &blobs {
+        out.extend_from_slice(data);
+    }
+    Ok(out)
 }
 
 /// Parse and validate an integer weight file for architecture `arch`.
