@@ -873,3 +873,160 @@ impl super::Denoiser for IntDenoiser {
         })
     }
 }
+
+#[cfg(all(test, feature = "embedded-model"))]
+mod tests {
+    use super::*;
+    use crate::prior::{Denoiser, Planes};
+
+    fn shipped() -> &'static [u8] {
+        crate::prior::MODELS
+            .iter()
+            .find(|m| m.name == "tiny-int")
+            .and_then(|m| m.weights)
+            .expect("tiny-int is embedded")
+    }
+
+    fn ramp(h: usize, w: usize) -> Planes {
+        let mut p = Planes::zeros(3, h, w);
+        for (i, v) in p.data.iter_mut().enumerate() {
+            *v = ((i * 7919) % 2003) as f32 / 1001.0 - 1.0;
+        }
+        p
+    }
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    #[test]
+    fn kernels_and_thread_counts_give_the_same_bits() {
+        let z = ramp(48, 72);
+        let simd = from_safetensors("tiny", shipped())
+            .unwrap()
+            .with_kernels(Kernels::best());
+        let portable = from_safetensors("tiny", shipped())
+            .unwrap()
+            .with_kernels(Kernels::Portable);
+        for lambda in [-4.0, 0.5, 3.26, 9.0, 40.0] {
+            let want = in_pool(1, || portable.predict_v(&z.data, 48, 72, lambda));
+            assert!(
+                want.iter().any(|&v| v != 0),
+                "lambda {lambda}: all-zero output"
+            );
+            for threads in [1, 2, 3] {
+                let got = in_pool(threads, || simd.predict_v(&z.data, 48, 72, lambda));
+                assert_eq!(got, want, "lambda {lambda}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_equal_the_whole_image_exactly() {
+        let d = IntDenoiser::from_safetensors_bytes("tiny-int", "tiny", shipped()).unwrap();
+        let z = ramp(301, 283);
+        let cfg = d.net().config().clone();
+        let f = |w: &[f32], h: usize, ww: usize| d.net().predict_x(w, h, ww, 2.5);
+        let whole = crate::prior::net::predict_tiled(&cfg, &z, 1 << 20, &f);
+        let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
+        assert!(whole == tiled, "tiles differ from the whole image");
+        assert_eq!(d.predict_x(&z, 2.5).unwrap().data, whole);
+    }
+
+    #[test]
+    fn files_round_trip_byte_for_byte() {
+        let net = from_safetensors("tiny", shipped()).unwrap();
+        assert_eq!(to_safetensors(&net, "tiny").unwrap(), shipped());
+        assert!(is_integer_file(shipped()));
+    }
+
+    #[test]
+    fn hostile_files_are_refused_with_a_reason() {
+        let parts = || {
+            let n = from_safetensors("tiny", shipped()).unwrap();
+            let layers: Vec<IntLayerParts> = n
+                .layers
+                .iter()
+                .map(|l| IntLayerParts {
+                    name: l.name.clone(),
+                    k: l.k,
+                    cout: l.cout,
+                    w: l.w.clone(),
+                    mult: l.mult.clone(),
+                    shift: l.shift.clone(),
+                    bias: l.bias.clone(),
+                    amax: l.amax,
+                    finish: l.finish,
+                })
+                .collect();
+            (n.cfg.clone(), n.grid, n.planes.clone(), layers)
+        };
+        let refuse = |f: &dyn Fn(&mut Vec<IntLayerParts>, &mut LambdaGrid), what: &str| {
+            let (cfg, mut grid, planes, mut layers) = parts();
+            f(&mut layers, &mut grid);
+            let e = IntNet::new(cfg, grid, planes, layers).err().expect(what);
+            let msg = e.to_string();
+            assert!(msg.contains(what), "{msg:?} should mention {what:?}");
+        };
+        refuse(&|l, _| l[3].mult[0] = -1, "multiplier or shift");
+        refuse(&|l, _| l[3].shift[0] = 63, "multiplier or shift");
+        refuse(&|l, _| l[0].w[0] = i16::MIN, "-32768");
+        refuse(
+            &|l, _| l[5].w.iter_mut().for_each(|w| *w = 30000),
+            "overflow",
+        );
+        refuse(&|l, _| l[2].amax = 0, "amax");
+        refuse(&|l, _| l[1].amax = 7, "skip map"); // enc1.1 writes the skip up1 adds into
+        refuse(&|l, _| l[4].bias.pop().map(|_| ()).unwrap(), "sizes");
+        refuse(&|_, g| g.per_unit = 0, "grid");
+        refuse(&|l, _| l.truncate(3), "layers");
+        // Files: not integer weights, truncated, or for another architecture.
+        let float = crate::prior::MODELS[0].weights.unwrap();
+        let e = from_safetensors("tiny", float).err().unwrap().to_string();
+        assert!(e.contains("format"), "{e}");
+        assert!(from_safetensors("tiny", &shipped()[..1000]).is_err());
+        assert!(from_safetensors("small", shipped()).is_err());
+        assert!(from_safetensors("tiny", b"").is_err());
+    }
+
+    #[test]
+    fn grid_positions_and_interpolation_are_exact() {
+        let g = LambdaGrid {
+            first: -96,
+            per_unit: 8,
+            points: 225,
+        };
+        assert_eq!(g.locate(-12.0), GridPos { i: 0, frac: 0 });
+        assert_eq!(g.locate(-100.0), GridPos { i: 0, frac: 0 });
+        assert_eq!(g.locate(f64::NAN), GridPos { i: 0, frac: 0 });
+        assert_eq!(g.locate(16.0), GridPos { i: 223, frac: 256 });
+        assert_eq!(g.locate(f64::INFINITY), GridPos { i: 223, frac: 256 });
+        assert_eq!(g.locate(0.0), GridPos { i: 96, frac: 0 });
+        assert_eq!(g.locate(0.0625), GridPos { i: 96, frac: 128 });
+        assert_eq!(g.locate(-0.01), GridPos { i: 95, frac: 236 }); // 0.92 * 256 = 235.52
+        let t = [10, -7, 1000, 1001];
+        assert_eq!(interpolate(&t, 2, GridPos { i: 0, frac: 128 }), [505, 497]);
+        assert_eq!(interpolate(&t, 2, GridPos { i: 0, frac: 1 }), [14, -3]); // +3.87, +3.94
+        assert_eq!(
+            interpolate(&t, 2, GridPos { i: 0, frac: 256 }),
+            [1000, 1001]
+        );
+        // Negative differences round half up too (floor of x + 1/2).
+        let t = [0, 0, -3, -1];
+        assert_eq!(interpolate(&t, 2, GridPos { i: 0, frac: 128 }), [-1, 0]); // -1.5 -> -1; -0.5 -> 0
+    }
+
+    #[test]
+    fn inputs_round_half_away_from_zero_and_clamp() {
+        assert_eq!(quantize_input(0.5 / 4096.0), 1);
+        assert_eq!(quantize_input(-0.5 / 4096.0), -1);
+        assert_eq!(quantize_input(0.49 / 4096.0), 0);
+        assert_eq!(quantize_input(100.0), 32767);
+        assert_eq!(quantize_input(-100.0), -32767);
+        assert_eq!(quantize_input(f32::NAN), 0);
+    }
+}
