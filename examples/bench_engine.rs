@@ -7,6 +7,7 @@ fn main() -> Result<(), diffc::Error> {
     let opts = diffc::bench::BenchOptions {
         repeats: 5,
         graph: !any_only || only("graph"),
+        integer: !any_only || only("integer"),
         train: !any_only || only("train"),
         codec: !any_only || only("codec"),
     };

@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub repeats: usize,
     /// Also time candle's graph (the reference path) for the forward pass.
     pub graph: bool,
+    /// Also time the integer network, with its fastest and its portable kernels.
+    pub integer: bool,
     /// Time a training step.
     pub train: bool,
     /// Time the codec's per-step work.
@@ -37,6 +39,7 @@ impl Default for BenchOptions {
         BenchOptions {
             repeats: 5,
             graph: true,
+            integer: true,
             train: true,
             codec: true,
         }
@@ -58,6 +61,14 @@ pub struct BenchReport {
     pub forward_gflops: f64,
     /// Candle-graph forward pass, 768x512.
     pub graph_forward_seconds: Option<f64>,
+    /// Integer network measured (the same network in integer arithmetic).
+    pub integer_model: Option<String>,
+    /// Kernels it ran with.
+    pub integer_kernels: Option<String>,
+    /// Its forward pass, 768x512.
+    pub integer_forward_seconds: Option<f64>,
+    /// The same with the portable kernel (one run: it is slow).
+    pub integer_portable_seconds: Option<f64>,
     /// Training step, 16x64x64.
     pub train_step_seconds: Option<f64>,
     /// Its rate (3x the forward FLOPs).
@@ -116,7 +127,7 @@ pub fn synthetic_rgb(width: usize, height: usize) -> Vec<u8> {
 /// Run the measurements.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (w, h) = (768usize, 512usize);
-    let name = prior::DEFAULT_MODEL;
+    let name = prior::DEFAULT_ARCH;
     let net = prior::load_network(name)?;
     let cfg = net.config().clone();
     let gflop = cfg.flops_per_pixel() * (w * h) as f64 / 1e9;
@@ -138,6 +149,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     if opts.graph {
         let graph = prior::load_network(name)?.without_engine();
         r.graph_forward_seconds = Some(time(opts.repeats.min(3), || graph.predict_x(&z, 3.0))?);
+    }
+    if opts.integer {
+        let int_name = "tiny-int";
+        let q = prior::load_integer_network(int_name)?;
+        let k = q.net().kernels();
+        r.integer_model = Some(int_name.to_string());
+        r.integer_kernels = Some(k.name().to_string());
+        r.integer_forward_seconds = Some(time(opts.repeats, || q.predict_x(&z, 3.0))?);
+        if k != crate::prior::intkernel::Kernels::Portable {
+            let p = q.with_kernels(crate::prior::intkernel::Kernels::Portable);
+            r.integer_portable_seconds = Some(time(1, || p.predict_x(&z, 3.0))?);
+        }
     }
     if opts.train {
         let pool = CropPool::from_images(vec![Rgb8 {
@@ -185,11 +208,17 @@ impl BenchReport {
     /// One JSON object (no external serializer needed: flat numbers and one string).
     pub fn to_json(&self) -> String {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.6}"));
+        let ostr = |v: &Option<String>| {
+            v.as_ref()
+                .map_or("null".to_string(), |x| format!("\"{x}\""))
+        };
         format!(
             concat!(
                 "{{\"model\":\"{}\",\"threads\":{},\"forward_gflop\":{:.3},",
                 "\"forward_seconds\":{:.6},\"forward_gflops\":{:.2},",
-                "\"graph_forward_seconds\":{},\"train_step_seconds\":{},",
+                "\"graph_forward_seconds\":{},\"integer_model\":{},\"integer_kernels\":{},",
+                "\"integer_forward_seconds\":{},\"integer_portable_seconds\":{},",
+                "\"train_step_seconds\":{},",
                 "\"train_step_gflops\":{},\"encode_step_seconds\":{},",
                 "\"decode_step_seconds\":{}}}"
             ),
@@ -199,6 +228,10 @@ impl BenchReport {
             self.forward_seconds,
             self.forward_gflops,
             opt(self.graph_forward_seconds),
+            ostr(&self.integer_model),
+            ostr(&self.integer_kernels),
+            opt(self.integer_forward_seconds),
+            opt(self.integer_portable_seconds),
             opt(self.train_step_seconds),
             opt(self.train_step_gflops),
             opt(self.encode_step_seconds),
@@ -223,6 +256,19 @@ impl BenchReport {
                 self.forward_gflop / g,
                 g / self.forward_seconds
             );
+        }
+        if let (Some(m), Some(k), Some(t)) = (
+            &self.integer_model,
+            &self.integer_kernels,
+            self.integer_forward_seconds,
+        ) {
+            s += &format!(
+                "forward ({m}, {k}) {t:8.3} s  (same bits on every machine; {:.2}x the float engine)\n",
+                self.forward_seconds / t
+            );
+            if let Some(p) = self.integer_portable_seconds {
+                s += &format!("forward ({m}, portable) {p:8.3} s  (DIFFC_KERNELS=portable)\n");
+            }
         }
         if let (Some(t), Some(g)) = (self.train_step_seconds, self.train_step_gflops) {
             s += &format!("train step 16x64²  {t:8.3} s  {g:6.1} GFLOP/s\n");

@@ -81,7 +81,7 @@ impl Default for TrainOptions {
             resume: None,
             minutes: 60.0,
             steps: None,
-            model: crate::prior::DEFAULT_MODEL.to_string(),
+            model: crate::prior::DEFAULT_ARCH.to_string(),
             val: None,
             batch: 16,
             crop: 64,

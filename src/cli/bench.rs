@@ -8,7 +8,7 @@ pub struct BenchArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Timed repetitions of each measurement (the median is reported).
+    /// Timed repetitions of each measurement (the fastest is reported).
     #[arg(long, default_value_t = diffc::bench::BenchOptions::default().repeats as u16,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub repeats: u16,
@@ -21,6 +21,9 @@ pub struct BenchArgs {
     /// Skip the codec's per-step work.
     #[arg(long)]
     pub no_codec: bool,
+    /// Skip the integer network.
+    #[arg(long)]
+    pub no_integer: bool,
 }
 
 /// Run `diffc bench`.
@@ -31,11 +34,13 @@ pub fn run(args: BenchArgs, ui: &Ui) -> Result<()> {
         no_train,
         no_graph,
         no_codec,
+        no_integer,
     } = args;
-    let spinner = ui.spinner("bench", "measuring (medians of repeated runs)");
+    let spinner = ui.spinner("bench", "measuring (best of repeated runs)");
     let report = diffc::bench::run(&diffc::bench::BenchOptions {
         repeats: repeats as usize,
         graph: !no_graph,
+        integer: !no_integer,
         train: !no_train,
         codec: !no_codec,
     });

@@ -25,7 +25,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 60.0)]
     pub minutes: f64,
     /// Architecture name.
-    #[arg(long, default_value = prior::DEFAULT_MODEL)]
+    #[arg(long, default_value = prior::DEFAULT_ARCH)]
     pub model: String,
     /// Held-out validation folder (never trained on).
     #[arg(long)]

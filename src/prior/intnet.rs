@@ -221,6 +221,11 @@ impl IntNet {
         &self.cfg
     }
 
+    /// The kernels this network runs with.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// The log-SNR grid of the tables.
     pub fn grid(&self) -> LambdaGrid {
         self.grid

@@ -84,6 +84,9 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Name of the model used when none is chosen.
 pub const DEFAULT_MODEL: &str = "tiny";
 
+/// The float architecture trained by default (and the float network `diffc bench` measures).
+pub const DEFAULT_ARCH: &str = "tiny";
+
 /// What defines a named network: its architecture ([`net::NetConfig::by_name`]), the log-SNR
 /// thresholds of its multiscale evaluation (part of its definition and stream id), and, for
 /// embedded models, the weights compiled into the binary. Adding a model is one entry here.
@@ -248,6 +251,15 @@ pub fn load_network(name: &str) -> Result<net::NetDenoiser> {
         net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &candle_core::Device::Cpu)?
             .named(name),
     )
+}
+
+/// The bare integer network of an embedded integer model (no multiscale wrapper): for
+/// benchmarks and tests.
+pub fn load_integer_network(name: &str) -> Result<intnet::IntDenoiser> {
+    let (_, bytes) = embedded_weights()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    intnet::IntDenoiser::from_safetensors_bytes(name, arch(name), bytes)
 }
 
 /// Load network weights from a safetensors file; `name` picks the architecture (and the
