@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example quantize -- --weights models/shipped/tiny.safetensors \
 //!     --calib ../shared/data/train --out models/shipped/tiny-int.safetensors \
-//!     [--amax 4095] [--crops 24] [--check ../shared/data/dev]
+//!     [--amax 2047] [--wmax 511] [--crops 24] [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
 //! ```
 //!
 //! `--check DIR` prints the relative x-MSE (network / identity) of both networks on two 256x256
@@ -16,7 +16,7 @@ use candle_nn::VarBuilder;
 use diffc::prior::engine::Engine;
 use diffc::prior::intnet::{self, IntNet};
 use diffc::prior::net::{alpha_f, sigma_f, DenoiserNet, NetConfig};
-use diffc::prior::quantize::{quantize, QuantOptions};
+use diffc::prior::quantize::QuantOptions;
 
 fn arg(name: &str) -> Option<String> {
     let a: Vec<String> = std::env::args().collect();
@@ -164,13 +164,19 @@ fn main() -> diffc::Result<()> {
         let calib = arg("--calib").expect("--calib DIR (training images)");
         let n: usize = arg("--crops").map_or(24, |v| v.parse().expect("--crops N"));
         let t = Instant::now();
-        let xs = crops(&calib, 256, n)?;
-        let q = quantize(&e, &xs, 256, &opts)?;
-        println!(
-            "quantized on {} crops in {:.1} s",
-            xs.len(),
-            t.elapsed().as_secs_f64()
-        );
+        let ranges = match arg("--ranges") {
+            // The ranges a quantization-aware fine-tuning trained with.
+            Some(f) => diffc::prior::quantize::read_ranges(&std::fs::read_to_string(f)?)?,
+            None => {
+                let xs = crops(&calib, 256, n)?;
+                diffc::prior::quantize::calibrate(&e, &xs, 256, &opts)
+            }
+        };
+        if let Some(f) = arg("--write-ranges") {
+            std::fs::write(&f, diffc::prior::quantize::write_ranges(&cfg, &ranges))?;
+        }
+        let q = diffc::prior::quantize::quantize_with_ranges(&e, &ranges, &opts)?;
+        println!("quantized in {:.1} s", t.elapsed().as_secs_f64());
         q
     };
     if let Some(out) = arg("--out") {
@@ -209,9 +215,13 @@ fn main() -> diffc::Result<()> {
                 })
                 .fold(f64::MAX, f64::min)
         };
-        let tf = best(&|| {
-            e.predict_x(&z, h, w, l);
-        });
+        let tf = if std::env::args().any(|a| a == "--no-float") {
+            f64::NAN
+        } else {
+            best(&|| {
+                e.predict_x(&z, h, w, l);
+            })
+        };
         println!("{w}x{h} forward: float engine {tf:.3} s");
         let mut ks = vec![diffc::prior::intkernel::Kernels::best()];
         if arg("--portable").is_some() || std::env::args().any(|a| a == "--portable") {

@@ -247,6 +247,23 @@ fn main() {
             "--batch" => o.batch = v().parse().expect("batch"),
             "--crop" => o.crop = v().parse().expect("crop"),
             "--seed" => o.seed = v().parse().expect("seed"),
+            // Quantization-aware fine-tuning with the map ranges of `examples/quantize
+            // --write-ranges FILE`: `--qat FILE AMAX WMAX` (e.g. 255 127 for 8 bits).
+            "--qat" => {
+                let text = std::fs::read_to_string(v()).expect("--qat ranges file");
+                let num = |j: usize| -> f32 {
+                    args.get(i + j)
+                        .expect("--qat FILE AMAX WMAX")
+                        .parse()
+                        .expect("number")
+                };
+                o.qat = Some(diffc::train::Qat {
+                    ranges: diffc::prior::quantize::read_ranges(&text).expect("ranges"),
+                    amax: num(2),
+                    wmax: num(3),
+                });
+                i += 2;
+            }
             a => panic!("unknown argument {a}"),
         }
         i += 2;

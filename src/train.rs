@@ -60,6 +60,8 @@ pub struct TrainOptions {
     pub crop: usize,
     /// Seed of the run's RNG (crops, flips, noise, log-SNRs); ignored when resuming.
     pub seed: u64,
+    /// Quantization-aware fine-tuning for an integer network (off: plain float training).
+    pub qat: Option<Qat>,
 }
 
 impl TrainOptions {
@@ -86,6 +88,7 @@ impl Default for TrainOptions {
             batch: 16,
             crop: 64,
             seed: 0,
+            qat: None,
         }
     }
 }
@@ -166,6 +169,21 @@ struct State {
     seconds: f64,
     /// Multiplier on the scheduled learning rate (the end-of-run cool-down); not saved.
     lr_scale: f64,
+    /// Quantization-aware training, if on.
+    qat: Option<Qat>,
+}
+
+/// Quantization-aware fine-tuning: the forward pass sees the weights and activation maps
+/// rounded as the integer network will round them (`prior::quantize`); gradients pass the
+/// rounding unchanged (straight-through) to the float weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Qat {
+    /// Range of each layer's output map, `conv_layers` order (`prior::quantize::calibrate`).
+    pub ranges: Vec<f32>,
+    /// Largest activation integer (255: 8-bit maps).
+    pub amax: f32,
+    /// Largest weight integer (127: 8-bit weights).
+    pub wmax: f32,
 }
 
 impl State {
@@ -197,6 +215,7 @@ impl State {
             rng: Rng::new(seed),
             seconds: 0.0,
             lr_scale: 1.0,
+            qat: None,
         })
     }
 
@@ -342,7 +361,25 @@ impl State {
             }
         }
         let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
-        let engine = Engine::from_named(&self.cfg, |k| self.params[self.index[k]].as_slice());
+        let quantized: HashMap<String, Vec<f32>> = match &self.qat {
+            Some(q) => crate::prior::engine::conv_layers(&self.cfg)
+                .into_iter()
+                .map(|(name, _, cout)| {
+                    let key = format!("{name}.w");
+                    let mut w = self.params[self.index[&key]].clone();
+                    crate::prior::quantize::fake_quantize_weights(&mut w, cout, q.wmax);
+                    (key, w)
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut engine = Engine::from_named(&self.cfg, |k| match quantized.get(k) {
+            Some(w) => w.as_slice(),
+            None => self.params[self.index[k]].as_slice(),
+        });
+        if let Some(q) = &self.qat {
+            engine.set_act_quant(&q.ranges, q.amax);
+        }
         let b = Batch {
             x: &x,
             z: &z,
@@ -540,6 +577,20 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         )));
     }
     let mut st = State::new(&cfg, opts.seed, &dev)?;
+    if let Some(q) = &opts.qat {
+        if q.ranges.len() != crate::prior::engine::conv_layers(&cfg).len() {
+            return Err(Error::InvalidArgument(format!(
+                "quantization-aware training: {} ranges for {} layers",
+                q.ranges.len(),
+                crate::prior::engine::conv_layers(&cfg).len()
+            )));
+        }
+        eprintln!(
+            "quantization-aware: weights to ±{}, activations to 0..={}",
+            q.wmax, q.amax
+        );
+        st.qat = Some(q.clone());
+    }
     if let Some(r) = &opts.resume {
         st.restore(r, &opts.model, &dev)?;
         eprintln!(

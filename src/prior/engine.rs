@@ -88,6 +88,23 @@ pub(crate) struct Conv {
     pub(crate) k: usize,
     pub(crate) cout: usize,
     pub(crate) bias: Dense,
+    /// Quantization-aware training: round the map this layer writes (after ReLU) to
+    /// `scale` times an integer in `0..=amax`, as the integer network will (`None`: float).
+    pub(crate) act_quant: Option<ActQuant>,
+}
+
+/// The grid an activation map is fake-quantized to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ActQuant {
+    pub(crate) scale: f32,
+    pub(crate) amax: f32,
+}
+
+impl ActQuant {
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        (v / self.scale).round().min(self.amax) * self.scale
+    }
 }
 
 impl Conv {
@@ -105,6 +122,7 @@ impl Conv {
             k,
             cout,
             bias,
+            act_quant: None,
         }
     }
 
@@ -294,6 +312,27 @@ impl Engine {
     /// The architecture.
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// Fake-quantize every layer's output map to `ranges[i] / amax` times `0..=amax`
+    /// (quantization-aware training; `conv_layers` order, the output layer is left alone).
+    pub(crate) fn set_act_quant(&mut self, ranges: &[f32], amax: f32) {
+        let mut convs: Vec<&mut Conv> = self.enc1.iter_mut().collect();
+        convs.push(&mut self.down1);
+        convs.extend(self.enc2.iter_mut());
+        convs.push(&mut self.down2);
+        convs.extend(self.mid.iter_mut());
+        convs.push(&mut self.up2);
+        convs.extend(self.dec2.iter_mut());
+        convs.push(&mut self.up1);
+        convs.extend(self.dec1.iter_mut());
+        let n = convs.len();
+        for (c, &r) in convs.into_iter().zip(ranges).take(n) {
+            c.act_quant = (r > 0.0).then_some(ActQuant {
+                scale: r / amax,
+                amax,
+            });
+        }
     }
 
     /// The convolutions in forward order (the order of [`conv_layers`]).
@@ -592,12 +631,16 @@ fn conv(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, g: Gather, relu: bool) 
     let n = l.cout;
     let (oh, ow) = g.out_size(x.h, x.w);
     let per_image = oh * ow;
+    let q = l.act_quant.filter(|_| relu);
     gathered_gemm(pool, x, g, &l.wt, n, |p0, out| {
         for (i, px) in out.chunks_mut(n).enumerate() {
             let img = (p0 + i) / per_image;
             let b = &bias[img * n..(img + 1) * n];
             for (o, b) in px.iter_mut().zip(b) {
                 *o = if relu { (*o + b).max(0.0) } else { *o + b };
+                if let Some(q) = q {
+                    *o = q.apply(*o);
+                }
             }
         }
     })
@@ -641,6 +684,9 @@ pub(crate) fn up_into(l: &Conv, emb: &[f32], x: &Map, skip: &mut Map) {
                         let b = &bias[q * c..(q + 1) * c];
                         for ((s, v), b) in s.iter_mut().zip(v).zip(b) {
                             *s = (*s + (v + b)).max(0.0);
+                            if let Some(q) = l.act_quant {
+                                *s = q.apply(*s);
+                            }
                         }
                     }
                 }

@@ -68,6 +68,9 @@ pub struct PackedWeights {
     /// `ceil(n / 16)` panels of `ceil(k / 2)` pairs x 16 channels x 2: panel `j`, pair `p`,
     /// lane `o`, half `h` holds `W[16 j + o][2 p + h]` (zero past `n` or `k`).
     panels: Vec<i16>,
+    /// When every weight fits `i8`: `ceil(n / 16)` panels of `ceil(k / 4)` quads x 16
+    /// channels x 4, for `u8 x i8` products (`vpdpbusd`, twice the rate of `i16` pairs).
+    quads: Option<Vec<i8>>,
 }
 
 impl PackedWeights {
@@ -83,7 +86,57 @@ impl PackedWeights {
                 panels[((j * kp + kk / 2) * LANES + lane) * 2 + kk % 2] = rows[o * k + kk];
             }
         }
-        PackedWeights { n, k, rows, panels }
+        let quads = w.iter().all(|&v| (-128..=127).contains(&v)).then(|| {
+            let kq = k.div_ceil(4);
+            let mut q = vec![0i8; nv * kq * LANES * 4];
+            for o in 0..n {
+                for kk in 0..k {
+                    let (j, lane) = (o / LANES, o % LANES);
+                    q[((j * kq + kk / 4) * LANES + lane) * 4 + kk % 4] = rows[o * k + kk] as i8;
+                }
+            }
+            q
+        });
+        PackedWeights {
+            n,
+            k,
+            rows,
+            panels,
+            quads,
+        }
+    }
+
+    /// True when the weights fit `i8`, so inputs that fit `u8` can use [`gemm_u8`].
+    pub fn has_quads(&self) -> bool {
+        self.quads.is_some()
+    }
+}
+
+/// Row stride of the `u8` input rows [`gemm_u8`] reads: `k` rounded up to a multiple of 4
+/// (the padding must be zero).
+pub fn u8_stride(k: usize) -> usize {
+    k.div_ceil(4) * 4
+}
+
+/// `acc (m, n) = rows (m, k) x W^T` for inputs in `0..=255` (rows of [`u8_stride`] bytes) and
+/// weights in `i8`, with AVX-512 VNNI `vpdpbusd`. The same exact sums as [`gemm`]; only for
+/// [`Kernels::Avx512Vnni`] and weights with [`PackedWeights::has_quads`].
+pub fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    let q = w.quads.as_ref().expect("weights do not fit i8");
+    assert!(rows.len() >= m * u8_stride(w.k) && acc.len() >= m * w.n);
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(
+            Kernels::best() == Kernels::Avx512Vnni,
+            "CPU lacks AVX-512 VNNI"
+        );
+        // SAFETY: the CPU has the features and the sizes are checked (above).
+        unsafe { vnni::gemm_u8(rows, m, w.n, w.k, q, acc) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, rows, m, acc);
+        unreachable!("no u8 kernel on this architecture")
     }
 }
 
@@ -154,6 +207,69 @@ pub fn requant(kern: Kernels, acc: &[i32], rq: &Requant, out: &mut [i64]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn requant_avx512(acc: &[i32], rq: &Requant, out: &mut [i64]) {
     requant_rows(acc, rq, out)
+}
+
+/// `out (m, n) = clamp(requant(acc (m, n)), 0, amax)` straight to a map (a ReLU layer).
+pub fn requant_relu(kern: Kernels, acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
+    match kern {
+        Kernels::Portable => requant_relu_rows(acc, rq, amax, out),
+        Kernels::Avx512Vnni => {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `requant`.
+            unsafe {
+                requant_relu_avx512(acc, rq, amax, out)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            requant_relu_rows(acc, rq, amax, out)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn requant_relu_avx512(acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
+    requant_relu_rows(acc, rq, amax, out)
+}
+
+#[inline(always)]
+fn requant_relu_rows(acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
+    let n = rq.mult.len();
+    for (a, o) in acc.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        for ((((o, &a), &b), (&m, &r)), &s) in o
+            .iter_mut()
+            .zip(a)
+            .zip(&rq.bias)
+            .zip(rq.mult.iter().zip(&rq.round))
+            .zip(&rq.shift)
+        {
+            *o = (((a as i64 + b) * m + r) >> s).clamp(0, amax) as i16;
+        }
+    }
+}
+
+/// Copy `(m, k)` values known to lie in `0..=255` into rows of [`u8_stride`] bytes.
+pub fn pack_u8(kern: Kernels, src: &[i16], k: usize, dst: &mut [u8]) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `requant`.
+        Kernels::Avx512Vnni => unsafe { pack_u8_avx512(src, k, dst) },
+        _ => pack_u8_rows(src, k, dst),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn pack_u8_avx512(src: &[i16], k: usize, dst: &mut [u8]) {
+    pack_u8_rows(src, k, dst)
+}
+
+#[inline(always)]
+fn pack_u8_rows(src: &[i16], k: usize, dst: &mut [u8]) {
+    for (d, r) in dst.chunks_exact_mut(u8_stride(k)).zip(src.chunks_exact(k)) {
+        for (d, &v) in d.iter_mut().zip(r) {
+            *d = v as u8;
+        }
+    }
 }
 
 #[inline(always)]
@@ -260,6 +376,79 @@ mod vnni {
         }
     }
 
+    /// One `u8 x i8` micro-tile: `MR` (or fewer) rows x `NV` vectors from panel `j0`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile_u8<const NV: usize>(
+        rows: &[u8],
+        i0: usize,
+        mr: usize,
+        (n, k): (usize, usize),
+        q: &[i8],
+        j0: usize,
+        acc: &mut [i32],
+    ) {
+        let kq = k.div_ceil(4);
+        let stride = kq * 4;
+        let mut c = [[_mm512_setzero_si512(); NV]; MR];
+        let base = q.as_ptr();
+        let rp: [*const i32; MR] =
+            std::array::from_fn(|r| rows.as_ptr().add((i0 + r.min(mr - 1)) * stride) as *const i32);
+        for p in 0..kq {
+            let mut wv = [_mm512_setzero_si512(); NV];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(base.add(((j0 + j) * kq + p) * LANES * 4) as *const _);
+            }
+            for r in 0..MR {
+                let b = _mm512_set1_epi32(rp[r].add(p).read_unaligned());
+                for j in 0..NV {
+                    c[r][j] = _mm512_dpbusd_epi32(c[r][j], b, wv[j]);
+                }
+            }
+        }
+        let mut buf = [0i32; LANES];
+        for (r, cr) in c.iter().enumerate().take(mr) {
+            for (j, &cv) in cr.iter().enumerate() {
+                let o0 = (j0 + j) * LANES;
+                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
+                if o0 + LANES <= n {
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
+                } else {
+                    _mm512_storeu_si512(buf.as_mut_ptr() as *mut _, cv);
+                    dst[o0..n].copy_from_slice(&buf[..n - o0]);
+                }
+            }
+        }
+    }
+
+    /// `acc = rows x W^T` for `u8` rows and `i8` weights.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn gemm_u8(
+        rows: &[u8],
+        m: usize,
+        n: usize,
+        k: usize,
+        q: &[i8],
+        acc: &mut [i32],
+    ) {
+        let nv = n.div_ceil(LANES);
+        let mut i0 = 0;
+        while i0 < m {
+            let mr = MR.min(m - i0);
+            let mut j0 = 0;
+            while j0 < nv {
+                match nv - j0 {
+                    1 => tile_u8::<1>(rows, i0, mr, (n, k), q, j0, acc),
+                    2 => tile_u8::<2>(rows, i0, mr, (n, k), q, j0, acc),
+                    3 => tile_u8::<3>(rows, i0, mr, (n, k), q, j0, acc),
+                    _ => tile_u8::<4>(rows, i0, mr, (n, k), q, j0, acc),
+                }
+                j0 += (nv - j0).min(4);
+            }
+            i0 += mr;
+        }
+    }
+
     /// `acc = rows x W^T` with AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn gemm(rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
@@ -307,6 +496,23 @@ mod tests {
             let rows: Vec<i16> = (0..m * k).map(|_| (next() % 4095 - 2047) as i16).collect();
             let pw = PackedWeights::new(&w, n, k);
             let mut a = vec![0i32; m * n];
+            if Kernels::best() == Kernels::Avx512Vnni {
+                // 8-bit operands: the u8 x i8 kernel against the portable one.
+                let w8: Vec<i16> = w.iter().map(|&v| v.clamp(-128, 127)).collect();
+                let r8: Vec<i16> = rows.iter().map(|&v| v.clamp(0, 255)).collect();
+                let pw8 = PackedWeights::new(&w8, n, k);
+                let s = u8_stride(k);
+                let mut ru = vec![0u8; m * s];
+                for i in 0..m {
+                    for j in 0..k {
+                        ru[i * s + j] = r8[i * k + j] as u8;
+                    }
+                }
+                gemm(Kernels::Portable, &r8, m, &pw8, &mut a);
+                let mut b = vec![1i32; m * n];
+                gemm_u8(&ru, m, &pw8, &mut b);
+                assert_eq!(a, b, "u8 {m}x{n}x{k}");
+            }
             let mut b = vec![7i32; m * n];
             gemm(Kernels::Portable, &rows, m, &pw, &mut a);
             gemm(Kernels::best(), &rows, m, &pw, &mut b);

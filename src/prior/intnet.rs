@@ -137,6 +137,8 @@ pub(crate) struct IMap {
     pub(crate) h: usize,
     pub(crate) w: usize,
     pub(crate) c: usize,
+    /// Largest magnitude a value can have (`u8` maps take the fast kernels).
+    pub(crate) amax: i32,
     pub(crate) data: Vec<i16>,
 }
 
@@ -420,15 +422,14 @@ impl IntNet {
             .for_each_init(Scratch::default, |s, (bi, out)| {
                 let p0 = bi * rows_per_block * ow;
                 let m = out.len() / n;
-                self.block(l, rq, x, g, p0..p0 + m, s);
-                for (o, &r) in out.iter_mut().zip(&s.r) {
-                    *o = r.clamp(0, amax) as i16;
-                }
+                self.block(l, x, g, p0..p0 + m, s);
+                intkernel::requant_relu(self.kernels, &s.acc, rq, amax, out);
             });
         IMap {
             h: oh,
             w: ow,
             c: n,
+            amax: l.amax,
             data,
         }
     }
@@ -443,7 +444,9 @@ impl IntNet {
             .for_each_init(Scratch::default, |s, (bi, out)| {
                 let p0 = bi * rows_per_block * x.w;
                 let m = out.len() / n;
-                self.block(l, rq, x, Gather::Taps3x3, p0..p0 + m, s);
+                self.block(l, x, Gather::Taps3x3, p0..p0 + m, s);
+                s.r.resize(m * n, 0);
+                intkernel::requant(self.kernels, &s.acc, rq, &mut s.r);
                 for (o, &r) in out.iter_mut().zip(&s.r) {
                     *o = r.clamp(-V_MAX as i64, V_MAX as i64) as i32;
                 }
@@ -462,7 +465,9 @@ impl IntNet {
             .par_chunks_mut(2 * skip.w * c)
             .enumerate()
             .for_each_init(Scratch::default, |s, (y, sk)| {
-                self.block(l, rq, x, Gather::Pointwise, y * w..(y + 1) * w, s);
+                self.block(l, x, Gather::Pointwise, y * w..(y + 1) * w, s);
+                s.r.resize(w * n, 0);
+                intkernel::requant(self.kernels, &s.acc, rq, &mut s.r);
                 for (xx, px) in s.r.chunks(n).enumerate() {
                     for (q, r) in px.chunks(c).enumerate() {
                         let (dy, dx) = (q / 2, q % 2);
@@ -475,22 +480,26 @@ impl IntNet {
             });
     }
 
-    /// Gather output pixels `px`, multiply and requantize: `s.r` holds `(m, cout)`
-    /// values.
-    fn block(
-        &self,
-        l: &IntLayer,
-        rq: &Requant,
-        x: &IMap,
-        g: Gather,
-        px: Range<usize>,
-        s: &mut Scratch,
-    ) {
+    /// Gather output pixels `px` and multiply: `s.acc` holds `(m, cout)` sums.
+    fn block(&self, l: &IntLayer, x: &IMap, g: Gather, px: Range<usize>, s: &mut Scratch) {
         let (p0, m) = (px.start, px.len());
         let k = g.width(x.c);
         debug_assert_eq!(k, l.k);
         s.acc.resize(m * l.cout, 0);
-        if g == Gather::Pointwise {
+        if self.kernels == Kernels::Avx512Vnni && l.packed.has_quads() && x.amax <= 255 {
+            // Inputs and weights fit 8 bits: u8 x i8 products at twice the rate.
+            let st = intkernel::u8_stride(k);
+            s.bytes.resize(m * st, 0);
+            let src: &[i16] = if g == Gather::Pointwise {
+                &x.data[p0 * k..(p0 + m) * k]
+            } else {
+                s.rows.resize(m * k, 0);
+                gather(g, x, p0, &mut s.rows);
+                &s.rows
+            };
+            intkernel::pack_u8(self.kernels, src, k, &mut s.bytes);
+            intkernel::gemm_u8(&s.bytes, m, &l.packed, &mut s.acc);
+        } else if g == Gather::Pointwise {
             let rows = &x.data[p0 * k..(p0 + m) * k];
             intkernel::gemm(self.kernels, rows, m, &l.packed, &mut s.acc);
         } else {
@@ -498,8 +507,6 @@ impl IntNet {
             gather(g, x, p0, &mut s.rows);
             intkernel::gemm(self.kernels, &s.rows, m, &l.packed, &mut s.acc);
         }
-        s.r.resize(m * l.cout, 0);
-        intkernel::requant(self.kernels, &s.acc, rq, &mut s.r);
     }
 }
 
@@ -507,6 +514,7 @@ impl IntNet {
 #[derive(Default)]
 struct Scratch {
     rows: Vec<i16>,
+    bytes: Vec<u8>,
     acc: Vec<i32>,
     r: Vec<i64>,
 }
@@ -548,6 +556,7 @@ fn input_map(z: &[f32], h: usize, w: usize, planes: [i16; 2]) -> IMap {
         h: h2,
         w: w2,
         c: 14,
+        amax: IN_MAX,
         data,
     }
 }

@@ -107,6 +107,43 @@ fn multiplier(r: f64) -> (i32, u8) {
     (m as i32, shift)
 }
 
+/// Fake-quantize `(cout, k)` weights in place, as the quantizer will: per output channel, to
+/// integers times `max |w| / wmax`.
+pub fn fake_quantize_weights(w: &mut [f32], cout: usize, wmax: f32) {
+    let k = w.len() / cout;
+    for row in w.chunks_mut(k) {
+        let mx = row.iter().fold(0f32, |a, &v| a.max(v.abs())) as f64;
+        if mx > 0.0 {
+            let s = mx / wmax as f64;
+            for v in row.iter_mut() {
+                *v = ((*v as f64 / s).round().clamp(-(wmax as f64), wmax as f64) * s) as f32;
+            }
+        }
+    }
+}
+
+/// Read a ranges file: one `NAME RANGE` line per layer, in forward order.
+pub fn read_ranges(text: &str) -> Result<Vec<f32>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| crate::Error::InvalidArgument(format!("bad ranges line {l:?}")))
+        })
+        .collect()
+}
+
+/// Write a ranges file (see [`read_ranges`]).
+pub fn write_ranges(cfg: &super::net::NetConfig, ranges: &[f32]) -> String {
+    conv_layers(cfg)
+        .iter()
+        .zip(ranges)
+        .map(|((n, _, _), r)| format!("{n} {r:e}\n"))
+        .collect()
+}
+
 /// Quantize `e` with calibration crops `calib` (planar `(3, size, size)` each, `[-1, 1]`).
 pub fn quantize(
     e: &Engine,
@@ -114,10 +151,17 @@ pub fn quantize(
     size: usize,
     opts: &QuantOptions,
 ) -> Result<IntNet> {
+    let ranges = calibrate(e, calib, size, opts);
+    quantize_with_ranges(e, &ranges, opts)
+}
+
+/// The range of every layer's output map (`conv_layers` order; 0 for the output layer): the
+/// largest calibrated quantile, one range for a skip map before and after its addition. A
+/// map's scale is its range over `amax`.
+pub fn calibrate(e: &Engine, calib: &[Vec<f32>], size: usize, opts: &QuantOptions) -> Vec<f32> {
     let cfg = e.config().clone();
-    let shapes = conv_layers(&cfg);
     let roles = layer_roles(&cfg);
-    let nl = shapes.len();
+    let nl = roles.len();
     // 1. Calibration.
     let mut qmax = vec![0f32; nl];
     let mut rng = crate::data::Rng::new(0x9a17_c0de);
@@ -150,8 +194,19 @@ pub fn quantize(
     qmax[up1] = m1;
     qmax[skip2] = m2;
     qmax[up2] = m2;
+    qmax
+}
+
+/// Quantize `e` with given map ranges (from [`calibrate`], or the ones a quantization-aware
+/// fine-tuning used).
+pub fn quantize_with_ranges(e: &Engine, ranges: &[f32], opts: &QuantOptions) -> Result<IntNet> {
+    let cfg = e.config().clone();
+    let shapes = conv_layers(&cfg);
+    let roles = layer_roles(&cfg);
+    let nl = shapes.len();
+    assert_eq!(ranges.len(), nl, "one range per layer");
     let amax = opts.amax;
-    let map_scale: Vec<f64> = qmax
+    let map_scale: Vec<f64> = ranges
         .iter()
         .map(|&m| (m.max(1e-6) as f64) / amax as f64)
         .collect();
