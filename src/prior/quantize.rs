@@ -273,3 +273,72 @@ pub fn quantize_with_ranges(e: &Engine, ranges: &[f32], opts: &QuantOptions) -> 
     }
     IntNet::new(cfg, grid, planes, layers)
 }
+
+#[cfg(all(test, feature = "embedded-model"))]
+mod tests {
+    use super::*;
+    use crate::prior::net::{DenoiserNet, NetConfig};
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+
+    fn dist(a: &[f32], b: &[f32]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// What quantization-aware training simulates (fake-quantized weights and maps in the float
+    /// engine) is what the integer network computes, up to the rounding of biases and inputs
+    /// and values that round the other way (measured: the simulation is 4-7x closer to the
+    /// integer network than the float network is, at 8 and 11 bits).
+    #[test]
+    fn fake_quantization_simulates_the_integer_network() {
+        let cfg = NetConfig::by_name("tiny").unwrap();
+        let bytes = crate::prior::MODELS[0].weights.unwrap();
+        let vb = VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu);
+        let e = Engine::new(&DenoiserNet::new(vb.unwrap(), &cfg).unwrap()).unwrap();
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).unwrap();
+        let size = 32;
+        let crops: Vec<Vec<f32>> = (0..2)
+            .map(|c| {
+                (0..3 * size * size)
+                    .map(|i| (((i * 37 + c * 11) % 97) as f32 / 48.0 - 1.0) * 0.8)
+                    .collect()
+            })
+            .collect();
+        for (amax, wmax) in [(255, 127), (2047, 511)] {
+            let opts = QuantOptions {
+                amax,
+                wmax,
+                lambdas: vec![-2.0, 1.0, 4.0],
+                ..QuantOptions::default()
+            };
+            let ranges = calibrate(&e, &crops, size, &opts);
+            let q = quantize_with_ranges(&e, &ranges, &opts).unwrap();
+            let mut w: std::collections::HashMap<String, Vec<f32>> = tensors
+                .iter()
+                .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1().unwrap()))
+                .collect();
+            for (name, _, cout) in conv_layers(&cfg) {
+                let ws = w.get_mut(&format!("{name}.w")).unwrap();
+                fake_quantize_weights(ws, cout, wmax as f32);
+            }
+            let mut fq = Engine::from_named(&cfg, |k| w[k].as_slice());
+            fq.set_act_quant(&ranges, amax as f32);
+            for lambda in [0.0f32, 4.0] {
+                let z = &crops[1];
+                let xi = q.predict_x(z, size, size, lambda as f64);
+                let xf = fq.predict_x(z, size, size, lambda);
+                let x0 = e.predict_x(z, size, size, lambda);
+                let (sim, float) = (dist(&xi, &xf), dist(&xi, &x0));
+                assert!(float > 0.0);
+                assert!(
+                    sim < 0.4 * float,
+                    "{amax}/{wmax}, lambda {lambda}: integer vs simulation {sim:.4}, vs float {float:.4}"
+                );
+            }
+        }
+    }
+}
