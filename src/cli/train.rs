@@ -75,6 +75,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         batch,
         crop,
         seed,
+        qat: None,
     })?)
 }
 
