@@ -6,18 +6,22 @@ use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
 };
 
-/// The stream id of the shipped default model (`models/shipped/tiny.safetensors` with its
-/// multiscale thresholds; `diffc models` prints it). Streams name their model by this id, so
+/// The stream id of the shipped default model (`models/shipped/tiny-int.safetensors`, the
+/// integer network, with its multiscale thresholds; `diffc models` prints it). Streams name their model by this id, so
 /// changing it orphans every stream coded with the old weights.
 ///
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0xB026_8FF8_0190_F7C8;
+const SHIPPED_MODEL_ID: u64 = 0x27A8_34E9_D6F9_F1EE;
 
-/// Ids of earlier releases that this build still embeds, so their streams decode:
-/// `(name, id)`; an entry leaves only when its weights leave `models/shipped/`.
-const EARLIER_MODEL_IDS: &[(&str, u64)] = &[("tiny-s39032", 0xF887_13D7_B012_5B9E)];
+/// Ids of other models this build embeds, so their streams decode: the float network the
+/// default was quantized from (the default until 2026-11-30) and earlier releases. `(name,
+/// id)`; an entry leaves only when its weights leave `models/shipped/`.
+const EARLIER_MODEL_IDS: &[(&str, u64)] = &[
+    ("tiny", 0xB026_8FF8_0190_F7C8),
+    ("tiny-s39032", 0xF887_13D7_B012_5B9E),
+];
 
 fn fixture(name: &str) -> Image {
     Image::open(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")).as_ref()).unwrap()
@@ -52,6 +56,60 @@ fn embedded_default_model_loads_and_is_pinned_by_id() {
         let old = prior::load_model_by_id(id).unwrap();
         assert_eq!((old.name(), old.model_id()), (name, id));
         assert_ne!(id, SHIPPED_MODEL_ID);
+    }
+}
+
+/// The default decodes to the same bits whatever kernels run it (`DIFFC_KERNELS=portable`
+/// against the SIMD kernels this CPU has, both through the whole codec).
+#[test]
+fn default_model_decodes_identically_with_portable_kernels() {
+    use diffc::prior::intkernel::Kernels;
+    let image = fixture("dragonfly_96x64.png");
+    let fast = prior::load_model(prior::DEFAULT_MODEL).unwrap();
+    let enc = Encoder::new(
+        fast.clone(),
+        EncoderOptions {
+            target: RateTarget::Bpp(0.5),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .encode(&image, &Limits::default(), |_| {})
+    .unwrap();
+    let bytes = std::fs::read(format!(
+        "{}/models/shipped/tiny-int.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let portable: std::sync::Arc<dyn prior::Denoiser> =
+        std::sync::Arc::new(diffc::prior::multiscale::Multiscale::new(
+            "tiny-int",
+            fast.model_id(),
+            std::sync::Arc::new(
+                diffc::prior::intnet::IntDenoiser::from_safetensors_bytes(
+                    "tiny-int", "tiny", &bytes,
+                )
+                .unwrap()
+                .with_kernels(Kernels::Portable),
+            ),
+            prior::multiscale_thresholds("tiny-int"),
+        ));
+    for method in [Method::Flow, Method::Denoise] {
+        let ro = ReconstructOptions {
+            method,
+            ..Default::default()
+        };
+        let (a, _) = Decoder::with_model(fast.clone())
+            .decode(&enc.bytes, &ro)
+            .unwrap();
+        let (b, _) = Decoder::with_model(portable.clone())
+            .decode(&enc.bytes, &ro)
+            .unwrap();
+        assert!(
+            a == b,
+            "{method:?}: portable and {:?} kernels differ",
+            Kernels::best()
+        );
     }
 }
 

@@ -81,8 +81,9 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     fnv1a64_continue(0xcbf2_9ce4_8422_2325, bytes)
 }
 
-/// Name of the model used when none is chosen.
-pub const DEFAULT_MODEL: &str = "tiny";
+/// Name of the model used when none is chosen: `tiny` in integer arithmetic, whose decodes are
+/// the same bits on every machine (and as good as the float network's: `models/README.md`).
+pub const DEFAULT_MODEL: &str = "tiny-int";
 
 /// The float architecture trained by default (and the float network `diffc bench` measures).
 pub const DEFAULT_ARCH: &str = "tiny";
