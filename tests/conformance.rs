@@ -9,7 +9,11 @@
 //! - frozen encoder streams: fixed images and options with the closed-form `gauss` prior must
 //!   give exactly these bytes. A dependency upgrade (constriction, rayon) or a change of the
 //!   encoder that moves a single bit fails here; if the change is intended, it is a new format
-//!   version or a new encoder choice, and the pins below change in the same commit.
+//!   version or a new encoder choice, and the pins below change in the same commit;
+//! - the integer prior `tiny-int` (`spec/integer-network.md`): known answers of `x_hat` and
+//!   weight-file validation vectors, the same that `spec/reference/intnet.py --self-check`
+//!   asserts for the Python reference (read from that file). New weights for `tiny-int` change
+//!   the pins here, in intnet.py and in the spec, in the same commit.
 
 use diffc::bitstream::{Header, Packet, HEADER_LEN};
 use diffc::rcc::index_coder::{decode_indices, encode_indices};
@@ -498,5 +502,280 @@ fn frozen_encoder_streams() {
         "the encoder's output changed (a dependency upgrade or an encoder change); if intended, \
          the new pins are:\n{}",
         bad.join(",\n")
+    );
+}
+
+// ------------------------------------------------------------------------------ integer prior
+
+/// FNV-1a 64 (the model-id hash), for the integer prior's known answers.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The known answers' latent: `z[i] = (((i * 7919) mod 2003) - 1001) / 512` (exact in f32).
+fn int_test_latent(h: usize, w: usize) -> diffc::prior::Planes {
+    let data = (0..3 * h * w)
+        .map(|i| ((i * 7919) % 2003) as f32 - 1001.0)
+        .map(|v| v / 512.0)
+        .collect();
+    diffc::prior::Planes {
+        channels: 3,
+        height: h,
+        width: w,
+        data,
+    }
+}
+
+/// FNV-1a 64 of the little-endian f32 bytes of `x_hat`.
+fn x_hash(x: &diffc::prior::Planes) -> u64 {
+    let bytes: Vec<u8> = x.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    fnv1a64(&bytes)
+}
+
+/// `models/shipped/tiny-int.safetensors`: FNV-1a 64 of its bytes and its model id.
+const TINY_INT_WEIGHTS_FNV: u64 = 0x4A03_FD20_5574_9242;
+const TINY_INT_MODEL_ID: u64 = 0x27A8_34E9_D6F9_F1EE;
+
+/// One known answer: `(H, W, lambda, FNV-1a 64 of x_hat)`.
+type KnownAnswer = (usize, usize, f64, u64);
+
+/// `(H, W, lambda)` → FNV-1a 64 of `x_hat` = `tiny-int`'s `predict_x(int_test_latent(H, W),
+/// lambda)`, multiscale wrapper included. `spec/reference/intnet.py --self-check` asserts the
+/// same table (`KNOWN_ANSWERS`, compared below).
+const INT_KNOWN_ANSWERS: [KnownAnswer; 12] = [
+    (24, 40, -20.0, 0xA742_F3CB_595B_1880),
+    (24, 40, -4.0, 0x76D9_F888_4559_226C),
+    (24, 40, -1.75, 0xF807_D18D_1C2D_1745),
+    (24, 40, -1.0, 0x0B1D_2392_8D5E_BB89),
+    (24, 40, 0.125, 0xB5B9_1531_CB01_0F10),
+    (24, 40, 0.5, 0x424F_A17C_CFA3_4ADA),
+    (24, 40, 3.26, 0x40D0_D713_CD30_36CA),
+    (24, 40, 9.0, 0xDF2B_D7DE_6279_B1DF),
+    (24, 40, 20.0, 0xF6F1_CB25_E341_3198),
+    (13, 29, -4.0, 0x975E_D623_2BD3_4C37),
+    (13, 29, -1.0, 0x3009_A5EE_F9CC_C3B8),
+    (13, 29, 3.26, 0x04AE_E025_7D1D_FC4B),
+];
+
+/// `KNOWN_ANSWERS` and the id constants of `spec/reference/intnet.py`.
+fn intnet_py_pins() -> (u64, u64, Vec<KnownAnswer>) {
+    let py = read_text("spec/reference/intnet.py");
+    let constant = |key: &str| -> u64 {
+        let at = py.find(key).unwrap_or_else(|| panic!("{key} in intnet.py")) + key.len();
+        let v = py[at..].lines().next().unwrap().trim();
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+    };
+    let start = py
+        .find("KNOWN_ANSWERS = {")
+        .expect("KNOWN_ANSWERS table in intnet.py");
+    let end = start + py[start..].find("\n}").unwrap();
+    let mut pins = Vec::new();
+    for line in py[start..end].lines().skip(1) {
+        // (24, 40, -4.0): 0x76D9F8884559226C,
+        let parts: Vec<&str> = line
+            .split(['(', ')', ',', ':'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(parts.len(), 4, "{line}");
+        pins.push((
+            parts[0].parse().unwrap(),
+            parts[1].parse().unwrap(),
+            parts[2].parse().unwrap(),
+            u64::from_str_radix(parts[3].trim_start_matches("0x"), 16).unwrap(),
+        ));
+    }
+    (constant("WEIGHTS_FNV = "), constant("MODEL_ID = "), pins)
+}
+
+#[test]
+fn integer_prior_known_answers() {
+    use diffc::prior::intkernel::Kernels;
+    use diffc::prior::{intnet::IntDenoiser, multiscale::Multiscale, Denoiser};
+    use std::sync::Arc;
+
+    // The Python reference pins the same numbers.
+    let (py_fnv, py_id, py_pins) = intnet_py_pins();
+    assert_eq!(
+        (py_fnv, py_id),
+        (TINY_INT_WEIGHTS_FNV, TINY_INT_MODEL_ID),
+        "intnet.py's WEIGHTS_FNV / MODEL_ID differ from this file's"
+    );
+    assert_eq!(
+        py_pins,
+        INT_KNOWN_ANSWERS.to_vec(),
+        "intnet.py's KNOWN_ANSWERS differ from this file's"
+    );
+
+    let weights = read_bytes("models/shipped/tiny-int.safetensors");
+    assert_eq!(
+        fnv1a64(&weights),
+        TINY_INT_WEIGHTS_FNV,
+        "the shipped file changed"
+    );
+    let shipped = diffc::prior::load_model("tiny-int").unwrap();
+    assert_eq!(shipped.model_id(), TINY_INT_MODEL_ID);
+    assert_eq!(
+        diffc::prior::network_model_id("tiny-int", &weights),
+        TINY_INT_MODEL_ID
+    );
+    // The shipped prior, and the bare network with every kernel set this CPU has in the same
+    // multiscale wrapper: all must give the pinned bits.
+    let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
+    let mut kernels = vec![Kernels::Portable];
+    if Kernels::best() != Kernels::Portable {
+        kernels.push(Kernels::best());
+    }
+    let thresholds = diffc::prior::multiscale_thresholds("tiny-int");
+    assert_eq!(thresholds, &[0.125, -1.75]);
+    for k in kernels {
+        let net = IntDenoiser::from_safetensors_bytes("tiny-int", "tiny", &weights)
+            .unwrap()
+            .with_kernels(k);
+        let wrapped = Multiscale::new("tiny-int", TINY_INT_MODEL_ID, Arc::new(net), thresholds);
+        priors.push((k.name().to_string(), Arc::new(wrapped)));
+    }
+    let mut bad = Vec::new();
+    for &(h, w, lambda, want) in &INT_KNOWN_ANSWERS {
+        let z = int_test_latent(h, w);
+        for (name, p) in &priors {
+            let got = x_hash(&p.predict_x(&z, lambda).unwrap());
+            if got != want {
+                bad.push(format!("({h}, {w}, {lambda:?}): 0x{got:016X} [{name}]"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the integer prior no longer gives the pinned x_hat (expected the table \
+         INT_KNOWN_ANSWERS):\n{}",
+        bad.join("\n")
+    );
+}
+
+/// `(what, mutation of the shipped file, rejected)`: the weight-file validation vectors of
+/// `spec/integer-network.md#validation`, the same as `MUTATIONS` in
+/// `spec/reference/intnet.py`.
+type Mutation = (&'static str, Mutate, bool);
+
+/// A change to a weight file.
+type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
+
+fn weight_file_mutations() -> Vec<Mutation> {
+    fn tensor_at(b: &[u8], name: &str) -> (usize, usize) {
+        let (n, meta) = safetensors::SafeTensors::read_metadata(b).unwrap();
+        let info = meta.info(name).unwrap();
+        let size = info.dtype.bitsize() / 8;
+        (8 + n + info.data_offsets.0, size)
+    }
+    fn poke(name: &'static str, index: usize, value: i64) -> Mutate {
+        Box::new(move |b: &mut Vec<u8>| {
+            let (at, size) = tensor_at(b, name);
+            let le = value.to_le_bytes();
+            b[at + index * size..at + (index + 1) * size].copy_from_slice(&le[..size]);
+        })
+    }
+    fn replace(old: &'static [u8], new: &'static [u8]) -> Mutate {
+        assert_eq!(old.len(), new.len());
+        Box::new(move |b: &mut Vec<u8>| {
+            let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+            let at = 8 + b[8..8 + n]
+                .windows(old.len())
+                .position(|w| w == old)
+                .unwrap();
+            b[at..at + new.len()].copy_from_slice(new);
+        })
+    }
+    vec![
+        (
+            "format diffc-int-v2",
+            replace(b"diffc-int-v1", b"diffc-int-v2"),
+            true,
+        ),
+        (
+            "last byte missing",
+            Box::new(|b: &mut Vec<u8>| {
+                b.pop();
+            }),
+            true,
+        ),
+        (
+            "tensor out.amax missing",
+            replace(b"\"out.amax\"", b"\"out.amay\""),
+            true,
+        ),
+        (
+            "planes shape [150, 3]",
+            replace(b"\"shape\":[225,2]", b"\"shape\":[150,3]"),
+            true,
+        ),
+        ("weight -32768", poke("enc1.0.w", 0, -32768), true),
+        ("shift 0", poke("mid.1.shift", 5, 0), true),
+        ("shift 63", poke("mid.1.shift", 5, 63), true),
+        ("negative multiplier", poke("down1.mult", 0, -1), true),
+        ("bias -2^31", poke("dec2.0.bias", 3, -(1 << 31)), true),
+        ("noise plane 32768", poke("planes", 7, 32768), true),
+        ("noise plane -32768", poke("planes", 8, -32768), true),
+        ("grid per_unit 0", poke("grid", 1, 0), true),
+        ("grid per_unit 257", poke("grid", 1, 257), true),
+        ("grid first 513 (> 64 per_unit)", poke("grid", 0, 513), true),
+        ("relu amax 0", poke("enc2.1.amax", 0, 0), true),
+        ("relu amax 32768", poke("enc2.1.amax", 0, 32768), true),
+        ("up1 amax != enc1.1 amax", poke("up1.amax", 0, 2046), true),
+        (
+            "sum could overflow i32",
+            Box::new(|b: &mut Vec<u8>| {
+                for j in 0..126 {
+                    poke("enc1.0.w", j, 1000)(b);
+                }
+            }),
+            true,
+        ),
+        // Accepted: not checked (out.amax is unused; arch comes from the model, not the file).
+        ("output amax -5", poke("out.amax", 0, -5), false),
+        (
+            "metadata arch tinz",
+            replace(b"\"arch\":\"tiny\"", b"\"arch\":\"tinz\""),
+            false,
+        ),
+        (
+            "shift 62, multiplier 0",
+            Box::new(|b: &mut Vec<u8>| {
+                poke("out.shift", 0, 62)(b);
+                poke("out.mult", 0, 0)(b);
+            }),
+            false,
+        ),
+    ]
+}
+
+#[test]
+fn integer_weight_files_are_validated() {
+    use diffc::prior::intnet::IntDenoiser;
+    let weights = read_bytes("models/shipped/tiny-int.safetensors");
+    assert!(IntDenoiser::from_safetensors_bytes("tiny-int", "tiny", &weights).is_ok());
+    let py = read_text("spec/reference/intnet.py");
+    let mutations = weight_file_mutations();
+    for (what, mutate, reject) in &mutations {
+        assert!(
+            py.contains(&format!("(\"{what}\"")),
+            "intnet.py's MUTATIONS lack {what:?}"
+        );
+        let mut b = weights.clone();
+        mutate(&mut b);
+        let got = IntDenoiser::from_safetensors_bytes("tiny-int", "tiny", &b);
+        assert_eq!(
+            got.is_err(),
+            *reject,
+            "{what}: {}",
+            got.err().map_or("accepted".to_string(), |e| e.to_string())
+        );
+    }
+    assert_eq!(
+        py.matches(", True),").count() + py.matches(", False),").count(),
+        mutations.len(),
+        "intnet.py's MUTATIONS and this list differ in length"
     );
 }

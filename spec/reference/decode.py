@@ -1,7 +1,9 @@
-"""Reference decoder of whole diffc streams coded with the built-in `gauss` prior.
+"""Reference decoder of whole diffc streams coded with the built-in `gauss` prior or the
+integer network `tiny-int`.
 
 Run: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|ancestral]
-     [--flow-steps N]   -> prints the header, one line per packet and the stop reason, and
+     [--flow-steps N] [--model-file WEIGHTS]
+                        -> prints the header, one line per packet and the stop reason, and
                            writes the reconstruction as binary PGM/PPM. The defaults (flow,
                            4 flow steps, lambda_end 14) are the Rust decoder's, so the output
                            equals `diffc decompress STREAM OUT` bit for bit.
@@ -14,8 +16,13 @@ It implements spec/format.md, spec/index-coding.md, spec/rcc.md and spec/reconst
 with exact f32 emulation (every f32 operation is computed in double and rounded to f32, which
 is exact for + - * / of f32 operands). `exp`/`expm1` are those of detmath.py, a bit-exact port
 of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform libm), so the
-coefficients have the Rust decoder's bits on every platform. Only the `gauss` model (id
-0x98209D16F94A2017) is available here.
+coefficients have the Rust decoder's bits on every platform.
+
+Models: `gauss` (id 0x98209D16F94A2017, standard library only) and `tiny-int`, the integer
+network of spec/integer-network.md (intnet.py, which needs NumPy; its weights are read from
+models/shipped/tiny-int.safetensors or --model-file, and the stream's model id must be the
+file's). Integer-network outputs are exactly specified, so these decodes are bit-exact too.
+Streams of the float networks (`tiny`, ...) cannot be reproduced outside the Rust code.
 """
 import math
 import os
@@ -170,11 +177,57 @@ def gauss_predict3(z3, lam):
     return [f32(mean + f32(gain * f32(v - am))) for v in z3]
 
 
-def predict(z, channels, n, lam):
+def predict(h, z, lam):
+    """x_hat of the stream's model (spec/reconstruction.md#predict): gray latents are given
+    to the model as three identical planes and its outputs averaged."""
+    channels, n = h["channels"], h["height"] * h["width"]
+    prior = h["prior"]
+    if prior is not None:
+        return int_predict(prior, z, channels, h["height"], h["width"], lam)
     if channels == 3:
         return gauss_predict3(z, lam)
     o = gauss_predict3(z * 3, lam)
     return [f32(f32(f32(o[i] + o[n + i]) + o[2 * n + i]) / 3.0) for i in range(n)]
+
+
+def int_predict(prior, z, channels, height, width, lam):
+    """The same through the integer prior (intnet.py, NumPy binary32 arrays)."""
+    import numpy as np
+    zz = np.array(z, dtype=np.float32).reshape(channels, height, width)
+    if channels == 1:
+        zz = np.concatenate([zz, zz, zz])
+    o = prior.predict_x(zz, lam)
+    if channels == 1:
+        o = np.divide(np.add(np.add(o[0], o[1]), o[2]), np.float32(3.0))
+    return o.reshape(-1).tolist()
+
+
+# Default weights of the integer prior, relative to the repository root.
+TINY_INT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "models", "shipped", "tiny-int.safetensors")
+_PRIORS = {}
+
+
+def resolve_model(model_id, model_file=None):
+    """None for gauss, else the integer prior whose id is model_id (intnet.Prior)."""
+    if model_id == GAUSS_ID:
+        return None
+    path = model_file or TINY_INT_WEIGHTS
+    if path not in _PRIORS:
+        try:
+            import intnet
+        except ImportError as e:
+            raise SystemExit("stream needs model %016x; the integer prior needs NumPy (%s)"
+                             % (model_id, e))
+        if not os.path.exists(path):
+            raise SystemExit("stream needs model %016x; no weights at %s" % (model_id, path))
+        _PRIORS[path] = intnet.Prior.from_file(path)
+    prior = _PRIORS[path]
+    if prior.model_id != model_id:
+        raise SystemExit("stream needs model %016x; %s is %s (%016x); this reference has gauss "
+                         "(%016x) and integer networks only"
+                         % (model_id, path, prior.name, prior.model_id, GAUSS_ID))
+    return prior
 
 
 def update(z, x_hat, e, cz, cx, sd):
@@ -185,12 +238,10 @@ def update(z, x_hat, e, cz, cx, sd):
 # ------------------------------------------------------------------ decoder
 
 
-def decode(b):
+def decode(b, model_file=None):
     h = parse_header(b)  # Truncated / Corrupt here: no image
-    if h["model_id"] != GAUSS_ID:
-        raise SystemExit("this reference only has the gauss model")
-    c, H, W = h["channels"], h["height"], h["width"]
-    n, dims = H * W, c * H * W
+    h["prior"] = resolve_model(h["model_id"], model_file)
+    dims = h["channels"] * h["height"] * h["width"]
     z, lam = [0.0] * dims, None
     pos, i, finished, stop, packets = HEADER_LEN, 0, False, None, []
     while True:
@@ -221,7 +272,7 @@ def decode(b):
         except Corrupt as err:
             stop = ("Corrupt", i, pos, str(err))
             break
-        x_hat = [0.0] * dims if lam is None else predict(z, c, n, lam)
+        x_hat = [0.0] * dims if lam is None else predict(h, z, lam)
         cz, cx, sd = transition(lam, ls)
         z = update(z, x_hat, e, cz, cx, sd)
         lam, finished = ls, pk["final_q"] is not None
@@ -239,11 +290,10 @@ DEFAULT_LAMBDA_END = 14.0
 
 def reconstruct(h, z, lam, method=DEFAULT_METHOD, flow_steps=DEFAULT_FLOW_STEPS,
                 lambda_end=DEFAULT_LAMBDA_END):
-    c, H, W = h["channels"], h["height"], h["width"]
-    n, dims = H * W, c * H * W
+    dims = h["channels"] * h["height"] * h["width"]
     if lam is None:
         return [0.0] * dims
-    x = predict(z, c, n, lam)
+    x = predict(h, z, lam)
     if method == "denoise" or flow_steps == 0 or lam >= lambda_end:
         return x
     zz, lt = list(z), lam
@@ -256,7 +306,7 @@ def reconstruct(h, z, lam, method=DEFAULT_METHOD, flow_steps=DEFAULT_FLOW_STEPS,
             cz, cx, sd = transition(lt, ls)
             noise = [f32(v) for v in prng.normals_row_exact(h["seed"], 5, i, 0, dims)]
             zz = update(zz, x, noise, cz, cx, sd)
-        x = predict(zz, c, n, ls)
+        x = predict(h, zz, ls)
         lt = ls
     return x
 
@@ -280,18 +330,22 @@ def pnm(h, data):
 def main(argv):
     if argv[:1] == ["--self-check"]:
         return self_check()
-    method, flow_steps, args = DEFAULT_METHOD, DEFAULT_FLOW_STEPS, []
+    method, flow_steps, model_file, args = DEFAULT_METHOD, DEFAULT_FLOW_STEPS, None, []
     it = iter(argv)
     for a in it:
         if a == "--method":
             method = next(it)
         elif a == "--flow-steps":
             flow_steps = int(next(it))
+        elif a == "--model-file":
+            model_file = next(it)
         else:
             args.append(a)
     b = open(args[0], "rb").read()
-    h, z, lam, packets, stop = decode(b)
-    print("header", h)
+    h, z, lam, packets, stop = decode(b, model_file)
+    prior = h["prior"]
+    print("header", {k: v for k, v in h.items() if k != "prior"})
+    print("model", "gauss" if prior is None else "%s (%016x)" % (prior.name, prior.model_id))
     for p in packets:
         print("step %d lambda %.6f bytes %d n_chunks %d log2_k %d kl_bits %d" % p[:6])
     print("stop", stop)
