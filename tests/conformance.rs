@@ -733,6 +733,19 @@ fn weight_file_mutations() -> Vec<Mutation> {
             }),
             true,
         ),
+        ("noise plane -2^31", poke("planes", 9, -(1 << 31)), true),
+        (
+            "requantization could overflow i64",
+            Box::new(|b: &mut Vec<u8>| {
+                for j in 0..1296 {
+                    poke("mid.0.w", 3 * 1296 + j, 800)(b);
+                }
+                poke("mid.0.bias", 3, (1 << 31) - 1)(b);
+                poke("mid.0.mult", 3, (1 << 31) - 1)(b);
+                poke("mid.0.shift", 3, 62)(b);
+            }),
+            true,
+        ),
         // Accepted: not checked (out.amax is unused; arch comes from the model, not the file).
         ("output amax -5", poke("out.amax", 0, -5), false),
         (

@@ -249,7 +249,7 @@ class IntNet:
             raise WeightError("bad lambda grid: per_unit %d" % self.per_unit)
         if abs(self.first) > 64 * self.per_unit:
             raise WeightError("lambda grid starts too far out")
-        if np.any(np.abs(self.planes) > IN_MAX):
+        if np.any(np.abs(self.planes.astype(np.int64)) > IN_MAX):
             raise WeightError("noise planes outside the input range")
         a = ARCHS[self.arch]
         d0, d1 = a["depth"][0], a["depth"][1]
@@ -268,6 +268,15 @@ class IntNet:
             if in_amax * l1 >= 1 << 31:
                 raise WeightError("layer %s: inputs up to %d times weights of absolute sum %d "
                                   "could overflow i32" % (name, in_amax, l1))
+            # Requantization (product and rounding term) stays inside i64 for every channel.
+            row_l1 = np.abs(l["w"].astype(np.int64)).sum(axis=1)
+            bmax = np.abs(l["bias"].astype(np.int64)).max(axis=0)
+            for o in range(len(row_l1)):
+                worst = ((in_amax * int(row_l1[o]) + int(bmax[o])) * int(l["mult"][o])
+                         + (1 << (int(l["shift"][o]) - 1)))
+                if worst >= 1 << 63:
+                    raise WeightError("layer %s: channel %d's requantization could overflow "
+                                      "i64" % (name, o))
             if l["finish"] in ("relu", "into_skip") and not 1 <= l["amax"] <= 32767:
                 raise WeightError("layer %s: amax %d out of range" % (name, l["amax"]))
             if l["finish"] == "relu":
@@ -559,6 +568,11 @@ MUTATIONS = [
     ("relu amax 32768", _poke("enc2.1.amax", 0, 32768), True),
     ("up1 amax != enc1.1 amax", _poke("up1.amax", 0, 2046), True),
     ("sum could overflow i32", _fill_row("enc1.0.w", 0, 126, 1000), True),
+    ("noise plane -2^31", _poke("planes", 9, -(1 << 31)), True),
+    ("requantization could overflow i64", lambda d: (_fill_row("mid.0.w", 3, 1296, 800)(d),
+                                                     _poke("mid.0.bias", 3, (1 << 31) - 1)(d),
+                                                     _poke("mid.0.mult", 3, (1 << 31) - 1)(d),
+                                                     _poke("mid.0.shift", 3, 62)(d)), True),
     # Accepted: not checked (out.amax is unused; arch comes from the model, not the file).
     ("output amax -5", _poke("out.amax", 0, -5), False),
     ("metadata arch tinz", _replace(b'"arch":"tiny"', b'"arch":"tinz"'), False),

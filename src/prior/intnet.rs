@@ -244,7 +244,8 @@ impl IntNet {
     }
 
     /// Check shapes, roles and every range the arithmetic relies on: with these bounds no
-    /// accumulator can overflow `i32` and no requantization product can overflow `i64`.
+    /// accumulator can overflow `i32` and no requantization (product plus rounding term) can
+    /// overflow `i64`.
     fn validate(&self) -> Result<()> {
         let g = self.grid;
         if g.points < 2 || g.points > 4096 || g.per_unit < 1 || g.per_unit > 256 {
@@ -253,7 +254,9 @@ impl IntNet {
         if g.first.unsigned_abs() > 64 * g.per_unit as u32 {
             return Err(bad(format!("lambda grid starts too far out: {g:?}")));
         }
-        if self.planes.len() != 2 * g.points || self.planes.iter().any(|v| v.abs() > IN_MAX) {
+        if self.planes.len() != 2 * g.points
+            || self.planes.iter().any(|v| v.unsigned_abs() > IN_MAX as u32)
+        {
             return Err(bad("noise planes: wrong size or outside the input range"));
         }
         let shapes = conv_layers(&self.cfg);
@@ -311,6 +314,25 @@ impl IntNet {
                 return Err(bad(format!(
                     "layer {name}: inputs up to {in_amax} times weights of absolute sum {l1} could overflow i32"
                 )));
+            }
+            // And requantization stays inside i64: |acc + bias| * mult + 2^(shift-1) < 2^63
+            // for every channel (interpolated biases lie between two table values).
+            for o in 0..*cout {
+                let row_l1: i128 = l.w[o * k..(o + 1) * k]
+                    .iter()
+                    .map(|&v| (v as i128).abs())
+                    .sum();
+                let bmax = (0..g.points)
+                    .map(|j| (l.bias[j * cout + o] as i128).abs())
+                    .max()
+                    .unwrap_or(0);
+                let worst = (in_amax as i128 * row_l1 + bmax) * l.mult[o] as i128
+                    + (1i128 << (l.shift[o] - 1));
+                if worst >= 1i128 << 63 {
+                    return Err(bad(format!(
+                        "layer {name}: channel {o}'s requantization could overflow i64"
+                    )));
+                }
             }
             match finish {
                 Finish::Relu | Finish::IntoSkip if !(1..=i16::MAX as i32).contains(&l.amax) => {
@@ -994,6 +1016,18 @@ mod tests {
             "overflow",
         );
         refuse(&|l, _| l[2].amax = 0, "amax");
+        refuse(
+            &|l, _| {
+                // mid.0 (inputs up to 2047): sums just inside i32, then the largest bias,
+                // multiplier and rounding term.
+                let k = l[6].k;
+                l[6].w[3 * k..4 * k].fill(800);
+                l[6].bias[3] = i32::MAX;
+                l[6].mult[3] = i32::MAX;
+                l[6].shift[3] = 62;
+            },
+            "overflow i64",
+        );
         refuse(&|l, _| l[1].amax = 7, "skip map"); // enc1.1 writes the skip up1 adds into
         refuse(&|l, _| l[4].bias.pop().map(|_| ()).unwrap(), "sizes");
         refuse(&|_, g| g.per_unit = 0, "grid");
