@@ -142,6 +142,16 @@ pub(crate) struct IMap {
     pub(crate) data: Vec<i16>,
 }
 
+impl IMap {
+    /// The same shape with no data.
+    fn clone_shape(&self) -> IMap {
+        IMap {
+            data: Vec::new(),
+            ..*self
+        }
+    }
+}
+
 /// The integer network. See the module documentation and `spec/integer-network.md`.
 pub struct IntNet {
     cfg: NetConfig,
@@ -150,6 +160,8 @@ pub struct IntNet {
     planes: Vec<i32>,
     layers: Vec<IntLayer>,
     kernels: Kernels,
+    /// Activation buffers kept between calls.
+    pool: std::sync::Mutex<Vec<Vec<i16>>>,
 }
 
 /// How each layer of [`conv_layers`] reads its input and finishes its output, in order.
@@ -207,6 +219,7 @@ impl IntNet {
             planes,
             layers,
             kernels,
+            pool: Default::default(),
         };
         net.validate()?;
         Ok(net)
@@ -395,28 +408,38 @@ impl IntNet {
             h.is_multiple_of(s) && w.is_multiple_of(s) && h > 0 && w > 0 && z.len() == 3 * h * w
         );
         let (rq, planes) = self.conditioning(lambda);
-        let x = input_map(z, h, w, planes);
+        let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut x = input_map(z, h, w, planes, take(&mut pool, (h / 2) * (w / 2) * 14));
         let roles = layer_roles(&self.cfg);
         let [d0, d1, _] = self.cfg.depth;
-        let mut x = x;
         let mut skips: Vec<IMap> = Vec::new();
         let mut out = None;
         for (idx, (l, (gather, finish))) in self.layers.iter().zip(roles).enumerate() {
             match finish {
                 Finish::Relu => {
-                    x = self.conv(l, &rq[idx], &x, gather);
+                    let (oh, ow) = gather.out_size(x.h, x.w);
+                    let y = self.conv(l, &rq[idx], &x, gather, take(&mut pool, oh * ow * l.cout));
+                    pool.push(std::mem::replace(&mut x, y).data);
                     if idx + 1 == d0 || idx + 1 == d0 + 1 + d1 {
-                        skips.push(x.clone());
+                        let mut copy = take(&mut pool, x.data.len());
+                        copy.copy_from_slice(&x.data);
+                        skips.push(IMap {
+                            data: copy,
+                            ..x.clone_shape()
+                        });
                     }
                 }
                 Finish::IntoSkip => {
                     let mut skip = skips.pop().expect("skip map");
                     self.up_into(l, &rq[idx], &x, &mut skip);
-                    x = skip;
+                    pool.push(std::mem::replace(&mut x, skip).data);
                 }
                 Finish::Output => out = Some(self.output(l, &rq[idx], &x)),
             }
         }
+        pool.push(x.data);
+        pool.extend(skips.into_iter().map(|s| s.data));
+        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         let v = out.expect("output layer");
         // Pixel-shuffle (H/2, W/2, 12) to planar (3, H, W): channel (dy 2 + dx) 3 + c.
         let mut planar = vec![0i32; 3 * h * w];
@@ -433,10 +456,10 @@ impl IntNet {
     }
 
     /// One ReLU layer: a new map.
-    fn conv(&self, l: &IntLayer, rq: &Requant, x: &IMap, g: Gather) -> IMap {
+    fn conv(&self, l: &IntLayer, rq: &Requant, x: &IMap, g: Gather, mut data: Vec<i16>) -> IMap {
         let (oh, ow) = g.out_size(x.h, x.w);
         let n = l.cout;
-        let mut data = vec![0i16; oh * ow * n];
+        debug_assert_eq!(data.len(), oh * ow * n);
         let amax = l.amax as i64;
         let rows_per_block = block_rows(g.width(x.c), ow);
         data.par_chunks_mut(rows_per_block * ow * n)
@@ -532,6 +555,18 @@ impl IntNet {
     }
 }
 
+/// A buffer of exactly `len` values from the pool (contents unspecified: every user overwrites
+/// all of it).
+fn take(pool: &mut Vec<Vec<i16>>, len: usize) -> Vec<i16> {
+    let mut v = match pool.iter().position(|b| b.capacity() >= len) {
+        Some(i) => pool.swap_remove(i),
+        None => Vec::with_capacity(len),
+    };
+    v.truncate(len);
+    v.resize(len, 0);
+    v
+}
+
 /// Per-thread buffers.
 #[derive(Default)]
 struct Scratch {
@@ -556,9 +591,9 @@ pub fn quantize_input(v: f32) -> i16 {
 
 /// The input map at half resolution: 12 unshuffled channels of `z` (planar `(3, H, W)`),
 /// channel `(dy 2 + dx) 3 + c`, then the two noise planes.
-fn input_map(z: &[f32], h: usize, w: usize, planes: [i16; 2]) -> IMap {
+fn input_map(z: &[f32], h: usize, w: usize, planes: [i16; 2], mut data: Vec<i16>) -> IMap {
     let (h2, w2) = (h / 2, w / 2);
-    let mut data = vec![0i16; h2 * w2 * 14];
+    debug_assert_eq!(data.len(), h2 * w2 * 14);
     data.par_chunks_mut(w2 * 14)
         .enumerate()
         .for_each(|(y, row)| {
