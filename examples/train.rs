@@ -247,6 +247,7 @@ fn main() {
             "--batch" => o.batch = v().parse().expect("batch"),
             "--crop" => o.crop = v().parse().expect("crop"),
             "--seed" => o.seed = v().parse().expect("seed"),
+            "--lr-scale" => o.lr_scale = v().parse().expect("lr-scale"),
             // Quantization-aware fine-tuning with the map ranges of `examples/quantize
             // --write-ranges FILE`: `--qat FILE AMAX WMAX` (e.g. 255 127 for 8 bits).
             "--qat" => {

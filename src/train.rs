@@ -62,6 +62,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Quantization-aware fine-tuning for an integer network (off: plain float training).
     pub qat: Option<Qat>,
+    /// Multiplier on the scheduled learning rate (e.g. 0.1 for a gentle fine-tuning).
+    pub lr_scale: f64,
 }
 
 impl TrainOptions {
@@ -89,6 +91,7 @@ impl Default for TrainOptions {
             crop: 64,
             seed: 0,
             qat: None,
+            lr_scale: 1.0,
         }
     }
 }
@@ -683,7 +686,9 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         // Cool-down: long enough runs anneal the learning rate linearly to 5% over the last
         // COOLDOWN_FRACTION of their budget.
         if cooldown {
-            st.lr_scale = ((1.0 - done) / COOLDOWN_FRACTION).clamp(0.05, 1.0);
+            st.lr_scale = opts.lr_scale * ((1.0 - done) / COOLDOWN_FRACTION).clamp(0.05, 1.0);
+        } else {
+            st.lr_scale = opts.lr_scale;
         }
         let ts = Instant::now();
         let (l, g) = st.train_step(&pool, opts.batch, opts.crop, &dev)?;

@@ -76,6 +76,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         crop,
         seed,
         qat: None,
+        lr_scale: 1.0,
     })?)
 }
 
