@@ -241,20 +241,26 @@ impl BenchReport {
 
     /// A human-readable table.
     pub fn to_text(&self) -> String {
+        let line =
+            |label: &str, secs: f64, rest: String| format!("{label:<34}{secs:8.3} s  {rest}\n");
         let mut s = format!(
             "model {} ({} threads), 768x512 forward = {:.1} GFLOP\n",
             self.model, self.threads, self.forward_gflop
         );
-        s += &format!(
-            "forward (engine)   {:8.3} s  {:6.1} GFLOP/s\n",
-            self.forward_seconds, self.forward_gflops
+        s += &line(
+            "forward (f32 engine)",
+            self.forward_seconds,
+            format!("{:6.1} GFLOP/s", self.forward_gflops),
         );
         if let Some(g) = self.graph_forward_seconds {
-            s += &format!(
-                "forward (graph)    {:8.3} s  {:6.1} GFLOP/s  (engine is {:.2}x faster)\n",
+            s += &line(
+                "forward (f32 candle graph)",
                 g,
-                self.forward_gflop / g,
-                g / self.forward_seconds
+                format!(
+                    "{:6.1} GFLOP/s  (the engine is {:.2}x faster)",
+                    self.forward_gflop / g,
+                    g / self.forward_seconds
+                ),
             );
         }
         if let (Some(m), Some(k), Some(t)) = (
@@ -262,22 +268,38 @@ impl BenchReport {
             &self.integer_kernels,
             self.integer_forward_seconds,
         ) {
-            s += &format!(
-                "forward ({m}, {k}) {t:8.3} s  (same bits on every machine; {:.2}x the float engine)\n",
-                self.forward_seconds / t
+            s += &line(
+                &format!("forward ({m}, {k})"),
+                t,
+                format!(
+                    "{:.2}x the f32 engine; the same bits on every machine",
+                    self.forward_seconds / t
+                ),
             );
             if let Some(p) = self.integer_portable_seconds {
-                s += &format!("forward ({m}, portable) {p:8.3} s  (DIFFC_KERNELS=portable)\n");
+                s += &line(
+                    &format!("forward ({m}, portable)"),
+                    p,
+                    "DIFFC_KERNELS=portable".into(),
+                );
             }
         }
         if let (Some(t), Some(g)) = (self.train_step_seconds, self.train_step_gflops) {
-            s += &format!("train step 16x64²  {t:8.3} s  {g:6.1} GFLOP/s\n");
+            s += &line("train step 16x64²", t, format!("{g:6.1} GFLOP/s"));
         }
         if let Some(e) = self.encode_step_seconds {
-            s += &format!("encode, per step   {e:8.3} s  (codec work besides the network)\n");
+            s += &line(
+                "encode, per step",
+                e,
+                "codec work besides the network".into(),
+            );
         }
         if let Some(d) = self.decode_step_seconds {
-            s += &format!("decode, per step   {d:8.3} s  (codec work besides the network)\n");
+            s += &line(
+                "decode, per step",
+                d,
+                "codec work besides the network".into(),
+            );
         }
         s
     }
