@@ -229,7 +229,7 @@ fn main() -> diffc::Result<()> {
         }
         for k in ks {
             let q2 = intnet::from_safetensors("tiny", &intnet::to_safetensors(&q, "tiny")?)?
-                .with_kernels(k);
+                .with_kernels(k)?;
             let ti = best(&|| {
                 q2.predict_x(&z, h, w, l as f64);
             });

@@ -158,7 +158,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         r.integer_kernels = Some(k.name().to_string());
         r.integer_forward_seconds = Some(time(opts.repeats, || q.predict_x(&z, 3.0))?);
         if k != crate::prior::intkernel::Kernels::Portable {
-            let p = q.with_kernels(crate::prior::intkernel::Kernels::Portable);
+            let p = q.with_kernels(crate::prior::intkernel::Kernels::Portable)?;
             r.integer_portable_seconds = Some(time(1, || p.predict_x(&z, 3.0))?);
         }
     }

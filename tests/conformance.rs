@@ -633,7 +633,8 @@ fn integer_prior_known_answers() {
     for k in kernels {
         let net = IntDenoiser::from_safetensors_bytes("tiny-int", "tiny", &weights)
             .unwrap()
-            .with_kernels(k);
+            .with_kernels(k)
+            .unwrap();
         let wrapped = Multiscale::new("tiny-int", TINY_INT_MODEL_ID, Arc::new(net), thresholds);
         priors.push((k.name().to_string(), Arc::new(wrapped)));
     }

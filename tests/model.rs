@@ -90,7 +90,8 @@ fn default_model_decodes_identically_with_portable_kernels() {
                     "tiny-int", "tiny", &bytes,
                 )
                 .unwrap()
-                .with_kernels(Kernels::Portable),
+                .with_kernels(Kernels::Portable)
+                .unwrap(),
             ),
             prior::multiscale_thresholds("tiny-int"),
         ));

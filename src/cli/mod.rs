@@ -273,13 +273,9 @@ pub fn about(name: &str, e: Error) -> CliError {
 pub fn pick_model(name: &str, file: Option<&Path>) -> Result<Arc<dyn Denoiser>> {
     match file {
         Some(f) => {
-            // Name the path in I/O errors (the loader reports only the OS error).
             std::fs::File::open(f).map_err(|e| io_error_at(f, e))?;
-            prior::load_model_file(name, f).map_err(|e| match e {
-                Error::Io(e) => CliError::Lib(io_error_at(f, e)),
-                Error::Model(m) => CliError::Msg(format!("{}: model error: {m}", f.display())),
-                e => CliError::Lib(e),
-            })
+            // The loader's errors name the file.
+            Ok(prior::load_model_file(name, f)?)
         }
         None => Ok(prior::load_model(name)?),
     }

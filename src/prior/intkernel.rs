@@ -21,7 +21,8 @@ pub enum Kernels {
 }
 
 impl Kernels {
-    /// The fastest set this CPU supports, unless `DIFFC_KERNELS=portable`.
+    /// The fastest set this CPU supports, unless `DIFFC_KERNELS=portable` (any other value, or
+    /// none, means the fastest).
     pub fn detect() -> Kernels {
         if std::env::var("DIFFC_KERNELS").is_ok_and(|v| v == "portable") {
             return Kernels::Portable;
@@ -29,8 +30,18 @@ impl Kernels {
         Kernels::best()
     }
 
-    /// The fastest set this CPU supports.
+    /// The fastest set this CPU supports (detected once).
     pub fn best() -> Kernels {
+        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *BEST.get_or_init(Kernels::probe)
+    }
+
+    /// Whether this CPU can run the set.
+    pub fn supported(self) -> bool {
+        self == Kernels::Portable || Kernels::best() == self
+    }
+
+    fn probe() -> Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f")
@@ -58,11 +69,11 @@ impl Kernels {
 const LANES: usize = 16;
 
 /// A layer's weights in the layouts the kernels read.
-pub struct PackedWeights {
+pub(crate) struct PackedWeights {
     /// Output channels.
-    pub n: usize,
+    n: usize,
     /// Inputs per output.
-    pub k: usize,
+    k: usize,
     /// `(n, k)` row-major (portable kernel).
     rows: Vec<i16>,
     /// `ceil(n / 16)` panels of `ceil(k / 2)` pairs x 16 channels x 2: panel `j`, pair `p`,
@@ -74,8 +85,13 @@ pub struct PackedWeights {
 }
 
 impl PackedWeights {
+    /// No weights (a placeholder until a layer is validated).
+    pub(crate) fn empty() -> PackedWeights {
+        PackedWeights::new(&[], 0, 0)
+    }
+
     /// Pack `(n, k)` row-major weights.
-    pub fn new(w: &[i16], n: usize, k: usize) -> PackedWeights {
+    pub(crate) fn new(w: &[i16], n: usize, k: usize) -> PackedWeights {
         assert_eq!(w.len(), n * k);
         let rows = w.to_vec();
         let (nv, kp) = (n.div_ceil(LANES), k.div_ceil(2));
@@ -107,21 +123,21 @@ impl PackedWeights {
     }
 
     /// True when the weights fit `i8`, so inputs that fit `u8` can use [`gemm_u8`].
-    pub fn has_quads(&self) -> bool {
+    pub(crate) fn has_quads(&self) -> bool {
         self.quads.is_some()
     }
 }
 
 /// Row stride of the `u8` input rows [`gemm_u8`] reads: `k` rounded up to a multiple of 4
-/// (the padding must be zero).
-pub fn u8_stride(k: usize) -> usize {
+/// (the padding meets zero weights, so its contents do not matter).
+pub(crate) fn u8_stride(k: usize) -> usize {
     k.div_ceil(4) * 4
 }
 
 /// `acc (m, n) = rows (m, k) x W^T` for inputs in `0..=255` (rows of [`u8_stride`] bytes) and
 /// weights in `i8`, with AVX-512 VNNI `vpdpbusd`. The same exact sums as [`gemm`]; only for
 /// [`Kernels::Avx512Vnni`] and weights with [`PackedWeights::has_quads`].
-pub fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+pub(crate) fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     let q = w.quads.as_ref().expect("weights do not fit i8");
     assert!(rows.len() >= m * u8_stride(w.k) && acc.len() >= m * w.n);
     #[cfg(target_arch = "x86_64")]
@@ -136,12 +152,12 @@ pub fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (q, rows, m, acc);
-        unreachable!("no u8 kernel on this architecture")
+        panic!("no u8 kernel on this architecture (Kernels::supported is false)")
     }
 }
 
 /// `acc (m, n) = rows (m, k) x W^T` (every value overwritten).
-pub fn gemm(kern: Kernels, rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+pub(crate) fn gemm(kern: Kernels, rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
     assert!(rows.len() >= m * w.k && acc.len() >= m * w.n);
     match kern {
         Kernels::Portable => portable(rows, m, w, acc),
@@ -163,20 +179,24 @@ pub fn gemm(kern: Kernels, rows: &[i16], m: usize, w: &PackedWeights, acc: &mut 
 
 /// A layer's requantization at one log-SNR: `r = ((acc + bias) * mult + round) >> shift` per
 /// output channel, in `i64`.
-pub struct Requant {
+pub(crate) struct Requant {
     /// Interpolated bias per channel.
-    pub bias: Vec<i64>,
+    bias: Vec<i64>,
     /// Multiplier per channel.
-    pub mult: Vec<i64>,
+    mult: Vec<i64>,
     /// `2^(shift - 1)` per channel.
-    pub round: Vec<i64>,
+    round: Vec<i64>,
     /// Shift per channel.
-    pub shift: Vec<i64>,
+    shift: Vec<i64>,
 }
 
 impl Requant {
-    /// From a layer's multipliers, shifts and biases.
-    pub fn new(bias: Vec<i64>, mult: &[i32], shift: &[u8]) -> Requant {
+    /// From a layer's multipliers, shifts (`1..=62`, validated) and biases.
+    pub(crate) fn new(bias: Vec<i64>, mult: &[i32], shift: &[u8]) -> Requant {
+        assert!(
+            shift.iter().all(|s| (1..=62).contains(s)),
+            "shift out of range"
+        );
         Requant {
             bias,
             mult: mult.iter().map(|&m| m as i64).collect(),
@@ -187,13 +207,17 @@ impl Requant {
 }
 
 /// `out (m, n) = requant(acc (m, n))` (see [`Requant`]).
-pub fn requant(kern: Kernels, acc: &[i32], rq: &Requant, out: &mut [i64]) {
+pub(crate) fn requant(kern: Kernels, acc: &[i32], rq: &Requant, out: &mut [i64]) {
+    assert!(
+        kern.supported(),
+        "this CPU cannot run the {} kernels",
+        kern.name()
+    );
     match kern {
         Kernels::Portable => requant_rows(acc, rq, out),
         Kernels::Avx512Vnni => {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: this kernel set is only chosen on CPUs with AVX-512 F/BW (+DQ/VL below,
-            // which every AVX-512 VNNI CPU has; checked in `Kernels::best`).
+            // SAFETY: the CPU has AVX-512 F/BW/DQ/VL/VNNI (`supported`, asserted above).
             unsafe {
                 requant_avx512(acc, rq, out)
             }
@@ -210,12 +234,17 @@ unsafe fn requant_avx512(acc: &[i32], rq: &Requant, out: &mut [i64]) {
 }
 
 /// `out (m, n) = clamp(requant(acc (m, n)), 0, amax)` straight to a map (a ReLU layer).
-pub fn requant_relu(kern: Kernels, acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
+pub(crate) fn requant_relu(kern: Kernels, acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
+    assert!(
+        kern.supported(),
+        "this CPU cannot run the {} kernels",
+        kern.name()
+    );
     match kern {
         Kernels::Portable => requant_relu_rows(acc, rq, amax, out),
         Kernels::Avx512Vnni => {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `requant`.
+            // SAFETY: the CPU has the features (asserted above).
             unsafe {
                 requant_relu_avx512(acc, rq, amax, out)
             }
@@ -248,10 +277,15 @@ fn requant_relu_rows(acc: &[i32], rq: &Requant, amax: i64, out: &mut [i16]) {
 }
 
 /// Copy `(m, k)` values known to lie in `0..=255` into rows of [`u8_stride`] bytes.
-pub fn pack_u8(kern: Kernels, src: &[i16], k: usize, dst: &mut [u8]) {
+pub(crate) fn pack_u8(kern: Kernels, src: &[i16], k: usize, dst: &mut [u8]) {
+    assert!(
+        kern.supported(),
+        "this CPU cannot run the {} kernels",
+        kern.name()
+    );
     match kern {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `requant`.
+        // SAFETY: the CPU has the features (asserted above).
         Kernels::Avx512Vnni => unsafe { pack_u8_avx512(src, k, dst) },
         _ => pack_u8_rows(src, k, dst),
     }

@@ -26,7 +26,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::engine::{conv_layers, Gather};
-use super::intkernel::{self, Kernels, PackedWeights, Requant};
+pub use super::intkernel::Kernels;
+use super::intkernel::{self, PackedWeights, Requant};
 use super::net::NetConfig;
 use crate::error::{Error, Result};
 
@@ -198,7 +199,8 @@ impl IntNet {
         let layers = layers
             .into_iter()
             .map(|p| {
-                let packed = PackedWeights::new(&p.w, p.cout, p.k);
+                // Packed after validation (below), which checks the sizes first.
+                let packed = PackedWeights::empty();
                 IntLayer {
                     name: p.name,
                     k: p.k,
@@ -213,7 +215,7 @@ impl IntNet {
                 }
             })
             .collect();
-        let net = IntNet {
+        let mut net = IntNet {
             cfg,
             grid,
             planes,
@@ -222,13 +224,23 @@ impl IntNet {
             pool: Default::default(),
         };
         net.validate()?;
+        for l in &mut net.layers {
+            l.packed = PackedWeights::new(&l.w, l.cout, l.k);
+        }
         Ok(net)
     }
 
-    /// Force a kernel set (tests compare them).
-    pub fn with_kernels(mut self, k: Kernels) -> Self {
+    /// Run with another kernel set (tests and benchmarks compare them); an error if this CPU
+    /// cannot run it.
+    pub fn with_kernels(mut self, k: Kernels) -> Result<Self> {
+        if !k.supported() {
+            return Err(Error::InvalidArgument(format!(
+                "this CPU cannot run the {} kernels",
+                k.name()
+            )));
+        }
         self.kernels = k;
-        self
+        Ok(self)
     }
 
     /// The architecture.
@@ -858,14 +870,15 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
     IntNet::new(cfg, grid, planes, layers)
 }
 
-/// True when `bytes` look like an integer weight file (safetensors whose metadata `format` is
-/// [`INT_FORMAT`]).
+/// True when `bytes` look like an integer weight file: safetensors whose metadata `format`
+/// starts with `diffc-int` (a version this build does not know is then refused by
+/// [`from_safetensors`] with a message saying so, not read as float weights).
 pub fn is_integer_file(bytes: &[u8]) -> bool {
     safetensors::SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| {
         m.metadata()
             .as_ref()
             .and_then(|m| m.get("format"))
-            .is_some_and(|f| f == INT_FORMAT)
+            .is_some_and(|f| f.starts_with("diffc-int"))
     })
 }
 
@@ -897,9 +910,9 @@ impl IntDenoiser {
     }
 
     /// Force a kernel set (tests compare them).
-    pub fn with_kernels(mut self, k: Kernels) -> Self {
-        self.net = self.net.with_kernels(k);
-        self
+    pub fn with_kernels(mut self, k: Kernels) -> Result<Self> {
+        self.net = self.net.with_kernels(k)?;
+        Ok(self)
     }
 }
 
@@ -979,10 +992,12 @@ mod tests {
         let z = ramp(48, 72);
         let simd = from_safetensors("tiny", shipped())
             .unwrap()
-            .with_kernels(Kernels::best());
+            .with_kernels(Kernels::best())
+            .unwrap();
         let portable = from_safetensors("tiny", shipped())
             .unwrap()
-            .with_kernels(Kernels::Portable);
+            .with_kernels(Kernels::Portable)
+            .unwrap();
         for lambda in [-4.0, 0.5, 3.26, 9.0, 40.0] {
             let want = in_pool(1, || portable.predict_v(&z.data, 48, 72, lambda));
             assert!(

@@ -265,9 +265,18 @@ pub fn load_integer_network(name: &str) -> Result<intnet::IntDenoiser> {
 
 /// Load network weights from a safetensors file; `name` picks the architecture (and the
 /// multiscale evaluation).
+///
+/// Errors name the file: a file that cannot be read, or weights that are not a valid network of
+/// that architecture (float or integer weights are told apart by the file's metadata).
 pub fn load_model_file(name: &str, path: &std::path::Path) -> Result<Arc<dyn Denoiser>> {
-    let bytes = std::fs::read(path)?;
-    network_prior(name, &bytes)
+    let at = |e: String| format!("{}: {e}", path.display());
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), at(e.to_string()))))?;
+    network_prior(name, &bytes).map_err(|e| match e {
+        Error::Model(m) => Error::Model(at(m)),
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), at(io.to_string()))),
+        other => other,
+    })
 }
 
 /// Find the model a stream was coded with among the embedded ones, by its id.

@@ -4,7 +4,7 @@
 //!    and record a high quantile of every activation map (the maps that become skips include
 //!    their values after the skip addition, since one scale serves both).
 //! 2. *Scales*: each map's scale is its quantile over `amax`; the input is `z * 2^12`; weights
-//!    get one scale per output channel (`max |w| / 127`).
+//!    get one scale per output channel (`max |w| / wmax`).
 //! 3. *Requantization*: `mult / 2^shift ~ s_in s_w / s_out` with `mult` in `[2^30, 2^31)`.
 //! 4. *Tables*: at every grid log-SNR the float network's lambda biases, divided by
 //!    `s_in s_w`, and the two noise-level planes times `2^12`.
@@ -90,6 +90,18 @@ fn map_quantiles(e: &Engine, z: &[f32], h: usize, w: usize, lambda: f32, q: f64)
         }
     }
     out
+}
+
+/// `(layer writing a skip map, up layer adding into it)`, as indices into `conv_layers`.
+fn skip_pairs(cfg: &super::net::NetConfig) -> [(usize, usize); 2] {
+    let roles = layer_roles(cfg);
+    let [d0, d1, _] = cfg.depth;
+    let up2 = roles
+        .iter()
+        .position(|r| r.1 == Finish::IntoSkip)
+        .expect("an up layer");
+    let up1 = up2 + 1 + cfg.up_depth[0];
+    [(d0 - 1, up1), (d0 + d1, up2)]
 }
 
 /// `(mult, shift)` with `mult / 2^shift` closest to `r` and `mult < 2^31`.
@@ -181,19 +193,11 @@ pub fn calibrate(e: &Engine, calib: &[Vec<f32>], size: usize, opts: &QuantOption
         }
     }
     // Skip maps: one scale for the map before and after the addition.
-    let [d0, d1, _] = cfg.depth;
-    let (skip1, skip2) = (d0 - 1, d0 + d1);
-    let up2 = roles
-        .iter()
-        .position(|r| r.1 == Finish::IntoSkip)
-        .expect("up2");
-    let up1 = up2 + 1 + cfg.up_depth[0];
-    let m1 = qmax[skip1].max(qmax[up1]);
-    let m2 = qmax[skip2].max(qmax[up2]);
-    qmax[skip1] = m1;
-    qmax[up1] = m1;
-    qmax[skip2] = m2;
-    qmax[up2] = m2;
+    for (skip, up) in skip_pairs(&cfg) {
+        let m = qmax[skip].max(qmax[up]);
+        qmax[skip] = m;
+        qmax[up] = m;
+    }
     qmax
 }
 
@@ -204,7 +208,20 @@ pub fn quantize_with_ranges(e: &Engine, ranges: &[f32], opts: &QuantOptions) -> 
     let shapes = conv_layers(&cfg);
     let roles = layer_roles(&cfg);
     let nl = shapes.len();
-    assert_eq!(ranges.len(), nl, "one range per layer");
+    if ranges.len() != nl {
+        return Err(crate::Error::InvalidArgument(format!(
+            "{} map ranges for {nl} layers",
+            ranges.len()
+        )));
+    }
+    // An up layer adds into its skip map, so the two share one scale (as `calibrate` makes
+    // them; ranges from elsewhere are tied here the same way).
+    let mut ranges = ranges.to_vec();
+    for (skip, up) in skip_pairs(&cfg) {
+        let m = ranges[skip].max(ranges[up]);
+        ranges[skip] = m;
+        ranges[up] = m;
+    }
     let amax = opts.amax;
     let map_scale: Vec<f64> = ranges
         .iter()
@@ -339,6 +356,54 @@ mod tests {
                     "{amax}/{wmax}, lambda {lambda}: integer vs simulation {sim:.4}, vs float {float:.4}"
                 );
             }
+        }
+    }
+
+    /// An 8-bit network (maps in `0..=255`, weights in `-127..=127`) runs its layers on the
+    /// `u8 x i8` kernel where the CPU has it; the results are the portable kernel's, bit for bit.
+    #[test]
+    fn eight_bit_networks_give_the_same_bits_on_every_kernel() {
+        use crate::prior::intnet::Kernels;
+        let cfg = NetConfig::by_name("tiny").unwrap();
+        let bytes = crate::prior::MODELS[0].weights.unwrap();
+        let vb = VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu);
+        let e = Engine::new(&DenoiserNet::new(vb.unwrap(), &cfg).unwrap()).unwrap();
+        let size = 32;
+        let crop: Vec<f32> = (0..3 * size * size)
+            .map(|i| ((i * 37 % 97) as f32 / 48.0 - 1.0) * 0.8)
+            .collect();
+        let opts = QuantOptions {
+            amax: 255,
+            wmax: 127,
+            lambdas: vec![-2.0, 1.0, 4.0],
+            ..QuantOptions::default()
+        };
+        let ranges = calibrate(&e, std::slice::from_ref(&crop), size, &opts);
+        let bytes = crate::prior::intnet::to_safetensors(
+            &quantize_with_ranges(&e, &ranges, &opts).unwrap(),
+            "tiny",
+        )
+        .unwrap();
+        let load = |k: Kernels| {
+            crate::prior::intnet::from_safetensors("tiny", &bytes)
+                .unwrap()
+                .with_kernels(k)
+                .unwrap()
+        };
+        let (fast, portable) = (load(Kernels::best()), load(Kernels::Portable));
+        assert!(fast
+            .layers()
+            .iter()
+            .skip(1)
+            .all(|l| l.w.iter().all(|w| w.abs() <= 127)));
+        assert!(fast.layers().iter().all(|l| l.amax <= 255));
+        let z: Vec<f32> = (0..3 * 48 * 72)
+            .map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0)
+            .collect();
+        for lambda in [-1.0, 2.5, 8.0] {
+            let a = fast.predict_v(&z, 48, 72, lambda);
+            assert_eq!(a, portable.predict_v(&z, 48, 72, lambda), "lambda {lambda}");
+            assert!(a.iter().any(|&v| v != 0));
         }
     }
 }
