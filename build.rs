@@ -1,10 +1,18 @@
-//! Embeds earlier releases' weights only where they exist: the repository keeps them (so old
-//! streams decode), the crates.io package leaves them out (its 10 MB limit).
+//! Embeds some weights only where they exist: the repository keeps them (so their streams
+//! decode), the crates.io package leaves them out (its 10 MB limit): the previous float release
+//! and the 11-bit integer network `tiny-int`.
 fn main() {
-    let previous = "models/shipped/tiny-s39032.safetensors";
-    println!("cargo:rerun-if-changed={previous}");
-    println!("cargo:rustc-check-cfg=cfg(diffc_previous_tiny)");
-    if std::path::Path::new(previous).exists() {
-        println!("cargo:rustc-cfg=diffc_previous_tiny");
+    for (file, cfg) in [
+        (
+            "models/shipped/tiny-s39032.safetensors",
+            "diffc_previous_tiny",
+        ),
+        ("models/shipped/tiny-int.safetensors", "diffc_tiny_int"),
+    ] {
+        println!("cargo:rerun-if-changed={file}");
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
+        if std::path::Path::new(file).exists() {
+            println!("cargo:rustc-cfg={cfg}");
+        }
     }
 }

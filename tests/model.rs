@@ -6,20 +6,22 @@ use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
 };
 
-/// The stream id of the shipped default model (`models/shipped/tiny-int.safetensors`, the
+/// The stream id of the shipped default model (`models/shipped/tiny-int8.safetensors`, the 8-bit
 /// integer network, with its multiscale thresholds; `diffc models` prints it). Streams name their model by this id, so
 /// changing it orphans every stream coded with the old weights.
 ///
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0x27A8_34E9_D6F9_F1EE;
+const SHIPPED_MODEL_ID: u64 = 0xC05D_7110_0491_E8C0;
 
 /// Ids of other models this build embeds, so their streams decode: the float network the
-/// default was quantized from (the default until 2026-11-30) and earlier releases. `(name,
-/// id)`; an entry leaves only when its weights leave `models/shipped/`.
+/// integer ones were made from (the default until 2026-11-30), the 11-bit integer network and
+/// earlier releases. `(name, id)`; an entry leaves only when its weights leave
+/// `models/shipped/`.
 const EARLIER_MODEL_IDS: &[(&str, u64)] = &[
     ("tiny", 0xB026_8FF8_0190_F7C8),
+    ("tiny-int", 0x27A8_34E9_D6F9_F1EE),
     ("tiny-s39032", 0xF887_13D7_B012_5B9E),
 ];
 
@@ -77,23 +79,26 @@ fn default_model_decodes_identically_with_portable_kernels() {
     .encode(&image, &Limits::default(), |_| {})
     .unwrap();
     let bytes = std::fs::read(format!(
-        "{}/models/shipped/tiny-int.safetensors",
-        env!("CARGO_MANIFEST_DIR")
+        "{}/models/shipped/{}.safetensors",
+        env!("CARGO_MANIFEST_DIR"),
+        prior::DEFAULT_MODEL
     ))
     .unwrap();
     let portable: std::sync::Arc<dyn prior::Denoiser> =
         std::sync::Arc::new(diffc::prior::multiscale::Multiscale::new(
-            "tiny-int",
+            prior::DEFAULT_MODEL,
             fast.model_id(),
             std::sync::Arc::new(
                 diffc::prior::intnet::IntDenoiser::from_safetensors_bytes(
-                    "tiny-int", "tiny", &bytes,
+                    prior::DEFAULT_MODEL,
+                    "tiny",
+                    &bytes,
                 )
                 .unwrap()
                 .with_kernels(Kernels::Portable)
                 .unwrap(),
             ),
-            prior::multiscale_thresholds("tiny-int"),
+            prior::multiscale_thresholds(prior::DEFAULT_MODEL),
         ));
     for method in [Method::Flow, Method::Denoise] {
         let ro = ReconstructOptions {

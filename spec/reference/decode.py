@@ -18,10 +18,10 @@ is exact for + - * / of f32 operands). `exp`/`expm1` are those of detmath.py, a 
 of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform libm), so the
 coefficients have the Rust decoder's bits on every platform.
 
-Models: `gauss` (id 0x98209D16F94A2017, standard library only) and `tiny-int`, the integer
-network of spec/integer-network.md (intnet.py, which needs NumPy; its weights are read from
-models/shipped/tiny-int.safetensors or --model-file, and the stream's model id must be the
-file's). Integer-network outputs are exactly specified, so these decodes are bit-exact too.
+Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
+spec/integer-network.md, `tiny-int8` and `tiny-int` (intnet.py, which needs NumPy; the weights
+are found by the stream's model id among models/shipped/tiny-int8.safetensors and
+tiny-int.safetensors, or given with --model-file, whose id must be the stream's). Integer-network outputs are exactly specified, so these decodes are bit-exact too.
 Streams of the float networks (`tiny`, ...) cannot be reproduced outside the Rust code.
 """
 import math
@@ -202,9 +202,12 @@ def int_predict(prior, z, channels, height, width, lam):
     return o.reshape(-1).tolist()
 
 
-# Default weights of the integer prior, relative to the repository root.
-TINY_INT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "models", "shipped", "tiny-int.safetensors")
+# The shipped integer priors (relative to the repository root), tried in turn for a stream's
+# model id: the 8-bit default, then the 11-bit network.
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "models", "shipped")
+INTEGER_WEIGHTS = [os.path.join(SHIPPED, f)
+                   for f in ("tiny-int8.safetensors", "tiny-int.safetensors")]
 _PRIORS = {}
 
 
@@ -212,22 +215,28 @@ def resolve_model(model_id, model_file=None):
     """None for gauss, else the integer prior whose id is model_id (intnet.Prior)."""
     if model_id == GAUSS_ID:
         return None
-    path = model_file or TINY_INT_WEIGHTS
-    if path not in _PRIORS:
-        try:
-            import intnet
-        except ImportError as e:
-            raise SystemExit("stream needs model %016x; the integer prior needs NumPy (%s)"
-                             % (model_id, e))
-        if not os.path.exists(path):
-            raise SystemExit("stream needs model %016x; no weights at %s" % (model_id, path))
-        _PRIORS[path] = intnet.Prior.from_file(path)
-    prior = _PRIORS[path]
-    if prior.model_id != model_id:
-        raise SystemExit("stream needs model %016x; %s is %s (%016x); this reference has gauss "
-                         "(%016x) and integer networks only"
-                         % (model_id, path, prior.name, prior.model_id, GAUSS_ID))
-    return prior
+    paths = [model_file] if model_file else [p for p in INTEGER_WEIGHTS if os.path.exists(p)]
+    if not paths:
+        raise SystemExit("stream needs model %016x; no integer weights found (%s)"
+                         % (model_id, ", ".join(INTEGER_WEIGHTS)))
+    tried = []
+    for path in paths:
+        if path not in _PRIORS:
+            try:
+                import intnet
+            except ImportError as e:
+                raise SystemExit("stream needs model %016x; the integer prior needs NumPy (%s)"
+                                 % (model_id, e))
+            if not os.path.exists(path):
+                raise SystemExit("stream needs model %016x; no weights at %s"
+                                 % (model_id, path))
+            _PRIORS[path] = intnet.Prior.from_file(path)
+        prior = _PRIORS[path]
+        if prior.model_id == model_id:
+            return prior
+        tried.append("%s is %016x" % (path, prior.model_id))
+    raise SystemExit("stream needs model %016x (%s); this reference has gauss (%016x) and "
+                     "integer networks only" % (model_id, "; ".join(tried), GAUSS_ID))
 
 
 def update(z, x_hat, e, cz, cx, sd):

@@ -57,7 +57,8 @@ STRIDE = 8
 
 ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2))}
 # Named models: architecture and multiscale thresholds (spec/reconstruction.md#models).
-MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75))}
+MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75)),
+          "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75))}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
 
 F32 = np.float32
@@ -456,7 +457,12 @@ class Prior:
         self.model_id = model_id(data, self.thresholds)
 
     @classmethod
-    def from_file(cls, path=DEFAULT_WEIGHTS, name="tiny-int", gemm=None):
+    def from_file(cls, path=DEFAULT_WEIGHTS, name=None, gemm=None):
+        """name: the model's (default: the file's name, e.g. tiny-int8.safetensors ->
+        tiny-int8, when it is one of MODELS, else tiny-int)."""
+        if name is None:
+            stem = os.path.basename(path).rsplit(".", 1)[0]
+            name = stem if stem in MODELS else "tiny-int"
         with open(path, "rb") as f:
             return cls(f.read(), name, gemm)
 
@@ -511,6 +517,21 @@ KNOWN_ANSWERS = {
     (13, 29, -4.0): 0x975ED6232BD34C37,
     (13, 29, -1.0): 0x3009A5EEF9CCC3B8,
     (13, 29, 3.26): 0x04AEE0257D1DFC4B,
+}
+
+# The default prior, models/shipped/tiny-int8.safetensors (8-bit maps and weights: the Rust
+# decoder runs it on its u8 x i8 kernels), pinned the same way (`eight_bit_prior_known_answers`
+# in tests/conformance.rs).
+INT8_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "models", "shipped", "tiny-int8.safetensors")
+INT8_WEIGHTS_FNV = 0xB0D29BC491F18B28
+INT8_MODEL_ID = 0xC05D71100491E8C0
+INT8_KNOWN_ANSWERS = {
+    (24, 40, -1.0): 0xAC9ADE019181178E,
+    (24, 40, 0.5): 0x8B4BB4C0F1803DAF,
+    (24, 40, 3.26): 0xE7FD483D1CAB1363,
+    (24, 40, 9.0): 0xE94F5E2B776F8754,
+    (13, 29, 3.26): 0xCB8E1D7598047FEC,
 }
 
 
@@ -605,9 +626,18 @@ def self_check(path=DEFAULT_WEIGHTS):
         except WeightError:
             rejected = True
         assert rejected == reject, "%s: %s" % (what, "rejected" if rejected else "accepted")
-    print("intnet.py: model id %016x, %d known answers match the Rust prior, %d weight-file "
-          "validation vectors (%.1f s)"
-          % (prior.model_id, len(KNOWN_ANSWERS), len(MUTATIONS), time.time() - t0))
+    data8 = open(INT8_WEIGHTS, "rb").read()
+    prior8 = Prior(data8, "tiny-int8")
+    assert fnv1a64(data8) == INT8_WEIGHTS_FNV, "8-bit weights hash %016x" % fnv1a64(data8)
+    assert prior8.model_id == INT8_MODEL_ID, "8-bit model id %016x" % prior8.model_id
+    for (h, w, lam), want in INT8_KNOWN_ANSWERS.items():
+        got = x_hash(prior8.predict_x(test_latent(h, w), lam))
+        assert got == want, "8-bit, %dx%d at lambda %r: x_hat hash %016x, expected %016x" % (
+            h, w, lam, got, want)
+    print("intnet.py: model ids %016x and %016x, %d + %d known answers match the Rust priors, "
+          "%d weight-file validation vectors (%.1f s)"
+          % (prior.model_id, prior8.model_id, len(KNOWN_ANSWERS), len(INT8_KNOWN_ANSWERS),
+             len(MUTATIONS), time.time() - t0))
 
 
 def main(argv):

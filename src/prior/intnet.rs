@@ -958,7 +958,7 @@ impl super::Denoiser for IntDenoiser {
     }
 }
 
-#[cfg(all(test, feature = "embedded-model"))]
+#[cfg(all(test, feature = "embedded-model", diffc_tiny_int))]
 mod tests {
     use super::*;
     use crate::prior::{Denoiser, Planes};
