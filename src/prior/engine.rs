@@ -316,6 +316,7 @@ impl Engine {
 
     /// Fake-quantize every layer's output map to `ranges[i] / amax` times `0..=amax`
     /// (quantization-aware training; `conv_layers` order, the output layer is left alone).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
     pub(crate) fn set_act_quant(&mut self, ranges: &[f32], amax: f32) {
         let mut convs: Vec<&mut Conv> = self.enc1.iter_mut().collect();
         convs.push(&mut self.down1);
