@@ -6,7 +6,9 @@ use super::Result;
 
 /// Run `diffc models`: one line per model this build can load by name, with its stream id.
 pub fn run() -> Result<()> {
-    for name in prior::available_models() {
+    let names = prior::available_models();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    for name in names {
         let m = prior::load_model(name)?;
         let t = prior::multiscale_thresholds(name);
         let scales = if t.is_empty() {
@@ -15,7 +17,12 @@ pub fn run() -> Result<()> {
             let t: Vec<String> = t.iter().map(|v| v.to_string()).collect();
             format!("  (half resolution below lambda {})", t.join(", then "))
         };
-        println!("{name:<8} id {:016x}{scales}", m.model_id());
+        let default = if name == prior::DEFAULT_MODEL {
+            "  [default]"
+        } else {
+            ""
+        };
+        println!("{name:<width$} id {:016x}{scales}{default}", m.model_id());
     }
     Ok(())
 }
