@@ -353,6 +353,49 @@ mod vnni {
         (lo | (hi << 16)) as i32
     }
 
+    /// Write the first `mr` rows of a micro-tile's sums to `acc` rows `i0..`, channels from
+    /// `16 j0` (the last vector may stop short of 16 channels).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store<const NV: usize>(
+        c: &[[__m512i; NV]; MR],
+        (i0, mr): (usize, usize),
+        j0: usize,
+        n: usize,
+        acc: &mut [i32],
+    ) {
+        let mut buf = [0i32; LANES];
+        for (r, cr) in c.iter().enumerate().take(mr) {
+            for (j, &cv) in cr.iter().enumerate() {
+                let o0 = (j0 + j) * LANES;
+                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
+                if o0 + LANES <= n {
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
+                } else {
+                    _mm512_storeu_si512(buf.as_mut_ptr() as *mut _, cv);
+                    dst[o0..n].copy_from_slice(&buf[..n - o0]);
+                }
+            }
+        }
+    }
+
+    /// Visit the micro-tiles of an `(m, n)` result: `f(i0, mr, j0, nv)` for `mr <= MR` rows
+    /// from `i0` and `nv <= 4` vectors of 16 channels from vector `j0`.
+    fn for_tiles(m: usize, n: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let nv = n.div_ceil(LANES);
+        let mut i0 = 0;
+        while i0 < m {
+            let mr = MR.min(m - i0);
+            let mut j0 = 0;
+            while j0 < nv {
+                let v = (nv - j0).min(4);
+                f(i0, mr, j0, v);
+                j0 += v;
+            }
+            i0 += mr;
+        }
+    }
+
     /// One micro-tile: `MR` (or fewer) rows x `NV` vectors of 16 channels from panel `j0`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn tile<const NV: usize>(
@@ -395,19 +438,7 @@ mod vnni {
                 }
             }
         }
-        let mut buf = [0i32; LANES];
-        for (r, cr) in c.iter().enumerate().take(mr) {
-            for (j, &cv) in cr.iter().enumerate() {
-                let o0 = (j0 + j) * LANES;
-                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
-                if o0 + LANES <= n {
-                    _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
-                } else {
-                    _mm512_storeu_si512(buf.as_mut_ptr() as *mut _, cv);
-                    dst[o0..n].copy_from_slice(&buf[..n - o0]);
-                }
-            }
-        }
+        store(&c, (i0, mr), j0, n, acc);
     }
 
     /// One `u8 x i8` micro-tile: `MR` (or fewer) rows x `NV` vectors from panel `j0`.
@@ -440,19 +471,7 @@ mod vnni {
                 }
             }
         }
-        let mut buf = [0i32; LANES];
-        for (r, cr) in c.iter().enumerate().take(mr) {
-            for (j, &cv) in cr.iter().enumerate() {
-                let o0 = (j0 + j) * LANES;
-                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
-                if o0 + LANES <= n {
-                    _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
-                } else {
-                    _mm512_storeu_si512(buf.as_mut_ptr() as *mut _, cv);
-                    dst[o0..n].copy_from_slice(&buf[..n - o0]);
-                }
-            }
-        }
+        store(&c, (i0, mr), j0, n, acc);
     }
 
     /// `acc = rows x W^T` for `u8` rows and `i8` weights.
@@ -465,43 +484,23 @@ mod vnni {
         q: &[i8],
         acc: &mut [i32],
     ) {
-        let nv = n.div_ceil(LANES);
-        let mut i0 = 0;
-        while i0 < m {
-            let mr = MR.min(m - i0);
-            let mut j0 = 0;
-            while j0 < nv {
-                match nv - j0 {
-                    1 => tile_u8::<1>(rows, i0, mr, (n, k), q, j0, acc),
-                    2 => tile_u8::<2>(rows, i0, mr, (n, k), q, j0, acc),
-                    3 => tile_u8::<3>(rows, i0, mr, (n, k), q, j0, acc),
-                    _ => tile_u8::<4>(rows, i0, mr, (n, k), q, j0, acc),
-                }
-                j0 += (nv - j0).min(4);
-            }
-            i0 += mr;
-        }
+        for_tiles(m, n, |i0, mr, j0, nv| match nv {
+            1 => tile_u8::<1>(rows, i0, mr, (n, k), q, j0, acc),
+            2 => tile_u8::<2>(rows, i0, mr, (n, k), q, j0, acc),
+            3 => tile_u8::<3>(rows, i0, mr, (n, k), q, j0, acc),
+            _ => tile_u8::<4>(rows, i0, mr, (n, k), q, j0, acc),
+        });
     }
 
     /// `acc = rows x W^T` with AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn gemm(rows: &[i16], m: usize, w: &PackedWeights, acc: &mut [i32]) {
-        let nv = w.n.div_ceil(LANES);
-        let mut i0 = 0;
-        while i0 < m {
-            let mr = MR.min(m - i0);
-            let mut j0 = 0;
-            while j0 < nv {
-                match nv - j0 {
-                    1 => tile::<1>(rows, i0, mr, w, j0, acc),
-                    2 => tile::<2>(rows, i0, mr, w, j0, acc),
-                    3 => tile::<3>(rows, i0, mr, w, j0, acc),
-                    _ => tile::<4>(rows, i0, mr, w, j0, acc),
-                }
-                j0 += (nv - j0).min(4);
-            }
-            i0 += mr;
-        }
+        for_tiles(m, w.n, |i0, mr, j0, nv| match nv {
+            1 => tile::<1>(rows, i0, mr, w, j0, acc),
+            2 => tile::<2>(rows, i0, mr, w, j0, acc),
+            3 => tile::<3>(rows, i0, mr, w, j0, acc),
+            _ => tile::<4>(rows, i0, mr, w, j0, acc),
+        });
     }
 }
 
