@@ -537,32 +537,44 @@ fn block_pixels(k: usize) -> usize {
 /// Gather the input rows of output pixels `p0 .. p0 + rows.len() / width` (pixels numbered
 /// over the output's `(N, oh, ow)`).
 fn gather(g: Gather, x: &Map, p0: usize, rows: &mut [f32]) {
-    let c = x.c;
-    let (oh, ow) = g.out_size(x.h, x.w);
+    gather_rows(g, (x.h, x.w, x.c), &x.data, p0, rows)
+}
+
+/// [`gather`] for any element type: `data` holds `(N, H, W, C)` maps with `shape = (H, W, C)`.
+/// The integer network gathers its `i16` maps with it too.
+pub(crate) fn gather_rows<T: Copy + Default>(
+    g: Gather,
+    shape: (usize, usize, usize),
+    data: &[T],
+    p0: usize,
+    rows: &mut [T],
+) {
+    let (xh, xw, c) = shape;
+    let (oh, ow) = g.out_size(xh, xw);
     match g {
         Gather::Taps3x3 => {
-            let (h, w) = (x.h as isize, x.w as isize);
+            let (h, w) = (xh as isize, xw as isize);
             for (i, r) in rows.chunks_mut(9 * c).enumerate() {
                 let p = p0 + i;
                 let (img, q) = (p / (oh * ow), p % (oh * ow));
                 let (y, xx) = ((q / ow) as isize, (q % ow) as isize);
-                let base = img * x.h * x.w;
+                let base = img * xh * xw;
                 // Each row of taps is three neighbouring pixels: one copy away from the edges.
                 for (dy, d3) in r.chunks_mut(3 * c).enumerate() {
                     let sy = y + dy as isize - 1;
                     if sy < 0 || sy >= h {
-                        d3.fill(0.0);
+                        d3.fill(T::default());
                     } else if xx >= 1 && xx + 1 < w {
                         let at = (base + (sy * w + xx - 1) as usize) * c;
-                        d3.copy_from_slice(&x.data[at..at + 3 * c]);
+                        d3.copy_from_slice(&data[at..at + 3 * c]);
                     } else {
                         for (dx, d) in d3.chunks_mut(c).enumerate() {
                             let sx = xx + dx as isize - 1;
                             if sx < 0 || sx >= w {
-                                d.fill(0.0);
+                                d.fill(T::default());
                             } else {
                                 let at = (base + (sy * w + sx) as usize) * c;
-                                d.copy_from_slice(&x.data[at..at + c]);
+                                d.copy_from_slice(&data[at..at + c]);
                             }
                         }
                     }
@@ -575,13 +587,13 @@ fn gather(g: Gather, x: &Map, p0: usize, rows: &mut [f32]) {
                 let p = p0 + i;
                 let (y, xx) = (p / ow, p % ow);
                 for (k, d) in r.chunks_mut(c).enumerate() {
-                    let at = ((2 * y + k / 2) * x.w + 2 * xx + k % 2) * c;
-                    d.copy_from_slice(&x.data[at..at + c]);
+                    let at = ((2 * y + k / 2) * xw + 2 * xx + k % 2) * c;
+                    d.copy_from_slice(&data[at..at + c]);
                 }
             }
         }
         Gather::Pointwise => {
-            rows.copy_from_slice(&x.data[p0 * c..p0 * c + rows.len()]);
+            rows.copy_from_slice(&data[p0 * c..p0 * c + rows.len()]);
         }
     }
 }

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::engine::{conv_layers, Gather};
+use super::engine::{conv_layers, gather_rows, Gather};
 pub use super::intkernel::Kernels;
 use super::intkernel::{self, PackedWeights, Requant};
 use super::net::NetConfig;
@@ -551,7 +551,7 @@ impl IntNet {
                 &x.data[p0 * k..(p0 + m) * k]
             } else {
                 s.rows.resize(m * k, 0);
-                gather(g, x, p0, &mut s.rows);
+                gather_rows(g, (x.h, x.w, x.c), &x.data, p0, &mut s.rows);
                 &s.rows
             };
             intkernel::pack_u8(self.kernels, src, k, &mut s.bytes);
@@ -561,7 +561,7 @@ impl IntNet {
             intkernel::gemm(self.kernels, rows, m, &l.packed, &mut s.acc);
         } else {
             s.rows.resize(m * k, 0);
-            gather(g, x, p0, &mut s.rows);
+            gather_rows(g, (x.h, x.w, x.c), &x.data, p0, &mut s.rows);
             intkernel::gemm(self.kernels, &s.rows, m, &l.packed, &mut s.acc);
         }
     }
@@ -642,51 +642,6 @@ pub fn compose_x(z: &[f32], v: &[i32], h: usize, w: usize, lambda: f64) -> Vec<f
         .zip(v)
         .map(|(&z, &v)| a * z - s * (v as f32 * unit))
         .collect()
-}
-
-/// Gather the input rows of output pixels `p0 ..` (as the float engine's gather).
-fn gather(g: Gather, x: &IMap, p0: usize, rows: &mut [i16]) {
-    let c = x.c;
-    let (_, ow) = g.out_size(x.h, x.w);
-    match g {
-        Gather::Taps3x3 => {
-            let (h, w) = (x.h as isize, x.w as isize);
-            for (i, r) in rows.chunks_mut(9 * c).enumerate() {
-                let p = p0 + i;
-                let (y, xx) = ((p / ow) as isize, (p % ow) as isize);
-                for (dy, d3) in r.chunks_mut(3 * c).enumerate() {
-                    let sy = y + dy as isize - 1;
-                    if sy < 0 || sy >= h {
-                        d3.fill(0);
-                    } else if xx >= 1 && xx + 1 < w {
-                        let at = ((sy * w + xx - 1) as usize) * c;
-                        d3.copy_from_slice(&x.data[at..at + 3 * c]);
-                    } else {
-                        for (dx, d) in d3.chunks_mut(c).enumerate() {
-                            let sx = xx + dx as isize - 1;
-                            if sx < 0 || sx >= w {
-                                d.fill(0);
-                            } else {
-                                let at = ((sy * w + sx) as usize) * c;
-                                d.copy_from_slice(&x.data[at..at + c]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Gather::Unshuffle => {
-            for (i, r) in rows.chunks_mut(4 * c).enumerate() {
-                let p = p0 + i;
-                let (y, xx) = (p / ow, p % ow);
-                for (k, d) in r.chunks_mut(c).enumerate() {
-                    let at = ((2 * y + k / 2) * x.w + 2 * xx + k % 2) * c;
-                    d.copy_from_slice(&x.data[at..at + c]);
-                }
-            }
-        }
-        Gather::Pointwise => rows.copy_from_slice(&x.data[p0 * c..p0 * c + rows.len()]),
-    }
 }
 
 /// The parts of one layer, before packing (what a weight file or the quantizer provides).
