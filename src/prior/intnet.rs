@@ -881,24 +881,11 @@ impl super::Denoiser for IntDenoiser {
     }
 
     fn working_bytes(&self, height: usize, width: usize) -> u64 {
-        let s = self.net.cfg.stride() as u64;
-        let padded = (height as u64).div_ceil(s) * s * (width as u64).div_ceil(s) * s;
-        let side = (super::net::TILE + 2 * super::net::halo(&self.net.cfg)) as u64;
-        (12 * height as u64 * width as u64)
-            .saturating_add(padded.min(side * side).saturating_mul(INT_BYTES_PER_PIXEL))
+        super::net::tiled_working_bytes(&self.net.cfg, height, width, INT_BYTES_PER_PIXEL)
     }
 
     fn predict_x(&self, z: &super::Planes, lambda: f64) -> Result<super::Planes> {
-        if z.channels != 3
-            || z.height == 0
-            || z.width == 0
-            || z.data.len() != 3 * z.height * z.width
-        {
-            return Err(Error::InvalidArgument(format!(
-                "network prior needs a non-empty 3-channel image, got {}x{}x{}",
-                z.channels, z.height, z.width
-            )));
-        }
+        super::net::check_network_input(z)?;
         // Tiles equal the whole-image pass exactly: the halo covers the receptive field and the
         // arithmetic is exact.
         let data = super::net::predict_tiled(&self.net.cfg, z, super::net::TILE, &|w, h, ww| {

@@ -753,6 +753,32 @@ pub(crate) fn predict_tiled(cfg: &NetConfig, z: &Planes, tile: usize, f: &Window
     data
 }
 
+/// The input every network prior accepts: three channels, non-empty, as many samples as that.
+pub(crate) fn check_network_input(z: &Planes) -> Result<()> {
+    if z.channels != 3 || z.height == 0 || z.width == 0 || z.data.len() != 3 * z.height * z.width {
+        return Err(Error::InvalidArgument(format!(
+            "network prior needs a non-empty 3-channel image, got {}x{}x{}",
+            z.channels, z.height, z.width
+        )));
+    }
+    Ok(())
+}
+
+/// Working memory of a network evaluated by [`predict_tiled`]: the output image plus one tile
+/// window's input, activations and output at `per_pixel` bytes per window pixel.
+pub(crate) fn tiled_working_bytes(
+    cfg: &NetConfig,
+    height: usize,
+    width: usize,
+    per_pixel: u64,
+) -> u64 {
+    let s = cfg.stride() as u64;
+    let padded = (height as u64).div_ceil(s) * s * (width as u64).div_ceil(s) * s;
+    let side = (TILE + 2 * halo(cfg)) as u64;
+    (12 * height as u64 * width as u64)
+        .saturating_add(padded.min(side * side).saturating_mul(per_pixel))
+}
+
 /// A network evaluated on one planar `(3, h, w)` window: `f(window, h, w)`.
 pub(crate) type WindowFn<'a> = dyn Fn(&[f32], usize, usize) -> Vec<f32> + 'a;
 
@@ -837,24 +863,11 @@ impl Denoiser for NetDenoiser {
         if self.engine.is_none() {
             return padded.saturating_mul(NET_BYTES_PER_PIXEL);
         }
-        // The output image, plus one tile window's input, activations and output.
-        let side = (TILE + 2 * halo(&self.net.cfg)) as u64;
-        let window = padded.min(side * side);
-        (12 * height as u64 * width as u64)
-            .saturating_add(window.saturating_mul(ENGINE_BYTES_PER_PIXEL))
+        tiled_working_bytes(&self.net.cfg, height, width, ENGINE_BYTES_PER_PIXEL)
     }
 
     fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes> {
-        if z.channels != 3
-            || z.height == 0
-            || z.width == 0
-            || z.data.len() != 3 * z.height * z.width
-        {
-            return Err(Error::InvalidArgument(format!(
-                "network prior needs a non-empty 3-channel image, got {}x{}x{}",
-                z.channels, z.height, z.width
-            )));
-        }
+        check_network_input(z)?;
         let (h, w) = (z.height, z.width);
         let data = match &self.engine {
             Some(e) => predict_tiled(e.config(), z, TILE, &|win, wh, ww| {
