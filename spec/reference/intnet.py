@@ -602,17 +602,25 @@ MUTATIONS = [
 ]
 
 
+def check_pins(data, name, weights_fnv, model_id_, known):
+    """The file's hash and model id, and every known answer, as the Rust code pins them."""
+    prior = Prior(data, name)
+    assert fnv1a64(data) == weights_fnv, "%s: weights hash %016x" % (name, fnv1a64(data))
+    assert prior.model_id == model_id_, "%s: model id %016x" % (name, prior.model_id)
+    for (h, w, lam), want in known.items():
+        got = x_hash(prior.predict_x(test_latent(h, w), lam))
+        assert got == want, "%s, %dx%d at lambda %r: x_hat hash %016x, expected %016x" % (
+            name, h, w, lam, got, want)
+    return prior
+
+
 def self_check(path=DEFAULT_WEIGHTS):
     import time
     t0 = time.time()
     data = open(path, "rb").read()
-    prior = Prior(data)
-    assert fnv1a64(data) == WEIGHTS_FNV, "weights hash %016x" % fnv1a64(data)
-    assert prior.model_id == MODEL_ID, "model id %016x" % prior.model_id
-    for (h, w, lam), want in KNOWN_ANSWERS.items():
-        got = x_hash(prior.predict_x(test_latent(h, w), lam))
-        assert got == want, "%dx%d at lambda %r: x_hat hash %016x, expected %016x" % (
-            h, w, lam, got, want)
+    prior = check_pins(data, "tiny-int", WEIGHTS_FNV, MODEL_ID, KNOWN_ANSWERS)
+    prior8 = check_pins(open(INT8_WEIGHTS, "rb").read(), "tiny-int8", INT8_WEIGHTS_FNV,
+                        INT8_MODEL_ID, INT8_KNOWN_ANSWERS)
     # The float64 accumulation equals the int64 one (one case, all layers).
     other = Prior(data, gemm="int64" if prior.net.gemm == "float64" else "float64")
     z = test_latent(24, 40)
@@ -626,14 +634,6 @@ def self_check(path=DEFAULT_WEIGHTS):
         except WeightError:
             rejected = True
         assert rejected == reject, "%s: %s" % (what, "rejected" if rejected else "accepted")
-    data8 = open(INT8_WEIGHTS, "rb").read()
-    prior8 = Prior(data8, "tiny-int8")
-    assert fnv1a64(data8) == INT8_WEIGHTS_FNV, "8-bit weights hash %016x" % fnv1a64(data8)
-    assert prior8.model_id == INT8_MODEL_ID, "8-bit model id %016x" % prior8.model_id
-    for (h, w, lam), want in INT8_KNOWN_ANSWERS.items():
-        got = x_hash(prior8.predict_x(test_latent(h, w), lam))
-        assert got == want, "8-bit, %dx%d at lambda %r: x_hat hash %016x, expected %016x" % (
-            h, w, lam, got, want)
     print("intnet.py: model ids %016x and %016x, %d + %d known answers match the Rust priors, "
           "%d weight-file validation vectors (%.1f s)"
           % (prior.model_id, prior8.model_id, len(KNOWN_ANSWERS), len(INT8_KNOWN_ANSWERS),
