@@ -88,66 +88,13 @@ fn check(e: &Engine, q: &IntNet, dir: &str) -> diffc::Result<()> {
     Ok(())
 }
 
-fn compare_float(e: &Engine, e2: &Engine, dir: &str) -> diffc::Result<()> {
-    let size = 256;
-    let xs = crops(dir, size, usize::MAX)?;
-    let mut rng = diffc::data::Rng::new(0x5eed_da7a);
-    for l in [-3.0f32, 0.0, 1.5, 3.0, 6.0, 9.0] {
-        let (a, s) = (alpha_f(l), sigma_f(l));
-        let (mut nf, mut ni, mut den) = (0f64, 0f64, 0f64);
-        for x in &xs {
-            let mut z = vec![0f32; x.len()];
-            rng.fill_normal(&mut z);
-            z.iter_mut().zip(x).for_each(|(z, &x)| *z = a * x + s * *z);
-            let f = e.predict_x(&z, size, size, l);
-            let i = e2.predict_x(&z, size, size, l);
-            for j in 0..x.len() {
-                nf += ((f[j] - x[j]) as f64).powi(2);
-                ni += ((i[j] - x[j]) as f64).powi(2);
-                den += ((z[j] / a - x[j]) as f64).powi(2);
-            }
-        }
-        println!(
-            "lambda {l:5.1}: float {:.5}  fake-quant weights {:.5} ({:+.2}%)",
-            nf / den,
-            ni / den,
-            100.0 * (ni / nf - 1.0)
-        );
-    }
-    Ok(())
-}
-
 fn main() -> diffc::Result<()> {
     let weights = arg("--weights").unwrap_or("models/shipped/tiny.safetensors".into());
     let cfg = NetConfig::by_name("tiny").unwrap();
     let bytes = std::fs::read(&weights)?;
-    let vb = VarBuilder::from_buffered_safetensors(bytes.clone(), DType::F32, &Device::Cpu)?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
     let net = DenoiserNet::new(vb, &cfg)?;
     let e = Engine::new(&net)?;
-    if let Some(levels) = arg("--fake-weights") {
-        // Experiment: the float engine with per-channel fake-quantized conv weights.
-        let levels: f32 = levels.parse().expect("levels");
-        let mut map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        for (k, t) in map.iter_mut() {
-            if k.ends_with(".w") && !k.contains("emb") {
-                let rows: Vec<Vec<f32>> = t.to_vec2()?;
-                let q: Vec<f32> = rows
-                    .iter()
-                    .flat_map(|r| {
-                        let m = r.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-12) / levels;
-                        r.iter().map(move |v| (v / m).round() * m)
-                    })
-                    .collect();
-                *t = candle_core::Tensor::from_vec(q, t.shape(), &Device::Cpu)?;
-            }
-        }
-        let net2 = DenoiserNet::new(
-            VarBuilder::from_tensors(map, DType::F32, &Device::Cpu),
-            &cfg,
-        )?;
-        let e2 = Engine::new(&net2)?;
-        return compare_float(&e, &e2, &arg("--check").expect("--check DIR"));
-    }
     let mut opts = QuantOptions::default();
     if let Some(a) = arg("--amax") {
         opts.amax = a.parse().expect("--amax N");
