@@ -1,6 +1,6 @@
 //! Train the neural prior without the CLI, or benchmark the network.
 //!
-//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT] [--minutes M | --steps N]
+//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N]
 //!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S]`
 //!
 //! `cargo run --release --example train -- --bench [--model NAME] [--batch B] [--crop C]`
@@ -150,7 +150,9 @@ fn prof2() -> candle_core::Result<()> {
 fn check(weights: &str, dir: &str) -> diffc::Result<()> {
     use diffc::prior::{Denoiser, Planes};
     let bytes = std::fs::read(weights)?;
-    let net = diffc::prior::net::NetDenoiser::from_safetensors_bytes("tiny", &bytes, &Device::Cpu)?;
+    // CHECK_MODEL=NAME: the architecture (default `tiny`).
+    let arch = std::env::var("CHECK_MODEL").unwrap_or_else(|_| "tiny".into());
+    let net = diffc::prior::net::NetDenoiser::from_safetensors_bytes(&arch, &bytes, &Device::Cpu)?;
     // The network alone by default. CHECK_MULTISCALE=t1,t2,.. evaluates it the way the codec
     // may (halved once per threshold lambda lies below; `prior::multiscale`);
     // CHECK_LAMBDAS=a,b,c picks the log-SNRs (default: the validation bands).
@@ -240,6 +242,7 @@ fn main() {
             "--data" => o.data = PathBuf::from(v()),
             "--out" => o.out = PathBuf::from(v()),
             "--resume" => o.resume = Some(PathBuf::from(v())),
+            "--grow" => o.grow = Some(PathBuf::from(v())),
             "--minutes" => o.minutes = v().parse().expect("minutes"),
             "--steps" => o.steps = Some(v().parse().expect("steps")),
             "--model" => o.model = v(),

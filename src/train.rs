@@ -64,6 +64,9 @@ pub struct TrainOptions {
     pub qat: Option<Qat>,
     /// Multiplier on the scheduled learning rate (e.g. 0.1 for a gentle fine-tuning).
     pub lr_scale: f64,
+    /// Start a deeper architecture from the checkpoint of a shallower one (instead of `resume`):
+    /// see [`State::grow_from`].
+    pub grow: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -92,6 +95,7 @@ impl Default for TrainOptions {
             seed: 0,
             qat: None,
             lr_scale: 1.0,
+            grow: None,
         }
     }
 }
@@ -187,6 +191,91 @@ pub struct Qat {
     pub amax: f32,
     /// Largest weight integer (127: 8-bit weights).
     pub wmax: f32,
+}
+
+/// Where a checkpoint tensor's values go in a wider tensor of the same layer. Weights are
+/// `(taps_out * c_out, taps_in * c_in)` with tap-major channel blocks: 9 taps in for a 3x3
+/// layer, 4 for the unshuffle before a down layer, 4 taps out for the shuffle after an up
+/// layer; biases are one column.
+struct Grown {
+    taps_out: usize,
+    old: (usize, usize),
+    new: (usize, usize),
+    cols: (usize, usize),
+    taps_in: usize,
+}
+
+impl Grown {
+    fn new(name: &str, old: &[usize], new: &[usize]) -> Option<Grown> {
+        if old.len() != new.len() || old.is_empty() || old.len() > 2 {
+            return None;
+        }
+        let layer = name.split('.').next().unwrap_or("");
+        if layer.starts_with("emb") && old != new {
+            return None;
+        }
+        let taps_out = if layer.starts_with("up") || layer == "out" {
+            4
+        } else {
+            1
+        };
+        let taps_in = match (old.len(), name.ends_with(".emb.w")) {
+            (1, _) | (_, true) => 1,
+            _ if layer.starts_with("down") => 4,
+            _ if layer.starts_with("up") || layer.starts_with("emb") => 1,
+            _ => 9,
+        };
+        let (r0, r1) = (old[0], new[0]);
+        let (c0, c1) = if old.len() == 2 {
+            (old[1], new[1])
+        } else {
+            (1, 1)
+        };
+        let fits =
+            |a: usize, b: usize, t: usize| a.is_multiple_of(t) && b.is_multiple_of(t) && a <= b;
+        if !fits(r0, r1, taps_out) || !fits(c0, c1, taps_in) {
+            return None;
+        }
+        Some(Grown {
+            taps_out,
+            old: (r0 / taps_out, c0 / taps_in),
+            new: (r1 / taps_out, c1 / taps_in),
+            cols: (c0, c1),
+            taps_in,
+        })
+    }
+
+    /// Index pairs (old flat index, new flat index) of every old value.
+    fn pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let ((co, ci), (cn, cin)) = (self.old, self.new);
+        (0..self.taps_out).flat_map(move |j| {
+            (0..co).flat_map(move |o| {
+                (0..self.taps_in).flat_map(move |k| {
+                    (0..ci).map(move |c| {
+                        let old = (j * co + o) * self.cols.0 + k * ci + c;
+                        let new = (j * cn + o) * self.cols.1 + k * cin + c;
+                        (old, new)
+                    })
+                })
+            })
+        })
+    }
+
+    fn clear_old_rows(&self, dst: &mut [f32]) {
+        let (co, cn) = (self.old.0, self.new.0);
+        for j in 0..self.taps_out {
+            for o in 0..co {
+                let row = (j * cn + o) * self.cols.1;
+                dst[row..row + self.cols.1].fill(0.0);
+            }
+        }
+    }
+
+    fn embed(&self, src: &[f32], dst: &mut [f32]) {
+        for (a, b) in self.pairs() {
+            dst[b] = src[a];
+        }
+    }
 }
 
 impl State {
@@ -329,6 +418,95 @@ impl State {
             self.rng.s[k] = u64_at(2 + 2 * k);
         }
         self.seconds = get("meta.seconds")?.to_vec1::<f64>()?[0];
+        Ok(())
+    }
+
+    /// Start from the checkpoint of a network with fewer 3x3 layers per stack and/or fewer
+    /// channels per level (function-preserving growth). Every tensor of the checkpoint is
+    /// copied, with its EMA and Adam moments, into the same channels of the grown tensor; so
+    /// are the step, RNG state and training time. Added channels keep their random
+    /// initialisation but every old channel reads zero from them, so old channels compute what
+    /// they did. Each added layer is an identity (centre tap 1, lambda bias 0): its input is a
+    /// ReLU output, so `relu(identity(x)) = x`. The grown network thus starts as the
+    /// checkpoint's network and learns to use its new capacity.
+    fn grow_from(&mut self, path: &Path, dev: &Device) -> Result<()> {
+        let t = candle_core::safetensors::load(path, dev)?;
+        let bad = |what: String| Error::Model(format!("checkpoint {}: {what}", path.display()));
+        let read = |k: &str| -> Result<Option<Vec<f32>>> {
+            match t.get(k) {
+                Some(v) => Ok(Some(v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)),
+                None => Ok(None),
+            }
+        };
+        let mut copied = 0;
+        for (i, n) in self.names.iter().enumerate() {
+            let len = self.params[i].len();
+            if let Some(src) = t.get(&format!("param.{n}")) {
+                let get = |prefix: &str| -> Result<Vec<f32>> {
+                    read(&format!("{prefix}{n}"))?
+                        .ok_or_else(|| bad(format!("missing {prefix}{n}")))
+                };
+                let old_shape = src.dims().to_vec();
+                let grown = Grown::new(n, &old_shape, &self.shapes[i]).ok_or_else(|| {
+                    bad(format!(
+                        "{n} {old_shape:?} cannot grow into {:?}",
+                        self.shapes[i]
+                    ))
+                })?;
+                // New output channels keep their initialisation; the old ones read nothing
+                // from the new input channels (zero), so the old channels compute what they did.
+                let mut p = self.params[i].clone();
+                grown.clear_old_rows(&mut p);
+                grown.embed(&get("param.")?, &mut p);
+                let mut e = p.clone();
+                grown.embed(&get("ema.")?, &mut e);
+                let (mut m, mut v) = (vec![0f32; len], vec![0f32; len]);
+                grown.embed(&get("adam_m.")?, &mut m);
+                grown.embed(&get("adam_v.")?, &mut v);
+                (self.params[i], self.ema[i], self.m[i], self.v[i]) = (p, e, m, v);
+                copied += 1;
+                continue;
+            }
+            let shape = &self.shapes[i];
+            let init = if n.ends_with(".emb.w") || n.ends_with(".emb.b") {
+                vec![0f32; len]
+            } else if n.ends_with(".w") && shape.len() == 2 && shape[1] == 9 * shape[0] {
+                let c = shape[0];
+                let mut w = vec![0f32; len];
+                for o in 0..c {
+                    w[o * 9 * c + 4 * c + o] = 1.0;
+                }
+                w
+            } else {
+                return Err(bad(format!(
+                    "has no {n}, and it is not a layer growth can add"
+                )));
+            };
+            self.params[i] = init.clone();
+            self.ema[i] = init;
+        }
+        let old = t.keys().filter(|k| k.starts_with("param.")).count();
+        if copied != old {
+            return Err(bad(format!(
+                "{old} weight tensors, {copied} of them in the grown network: growth only adds layers"
+            )));
+        }
+        let meta: Vec<u32> = t
+            .get("meta.state")
+            .ok_or_else(|| bad("missing meta.state".into()))?
+            .to_vec1()?;
+        if meta.len() != 10 {
+            return Err(bad("bad meta.state".into()));
+        }
+        let u64_at = |i: usize| meta[i] as u64 | (meta[i + 1] as u64) << 32;
+        self.step = u64_at(0);
+        for k in 0..4 {
+            self.rng.s[k] = u64_at(2 + 2 * k);
+        }
+        self.seconds = t
+            .get("meta.seconds")
+            .ok_or_else(|| bad("missing meta.seconds".into()))?
+            .to_vec1::<f64>()?[0];
         Ok(())
     }
 
@@ -579,6 +757,12 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             cfg.stride()
         )));
     }
+    if opts.grow.is_some() && opts.resume.is_some() {
+        return Err(Error::InvalidArgument(
+            "grow starts a new run from a smaller network's checkpoint; it cannot also resume"
+                .into(),
+        ));
+    }
     let mut st = State::new(&cfg, opts.seed, &dev)?;
     if let Some(q) = &opts.qat {
         if q.ranges.len() != crate::prior::engine::conv_layers(&cfg).len() {
@@ -593,6 +777,16 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             q.wmax, q.amax
         );
         st.qat = Some(q.clone());
+    }
+    if let Some(g) = &opts.grow {
+        st.grow_from(g, &dev)?;
+        eprintln!(
+            "grew {} into {} at step {} ({:.1} min trained)",
+            g.display(),
+            opts.model,
+            st.step,
+            st.seconds / 60.0
+        );
     }
     if let Some(r) = &opts.resume {
         st.restore(r, &opts.model, &dev)?;
@@ -783,6 +977,58 @@ mod tests {
             crate::prior::net::NetDenoiser::from_safetensors_bytes("test", &bytes, &dev).unwrap();
         use crate::prior::Denoiser;
         assert_eq!(d.model_id(), crate::prior::fnv1a64(&bytes));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn growth_preserves_the_function() {
+        let dev = Device::Cpu;
+        let small = NetConfig::by_name("test").unwrap();
+        let deep = NetConfig {
+            channels: [12, 8, 16],
+            depth: [2, 3, 3],
+            up_depth: [2, 2],
+            ..small.clone()
+        };
+        let dir = std::env::temp_dir().join(format!("diffc-grow-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut a = State::new(&small, 5, &dev).unwrap();
+        // The output layer starts at zero; give every weight a value so the check means something.
+        let mut r = Rng::new(7);
+        for p in a.params.iter_mut().chain(a.ema.iter_mut()) {
+            let mut noise = vec![0f32; p.len()];
+            r.fill_normal(&mut noise);
+            for (w, n) in p.iter_mut().zip(noise) {
+                *w += 0.05 * n;
+            }
+        }
+        a.step = 1234;
+        let ck = dir.join("small.ckpt.safetensors");
+        save_atomic(&a.checkpoint_tensors("test", &dev).unwrap(), &ck).unwrap();
+        let mut b = State::new(&deep, 9, &dev).unwrap();
+        b.grow_from(&ck, &dev).unwrap();
+        assert_eq!((b.step, &b.rng), (a.step, &a.rng));
+        assert!(b.n_params() > a.n_params());
+        let z = Tensor::randn(0f32, 1.0, (1, 3, 32, 40), &dev).unwrap();
+        for lam in [-2f32, 3.0] {
+            let l = Tensor::new(&[lam], &dev).unwrap();
+            let ya = a.ema_net().unwrap().forward(&z, &l).unwrap();
+            let yb = b.ema_net().unwrap().forward(&z, &l).unwrap();
+            let d: f32 = (ya - yb)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-5, "grown network differs by {d} at lambda {lam}");
+        }
+        // Growth only adds layers: a shallower target is refused.
+        let mut c = State::new(&small, 9, &dev).unwrap();
+        let ck_deep = dir.join("deep.ckpt.safetensors");
+        save_atomic(&b.checkpoint_tensors("deep", &dev).unwrap(), &ck_deep).unwrap();
+        assert!(c.grow_from(&ck_deep, &dev).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -19,8 +19,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Resume exactly from this checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "grow")]
     pub resume: Option<PathBuf>,
+    /// Start `--model` from the checkpoint of a smaller network of the same shape (fewer layers
+    /// per stack or channels per level): the grown network begins as the smaller one.
+    #[arg(long)]
+    pub grow: Option<PathBuf>,
     /// Wall-clock budget in minutes.
     #[arg(long, default_value_t = 60.0)]
     pub minutes: f64,
@@ -47,6 +51,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         data,
         out,
         resume,
+        grow,
         minutes,
         model,
         val,
@@ -58,7 +63,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
     if let Some(v) = &val {
         check_dir(v)?;
     }
-    if let Some(r) = &resume {
+    for r in resume.iter().chain(&grow) {
         std::fs::metadata(r).map_err(|e| io_error_at(r, e))?;
     }
     if ui.bars && std::env::var_os(TRAIN_CHILD_ENV).is_none() {
@@ -77,6 +82,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         seed,
         qat: None,
         lr_scale: 1.0,
+        grow,
     })?)
 }
 

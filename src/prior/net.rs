@@ -74,6 +74,20 @@ impl NetConfig {
                 up_depth: [2, 2],
                 ..NetConfig::default()
             }),
+            // Prior-v2 pilot grown from `tiny` (`examples/train --grow`): one more 3x3 layer
+            // per stack at 1/2 and 1/4 resolution and two more at 1/8; ~1.5x tiny's FLOPs.
+            "deep" => Some(NetConfig {
+                channels: [48, 96, 144],
+                depth: [3, 3, 5],
+                up_depth: [3, 3],
+                ..NetConfig::default()
+            }),
+            // Prior-v2 pilot grown from `tiny`: 64 channels at 1/2 and 128 at 1/4 resolution
+            // (FFDNet-style capacity at high resolution); ~1.6x tiny's FLOPs.
+            "wide" => Some(NetConfig {
+                channels: [64, 128, 144],
+                ..NetConfig::default()
+            }),
             // A minute network for unit tests.
             "test" => Some(NetConfig {
                 channels: [8, 8, 8],
