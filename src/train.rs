@@ -137,6 +137,10 @@ const COOLDOWN_MIN_MINUTES: f64 = 20.0;
 const COOLDOWN_MIN_STEPS: u64 = 2000;
 const COOLDOWN_FRACTION: f64 = 0.3;
 const VAL_SECONDS: f64 = 900.0;
+/// The most wall time one step adds to the training-time counter. A step takes well under
+/// 10 s even on a busy machine; a longer one was paused (`kill -STOP`, a suspended laptop), and
+/// the counter reports training time, not time the process existed.
+const STEP_SECONDS_MAX: f64 = 60.0;
 /// Log-SNRs of the validation bands.
 pub const VAL_LAMBDAS: [f32; 5] = [-3.0, 0.0, 3.0, 6.0, 9.0];
 
@@ -886,7 +890,7 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         }
         let ts = Instant::now();
         let (l, g) = st.train_step(&pool, opts.batch, opts.crop, &dev)?;
-        st.seconds += ts.elapsed().as_secs_f64();
+        st.seconds += ts.elapsed().as_secs_f64().min(STEP_SECONDS_MAX);
         acc_loss += l;
         acc_g += g;
         acc_n += 1;
