@@ -1,9 +1,10 @@
-//! Quantize a float `tiny` network into the integer prior and compare the two.
+//! Quantize a float network (`--model ARCH`, default `tiny`) into the integer prior and compare
+//! the two.
 //!
 //! ```text
 //! cargo run --release --example quantize -- --weights models/shipped/tiny.safetensors \
 //!     --calib ../shared/data/train --out models/shipped/tiny-int.safetensors \
-//!     [--amax 2047] [--wmax 511] [--crops 24] [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
+//!     [--model ARCH] [--amax 2047] [--wmax 511] [--crops 24] [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
 //! ```
 //!
 //! `--check DIR` prints the relative x-MSE (network / identity) of both networks on two 256x256
@@ -90,7 +91,8 @@ fn check(e: &Engine, q: &IntNet, dir: &str) -> diffc::Result<()> {
 
 fn main() -> diffc::Result<()> {
     let weights = arg("--weights").unwrap_or("models/shipped/tiny.safetensors".into());
-    let cfg = NetConfig::by_name("tiny").unwrap();
+    let arch = arg("--model").unwrap_or("tiny".into());
+    let cfg = NetConfig::by_name(&arch).ok_or_else(|| diffc::Error::UnknownModel(arch.clone()))?;
     let bytes = std::fs::read(&weights)?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
     let net = DenoiserNet::new(vb, &cfg)?;
@@ -106,7 +108,7 @@ fn main() -> diffc::Result<()> {
         opts.quantile = q.parse().expect("--quantile Q");
     }
     let q = if let Some(f) = arg("--int") {
-        intnet::from_safetensors("tiny", &std::fs::read(f)?)?
+        intnet::from_safetensors(&arch, &std::fs::read(f)?)?
     } else {
         let calib = arg("--calib").expect("--calib DIR (training images)");
         let n: usize = arg("--crops").map_or(24, |v| v.parse().expect("--crops N"));
@@ -127,7 +129,7 @@ fn main() -> diffc::Result<()> {
         q
     };
     if let Some(out) = arg("--out") {
-        let b = intnet::to_safetensors(&q, "tiny")?;
+        let b = intnet::to_safetensors(&q, &arch)?;
         std::fs::write(&out, &b)?;
         let id = diffc::prior::network_model_id("tiny-int", &b);
         println!("wrote {out} ({} bytes, model id {id:016x})", b.len());
@@ -175,7 +177,7 @@ fn main() -> diffc::Result<()> {
             ks.push(diffc::prior::intkernel::Kernels::Portable);
         }
         for k in ks {
-            let q2 = intnet::from_safetensors("tiny", &intnet::to_safetensors(&q, "tiny")?)?
+            let q2 = intnet::from_safetensors(&arch, &intnet::to_safetensors(&q, &arch)?)?
                 .with_kernels(k)?;
             let ti = best(&|| {
                 q2.predict_x(&z, h, w, l as f64);

@@ -834,6 +834,12 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 tv.elapsed().as_secs_f64()
             );
             let new = !csv.exists();
+            // A resumed run validates its first step again: log each step once.
+            let logged = std::fs::read_to_string(&csv).unwrap_or_default();
+            let this_step = format!("{},", st.step);
+            if logged.lines().last().is_some_and(|l| l.starts_with(&this_step)) {
+                return Ok(());
+            }
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
