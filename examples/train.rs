@@ -1,6 +1,6 @@
 //! Train the neural prior without the CLI, or benchmark the network.
 //!
-//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N]
+//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N] [--lambda-band LO,HI]
 //!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S]`
 //!
 //! `cargo run --release --example train -- --bench [--model NAME] [--batch B] [--crop C]`
@@ -243,6 +243,14 @@ fn main() {
             "--out" => o.out = PathBuf::from(v()),
             "--resume" => o.resume = Some(PathBuf::from(v())),
             "--grow" => o.grow = Some(PathBuf::from(v())),
+            "--lambda-band" => {
+                let b: Vec<f32> = v()
+                    .split(',')
+                    .map(|t| t.parse().expect("--lambda-band LO,HI"))
+                    .collect();
+                assert!(b.len() == 2, "--lambda-band LO,HI");
+                o.lambda_band = Some((b[0], b[1]));
+            }
             "--minutes" => o.minutes = v().parse().expect("minutes"),
             "--steps" => o.steps = Some(v().parse().expect("steps")),
             "--model" => o.model = v(),

@@ -67,6 +67,9 @@ pub struct TrainOptions {
     /// Start a deeper architecture from the checkpoint of a shallower one (instead of `resume`):
     /// see [`State::grow_from`].
     pub grow: Option<PathBuf>,
+    /// Train only on log-SNRs in `[lo, hi]` (the usual distribution, restricted): a
+    /// lambda-routed expert.
+    pub lambda_band: Option<(f32, f32)>,
 }
 
 impl TrainOptions {
@@ -96,6 +99,7 @@ impl Default for TrainOptions {
             qat: None,
             lr_scale: 1.0,
             grow: None,
+            lambda_band: None,
         }
     }
 }
@@ -145,6 +149,20 @@ const STEP_SECONDS_MAX: f64 = 60.0;
 pub const VAL_LAMBDAS: [f32; 5] = [-3.0, 0.0, 3.0, 6.0, 9.0];
 
 /// Draw a training log-SNR.
+/// [`sample_lambda`] restricted to a band (by rejection; `run` checks that the band is wide
+/// enough for this to end quickly).
+fn sample_lambda_in(rng: &mut Rng, band: Option<(f32, f32)>) -> f32 {
+    match band {
+        None => sample_lambda(rng),
+        Some((lo, hi)) => loop {
+            let l = sample_lambda(rng);
+            if (lo..=hi).contains(&l) {
+                return l;
+            }
+        },
+    }
+}
+
 fn sample_lambda(rng: &mut Rng) -> f32 {
     let u = rng.uniform();
     if u < 0.25 {
@@ -180,6 +198,8 @@ struct State {
     seconds: f64,
     /// Multiplier on the scheduled learning rate (the end-of-run cool-down); not saved.
     lr_scale: f64,
+    /// Log-SNR band to train on (`TrainOptions::lambda_band`); not saved.
+    band: Option<(f32, f32)>,
     /// Quantization-aware training, if on.
     qat: Option<Qat>,
 }
@@ -311,6 +331,7 @@ impl State {
             rng: Rng::new(seed),
             seconds: 0.0,
             lr_scale: 1.0,
+            band: None,
             qat: None,
         })
     }
@@ -536,7 +557,10 @@ impl State {
         let n = 3 * crop * crop;
         let mut x = vec![0f32; batch * n];
         pool.sample(&mut self.rng, batch, crop, &mut x);
-        let lams: Vec<f32> = (0..batch).map(|_| sample_lambda(&mut self.rng)).collect();
+        let band = self.band;
+        let lams: Vec<f32> = (0..batch)
+            .map(|_| sample_lambda_in(&mut self.rng, band))
+            .collect();
         let mut z = vec![0f32; batch * n];
         self.rng.fill_normal(&mut z);
         for (b, &l) in lams.iter().enumerate() {
@@ -768,6 +792,18 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         ));
     }
     let mut st = State::new(&cfg, opts.seed, &dev)?;
+    if let Some((lo, hi)) = opts.lambda_band {
+        // At least ~1/50 of the draws must land in the band: 1/4 of them are uniform on
+        // [-12, 12], so a band of 0.5 inside it is enough.
+        let inside = lo.max(-12.0)..=hi.min(12.0);
+        if !(hi - lo >= 0.5 && inside.end() - inside.start() >= 0.5) {
+            return Err(Error::InvalidArgument(format!(
+                "lambda band [{lo}, {hi}] must span at least 0.5 inside [-12, 12]"
+            )));
+        }
+        st.band = Some((lo, hi));
+        eprintln!("training on log-SNRs in [{lo}, {hi}] only");
+    }
     if let Some(q) = &opts.qat {
         if q.ranges.len() != crate::prior::engine::conv_layers(&cfg).len() {
             return Err(Error::InvalidArgument(format!(
@@ -837,7 +873,11 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             // A resumed run validates its first step again: log each step once.
             let logged = std::fs::read_to_string(&csv).unwrap_or_default();
             let this_step = format!("{},", st.step);
-            if logged.lines().last().is_some_and(|l| l.starts_with(&this_step)) {
+            if logged
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with(&this_step))
+            {
                 return Ok(());
             }
             let mut f = std::fs::OpenOptions::new()
@@ -1048,6 +1088,8 @@ mod tests {
         for _ in 0..1000 {
             let l = sample_lambda(&mut r);
             assert!((-14.0..=16.0).contains(&l));
+            let b = sample_lambda_in(&mut r, Some((1.0, 1.5)));
+            assert!((1.0..=1.5).contains(&b));
         }
         assert!(loss_weight(16.0).is_finite() && loss_weight(-14.0) >= 0.0);
         assert!(

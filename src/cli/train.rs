@@ -83,6 +83,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         qat: None,
         lr_scale: 1.0,
         grow,
+        lambda_band: None,
     })?)
 }
 
