@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make an 8-bit integer prior from a training checkpoint: the recipe of `tiny-int8`
+# (models/README.md, "The integer priors"):
+#   1. map ranges calibrated on the checkpoint's EMA weights (training crops);
+#   2. quantization-aware fine-tuning from the checkpoint (3000 steps at 0.1x the rate);
+#   3. the fine-tuned raw weights quantized with the same ranges, checked on the dev photos.
+# Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
+#   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev)
+# Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
+# for `tiny`; run it under `nice` beside other work.
+set -euo pipefail
+ckpt=${1:?usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]}
+arch=${2:?usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]}
+out=${3:?usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]}
+steps=${4:-3000}
+train_dir=${TRAIN:-../shared/data/train}
+dev_dir=${DEV:-../shared/data/dev}
+ex=target/release/examples
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ranges="${out%.safetensors}.ranges.txt"
+
+"$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
+"$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
+    --amax 255 --wmax 127 --write-ranges "$ranges"
+cp "$ckpt" "$work/qat.ckpt.safetensors"
+"$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
+    --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
+    --qat "$ranges" 255 127
+"$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-param.safetensors" param
+"$ex/quantize" --model "$arch" --weights "$work/qat-param.safetensors" --ranges "$ranges" \
+    --amax 255 --wmax 127 --out "$out" --check "$dev_dir"
+echo "wrote $out and $ranges"
