@@ -64,8 +64,8 @@ pub struct TrainOptions {
     pub qat: Option<Qat>,
     /// Multiplier on the scheduled learning rate (e.g. 0.1 for a gentle fine-tuning).
     pub lr_scale: f64,
-    /// Start a deeper architecture from the checkpoint of a shallower one (instead of `resume`):
-    /// see [`State::grow_from`].
+    /// Start a larger architecture (more layers per stack, more channels per level) from the
+    /// checkpoint of a smaller one, instead of `resume`: see [`State::grow_from`].
     pub grow: Option<PathBuf>,
     /// Train only on log-SNRs in `[lo, hi]` (the usual distribution, restricted): a
     /// lambda-routed expert.
@@ -148,7 +148,6 @@ const STEP_SECONDS_MAX: f64 = 60.0;
 /// Log-SNRs of the validation bands.
 pub const VAL_LAMBDAS: [f32; 5] = [-3.0, 0.0, 3.0, 6.0, 9.0];
 
-/// Draw a training log-SNR.
 /// [`sample_lambda`] restricted to a band (by rejection; `run` checks that the band is wide
 /// enough for this to end quickly).
 fn sample_lambda_in(rng: &mut Rng, band: Option<(f32, f32)>) -> f32 {
@@ -163,6 +162,7 @@ fn sample_lambda_in(rng: &mut Rng, band: Option<(f32, f32)>) -> f32 {
     }
 }
 
+/// Draw a training log-SNR.
 fn sample_lambda(rng: &mut Rng) -> f32 {
     let u = rng.uniform();
     if u < 0.25 {
@@ -433,9 +433,21 @@ impl State {
             self.m[i] = m;
             self.v[i] = v;
         }
+        self.restore_progress(&t, path)
+    }
+
+    /// The step, RNG state and training time of a checkpoint's tensors.
+    fn restore_progress(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        let get = |k: &str| {
+            t.get(k)
+                .ok_or_else(|| Error::Model(format!("checkpoint {}: missing {k}", path.display())))
+        };
         let meta: Vec<u32> = get("meta.state")?.to_vec1()?;
         if meta.len() != 10 {
-            return Err(Error::Model("checkpoint: bad meta.state".into()));
+            return Err(Error::Model(format!(
+                "checkpoint {}: bad meta.state",
+                path.display()
+            )));
         }
         let u64_at = |i: usize| meta[i] as u64 | (meta[i + 1] as u64) << 32;
         self.step = u64_at(0);
@@ -516,23 +528,7 @@ impl State {
                 "{old} weight tensors, {copied} of them in the grown network: growth only adds layers"
             )));
         }
-        let meta: Vec<u32> = t
-            .get("meta.state")
-            .ok_or_else(|| bad("missing meta.state".into()))?
-            .to_vec1()?;
-        if meta.len() != 10 {
-            return Err(bad("bad meta.state".into()));
-        }
-        let u64_at = |i: usize| meta[i] as u64 | (meta[i + 1] as u64) << 32;
-        self.step = u64_at(0);
-        for k in 0..4 {
-            self.rng.s[k] = u64_at(2 + 2 * k);
-        }
-        self.seconds = t
-            .get("meta.seconds")
-            .ok_or_else(|| bad("missing meta.seconds".into()))?
-            .to_vec1::<f64>()?[0];
-        Ok(())
+        self.restore_progress(&t, path)
     }
 
     fn lr(&self) -> f64 {
