@@ -4,11 +4,13 @@
 //! ```text
 //! cargo run --release --example quantize -- --weights models/shipped/tiny.safetensors \
 //!     --calib ../shared/data/train --out models/shipped/tiny-int.safetensors \
-//!     [--model ARCH] [--amax 2047] [--wmax 511] [--crops 24] [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
+//!     [--model ARCH] [--amax 2047] [--wmax 511] [--crops 24] [--band LO,HI]
+//!     [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
 //! ```
 //!
 //! `--check DIR` prints the relative x-MSE (network / identity) of both networks on two 256x256
 //! crops of every image in DIR with the same noise, at the validation log-SNRs and a few more.
+//! `--band LO,HI` calibrates at the log-SNRs in that band only (for a log-SNR expert).
 
 use std::time::Instant;
 
@@ -106,6 +108,20 @@ fn main() -> diffc::Result<()> {
     }
     if let Some(q) = arg("--quantile") {
         opts.quantile = q.parse().expect("--quantile Q");
+    }
+    if let Some(b) = arg("--band") {
+        // A log-SNR expert (`diffc::prior::experts`) only ever runs inside its band: calibrate
+        // there, so that its maps' ranges are not set by inputs it never sees.
+        let b: Vec<f32> = b
+            .split(',')
+            .map(|t| t.parse().expect("--band LO,HI"))
+            .collect();
+        assert!(b.len() == 2, "--band LO,HI");
+        opts.lambdas.retain(|l| (b[0]..=b[1]).contains(l));
+        assert!(
+            !opts.lambdas.is_empty(),
+            "--band holds no calibration log-SNR"
+        );
     }
     let q = if let Some(f) = arg("--int") {
         intnet::from_safetensors(&arch, &std::fs::read(f)?)?

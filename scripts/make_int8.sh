@@ -5,7 +5,8 @@
 #   2. quantization-aware fine-tuning from the checkpoint (3000 steps at 0.1x the rate);
 #   3. the fine-tuned raw weights quantized with the same ranges, checked on the dev photos.
 # Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
-#   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev)
+#   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
+#    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -19,14 +20,16 @@ ex=target/release/examples
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ranges="${out%.safetensors}.ranges.txt"
+band_q=() band_t=()
+if [[ -n "${BAND:-}" ]]; then band_q=(--band "$BAND"); band_t=(--lambda-band "$BAND"); fi
 
 "$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
-    --amax 255 --wmax 127 --write-ranges "$ranges"
+    --amax 255 --wmax 127 --write-ranges "$ranges" "${band_q[@]}"
 cp "$ckpt" "$work/qat.ckpt.safetensors"
 "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
     --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
-    --qat "$ranges" 255 127
+    --qat "$ranges" 255 127 "${band_t[@]}"
 "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-param.safetensors" param
 "$ex/quantize" --model "$arch" --weights "$work/qat-param.safetensors" --ranges "$ranges" \
     --amax 255 --wmax 127 --out "$out" --check "$dev_dir"

@@ -196,6 +196,9 @@ struct State {
     step: u64,
     rng: Rng,
     seconds: f64,
+    /// The step at which Adam's moments last started from zero (0, or where a run resumed from
+    /// a slim checkpoint): bias correction and the learning-rate warm-up count from it.
+    moments_from: u64,
     /// Multiplier on the scheduled learning rate (the end-of-run cool-down); not saved.
     lr_scale: f64,
     /// Log-SNR band to train on (`TrainOptions::lambda_band`); not saved.
@@ -331,6 +334,7 @@ impl State {
             rng: Rng::new(seed),
             seconds: 0.0,
             lr_scale: 1.0,
+            moments_from: 0,
             band: None,
             qat: None,
         })
@@ -388,6 +392,8 @@ impl State {
         t.insert("meta.state".into(), Tensor::new(meta.as_slice(), dev)?);
         t.insert("meta.seconds".into(), Tensor::new(&[self.seconds], dev)?);
         t.insert("meta.model".into(), Tensor::new(model.as_bytes(), dev)?);
+        let from = [self.moments_from as u32, (self.moments_from >> 32) as u32];
+        t.insert("meta.moments_from".into(), Tensor::new(&from, dev)?);
         Ok(t)
     }
 
@@ -406,6 +412,12 @@ impl State {
                 String::from_utf8_lossy(&name)
             )));
         }
+        // A slim checkpoint (`examples/ckpt_weights CKPT OUT slim`) keeps only the EMA weights
+        // and the progress: training goes on from the EMA with Adam's moments restarted.
+        let slim = !self
+            .names
+            .iter()
+            .any(|n| t.contains_key(&format!("adam_m.{n}")));
         for (i, n) in self.names.iter().enumerate() {
             let read = |prefix: &str| -> Result<Vec<f32>> {
                 let v: Vec<f32> = get(&format!("{prefix}{n}"))?
@@ -422,6 +434,14 @@ impl State {
                 }
                 Ok(v)
             };
+            if slim {
+                let e = read("ema.")?;
+                self.params[i] = e.clone();
+                self.ema[i] = e;
+                self.m[i].fill(0.0);
+                self.v[i].fill(0.0);
+                continue;
+            }
             let (p, e, m, v) = (
                 read("param.")?,
                 read("ema.")?,
@@ -433,7 +453,25 @@ impl State {
             self.m[i] = m;
             self.v[i] = v;
         }
-        self.restore_progress(&t, path)
+        self.restore_progress(&t, path)?;
+        self.moments_from = if slim {
+            self.step
+        } else {
+            match t.get("meta.moments_from") {
+                Some(v) => {
+                    let v: Vec<u32> = v.to_vec1()?;
+                    if v.len() != 2 {
+                        return Err(Error::Model(format!(
+                            "checkpoint {}: bad meta.moments_from",
+                            path.display()
+                        )));
+                    }
+                    (v[0] as u64 | (v[1] as u64) << 32).min(self.step)
+                }
+                None => 0,
+            }
+        };
+        Ok(())
     }
 
     /// The step, RNG state and training time of a checkpoint's tensors.
@@ -533,7 +571,7 @@ impl State {
 
     fn lr(&self) -> f64 {
         let s = self.step + 1;
-        let warm = (s as f64 / WARMUP as f64).min(1.0);
+        let warm = ((s - self.moments_from) as f64 / WARMUP as f64).min(1.0);
         let decay = if s > DECAY_FROM {
             (DECAY_FROM as f64 / s as f64).sqrt()
         } else {
@@ -609,7 +647,7 @@ impl State {
             .sum();
         let gnorm = sq.sqrt();
         let scale = if gnorm > CLIP { CLIP / gnorm } else { 1.0 };
-        let t = (self.step + 1) as i32;
+        let t = (self.step + 1 - self.moments_from).min(i32::MAX as u64) as i32;
         let lr = self.lr() * self.lr_scale;
         let bc1 = 1.0 - BETA1.powi(t);
         let bc2 = 1.0 - BETA2.powi(t);
@@ -1015,6 +1053,37 @@ mod tests {
         assert_eq!((&a.m, &a.v), (&b.m, &b.v));
         // Training moved the weights.
         assert_ne!(a.params, initial);
+        // A slim checkpoint (EMA and progress only) resumes from the EMA with fresh moments,
+        // and the next step moves the weights by no more than the warm-up learning rate.
+        let slim_path = dir.join("m.slim.safetensors");
+        let slim: HashMap<String, Tensor> = a
+            .checkpoint_tensors("test", &dev)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ema.") || k.starts_with("meta."))
+            .filter(|(k, _)| k != "meta.moments_from")
+            .collect();
+        save_atomic(&slim, &slim_path).unwrap();
+        let mut c = State::new(&cfg, 99, &dev).unwrap();
+        c.restore(&slim_path, "test", &dev).unwrap();
+        assert_eq!((c.step, &c.rng, c.moments_from), (a.step, &a.rng, a.step));
+        assert_eq!((&c.params, &c.ema), (&a.ema, &a.ema));
+        assert!(c.m.iter().chain(&c.v).all(|m| m.iter().all(|&x| x == 0.0)));
+        let before = c.params.clone();
+        c.train_step(&pool, 2, 16, &dev).unwrap();
+        let moved = before
+            .iter()
+            .flatten()
+            .zip(c.params.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let first_lr = (LR / WARMUP as f64) as f32;
+        assert!(moved > 0.0 && moved <= 1.01 * first_lr, "moved {moved}");
+        // ... and the restart point survives a full checkpoint.
+        save_atomic(&c.checkpoint_tensors("test", &dev).unwrap(), &ck).unwrap();
+        let mut d = State::new(&cfg, 99, &dev).unwrap();
+        d.restore(&ck, "test", &dev).unwrap();
+        assert_eq!(d.moments_from, a.step);
         // The deployable EMA file loads as a denoiser.
         let out = dir.join("m.safetensors");
         save_atomic(&a.ema_tensors().unwrap(), &out).unwrap();

@@ -48,6 +48,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_WEIGHTS = os.path.join(ROOT, "models", "shipped", "tiny-int.safetensors")
 
 INT_FORMAT = "diffc-int-v1"
+EXPERTS_FORMAT = "diffc-experts-v1"  # spec/reconstruction.md#log-snr-experts
+MAX_EXPERTS = 8
 IN_LOG2 = 12  # z enters the network as round(z * 2^12)
 V_LOG2 = 12  # the network's output V is v * 2^12
 IN_MAX = 32767
@@ -55,7 +57,8 @@ V_MAX = 1 << 23
 FRAC_BITS = 8
 STRIDE = 8
 
-ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2))}
+ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
+         "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3))}
 # Named models: architecture and multiscale thresholds (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75)),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75))}
@@ -445,15 +448,51 @@ def upsample2(s, h, w):
     return np.add(t, np.multiply(F32(0.0625), at(yb, xb)))
 
 
+def parse_experts(data):
+    """(bounds, [expert weight bytes]) of a log-SNR experts file
+    (spec/reconstruction.md#log-snr-experts), or None when data is not one."""
+    meta, t = parse_safetensors(data)
+    if (meta or {}).get("format") != EXPERTS_FORMAT:
+        return None
+    n = len(t) - 1
+    if not 2 <= n <= MAX_EXPERTS:
+        raise WeightError("experts file: %d tensors; want bounds and 2 to %d experts"
+                          % (len(t), MAX_EXPERTS))
+    if t.get("bounds", (None, None))[:2] != ("F64", (n - 1,)):
+        raise WeightError("experts file: bounds must be F64 of shape [%d]" % (n - 1))
+    bounds = list(struct.unpack("<%dd" % (n - 1), bytes(t["bounds"][2])))
+    if not all(math.isfinite(b) for b in bounds) or \
+            any(a >= b for a, b in zip(bounds, bounds[1:])):
+        raise WeightError("experts file: bounds %r must be finite and strictly increasing"
+                          % bounds)
+    experts = []
+    for k in range(n):
+        name = "expert.%d" % k
+        if name not in t or t[name][0] != "U8" or len(t[name][1]) != 1:
+            raise WeightError("experts file: %s must be a U8 vector" % name)
+        raw = bytes(t[name][2])
+        try:
+            inner = parse_safetensors(raw)[0] or {}
+        except WeightError:
+            inner = {}
+        if inner.get("format") == EXPERTS_FORMAT:
+            raise WeightError("experts file: %s is itself an experts file" % name)
+        experts.append(raw)
+    return bounds, experts
+
+
 class Prior:
-    """A named integer network as the codec uses it: the network in its multiscale wrapper,
-    with its stream id."""
+    """A named integer model as the codec uses it: the network (or its log-SNR experts, each
+    an integer network) in its multiscale wrapper, with its stream id."""
 
     def __init__(self, data, name="tiny-int", gemm=None):
         m = MODELS[name]
         self.name = name
         self.thresholds = m["thresholds"]
-        self.net = IntNet(data, m["arch"], gemm)
+        parts = parse_experts(data)
+        self.bounds, files = parts if parts else ([], [data])
+        self.nets = [IntNet(f, m["arch"], gemm) for f in files]
+        self.net = self.nets[0]
         self.model_id = model_id(data, self.thresholds)
 
     @classmethod
@@ -479,7 +518,9 @@ class Prior:
             c = math.sqrt(1.0 / (a2 + s2 / 4.0))
             z = downsample2(z, F32(c))
             l = l + LN4
-        x = self.net.predict_x(z, l)
+        # The expert whose band holds the log-SNR the network receives (bounds[k-1] <= l <
+        # bounds[k]).
+        x = self.nets[sum(1 for b in self.bounds if l >= b)].predict_x(z, l)
         for h, w in reversed(sizes):
             x = upsample2(x, h, w)
         return x

@@ -64,6 +64,7 @@ pub trait Denoiser: Send + Sync {
 
 pub mod backprop;
 pub mod engine;
+pub mod experts;
 pub mod gauss;
 pub mod intkernel;
 pub mod intnet;
@@ -215,10 +216,37 @@ pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// Build the codec prior of a named network from its weight bytes: the network, wrapped in its
-/// multiscale evaluation when it has one.
+/// Build the codec prior of a named network from its weight bytes: the network (or its log-SNR
+/// experts, [`experts`]), wrapped in its multiscale evaluation when it has one.
 fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
-    let net: Arc<dyn Denoiser> = if intnet::is_integer_file(bytes) {
+    let net: Arc<dyn Denoiser> = if experts::is_experts_file(bytes) {
+        let parts = experts::parse(bytes)?;
+        let nets = parts
+            .experts
+            .iter()
+            .map(|b| bare_network(name, b))
+            .collect::<Result<Vec<_>>>()?;
+        Arc::new(experts::Experts::new(
+            name,
+            fnv1a64(bytes),
+            parts.bounds,
+            nets,
+        ))
+    } else {
+        bare_network(name, bytes)?
+    };
+    let t = multiscale_thresholds(name);
+    if t.is_empty() {
+        return Ok(net);
+    }
+    // The network already hashed its weights; only the suffix is new.
+    let id = with_multiscale_suffix(name, net.model_id());
+    Ok(Arc::new(multiscale::Multiscale::new(name, id, net, t)))
+}
+
+/// One network (integer or float, told apart by the file's metadata) without any wrapper.
+fn bare_network(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
+    Ok(if intnet::is_integer_file(bytes) {
         Arc::new(intnet::IntDenoiser::from_safetensors_bytes(
             name,
             arch(name),
@@ -229,14 +257,7 @@ fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
             net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
                 .named(name),
         )
-    };
-    let t = multiscale_thresholds(name);
-    if t.is_empty() {
-        return Ok(net);
-    }
-    // The network already hashed its weights; only the suffix is new.
-    let id = with_multiscale_suffix(name, net.model_id());
-    Ok(Arc::new(multiscale::Multiscale::new(name, id, net, t)))
+    })
 }
 
 /// Load a model by name (embedded weights, or the closed-form `gauss`).
