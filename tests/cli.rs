@@ -377,7 +377,7 @@ fn eval_reports_progress_per_image_without_a_terminal() {
     for name in ["a.png", "b.png"] {
         std::fs::copy(fixture("dragonfly_gray_45x31.png"), dir.join(name)).unwrap();
     }
-    let run = |extra: &[&str]| {
+    let run_both = |extra: &[&str]| {
         let o = diffc()
             .args(["eval", "--data"])
             .arg(&dir)
@@ -388,9 +388,13 @@ fn eval_reports_progress_per_image_without_a_terminal() {
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{err}");
-        err
+        (String::from_utf8_lossy(&o.stdout).into_owned(), err)
     };
-    let err = run(&[]);
+    let run = |extra: &[&str]| run_both(extra).1;
+    // --quiet: nothing but the files (no progress, no table).
+    assert_eq!(run_both(&["--quiet"]), (String::new(), String::new()));
+    let (table, err) = run_both(&[]);
+    assert!(table.contains("PSNR"), "{table}");
     assert!(
         err.contains("eval: 1/2 images measured (a.png)")
             && err.contains("eval: 2/2 images measured (b.png)"),

@@ -171,6 +171,9 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
     let rows = rows?;
     write_via_temp(&out, |p| diffc::eval::write_csv(&rows, p))?;
     write_via_temp(&svg, |p| diffc::eval::write_svg(&rows, p))?;
+    if quiet {
+        return Ok(());
+    }
     println!(
         "{:<16} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
         "codec", "target", "bpp", "ideal", "spent/id", "PSNR", "MS-SSIM", "enc s", "dec s"
@@ -189,9 +192,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
             v[5]
         );
     }
-    if !quiet {
-        eprintln!("wrote {} and {}", out.display(), svg.display());
-    }
+    eprintln!("wrote {} and {}", out.display(), svg.display());
     Ok(())
 }
 
@@ -231,6 +232,9 @@ fn run_denoise(
     }
     let rows = rows?;
     write_via_temp(out, |p| diffc::eval::write_denoise_csv(&rows, p))?;
+    if ui.quiet {
+        return Ok(());
+    }
     println!(
         "{:>6} {:>8} {:>10} {:>10} {:>7}",
         "sigma", "lambda", "noisy dB", "PSNR dB", "images"
@@ -245,9 +249,7 @@ fn run_denoise(
             n
         );
     }
-    if !ui.quiet {
-        eprintln!("wrote {}", out.display());
-    }
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
 
