@@ -1,8 +1,10 @@
 //! Embeds some weights only where they exist: the repository keeps them (so their streams
-//! decode), the crates.io package leaves them out (its 10 MB limit): the previous float release
-//! and the 11-bit integer network `tiny-int`.
+//! decode), the crates.io package leaves them out (its 10 MB limit): the float network `tiny`
+//! (training, benchmarks and its own streams), its previous release and the 11-bit integer
+//! network `tiny-int`.
 fn main() {
     for (file, cfg) in [
+        ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
         (
             "models/shipped/tiny-s39032.safetensors",
             "diffc_previous_tiny",

@@ -92,7 +92,7 @@ fn prior_forward(c: &mut Criterion) {
         b.iter(|| model.predict_x(&z, 3.0).unwrap())
     });
     // The candle graph the engine replaced (the reference path), and one training step.
-    let graph = diffc::prior::load_network(diffc::prior::DEFAULT_MODEL)
+    let graph = diffc::prior::load_network(diffc::prior::DEFAULT_ARCH)
         .unwrap()
         .without_engine();
     group.bench_function("graph_forward_768x512", |b| {

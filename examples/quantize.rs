@@ -122,17 +122,29 @@ fn main() -> diffc::Result<()> {
             !opts.lambdas.is_empty(),
             "--band holds no calibration log-SNR"
         );
+        // Its tables need only cover the band (with a unit of margin): a third of the bytes
+        // for a third of the range. Outside the grid the network sees its edge's values.
+        let full = opts.grid;
+        let lo = (b[0].floor() as i32 - 1) * full.per_unit;
+        let hi = (b[1].ceil() as i32 + 1) * full.per_unit;
+        let (first, last) = (
+            lo.max(full.first),
+            hi.min(full.first + full.points as i32 - 1),
+        );
+        assert!(first < last, "--band outside the grid");
+        opts.grid.first = first;
+        opts.grid.points = (last - first + 1) as usize;
     }
     let q = if let Some(f) = arg("--int") {
         intnet::from_safetensors(&arch, &std::fs::read(f)?)?
     } else {
-        let calib = arg("--calib").expect("--calib DIR (training images)");
-        let n: usize = arg("--crops").map_or(24, |v| v.parse().expect("--crops N"));
         let t = Instant::now();
         let ranges = match arg("--ranges") {
             // The ranges a quantization-aware fine-tuning trained with.
             Some(f) => diffc::prior::quantize::read_ranges(&std::fs::read_to_string(f)?)?,
             None => {
+                let calib = arg("--calib").expect("--calib DIR (training images)");
+                let n: usize = arg("--crops").map_or(24, |v| v.parse().expect("--crops N"));
                 let xs = crops(&calib, 256, n)?;
                 diffc::prior::quantize::calibrate(&e, &xs, 256, &opts)
             }
@@ -147,8 +159,9 @@ fn main() -> diffc::Result<()> {
     if let Some(out) = arg("--out") {
         let b = intnet::to_safetensors(&q, &arch)?;
         std::fs::write(&out, &b)?;
-        let id = diffc::prior::network_model_id("tiny-int", &b);
-        println!("wrote {out} ({} bytes, model id {id:016x})", b.len());
+        // The stream id adds the model's multiscale thresholds (`diffc models`).
+        let h = diffc::prior::fnv1a64(&b);
+        println!("wrote {out} ({} bytes, FNV-1a 64 {h:016x})", b.len());
     }
     if let Some(dir) = arg("--check") {
         check(&e, &q, &dir)?;

@@ -32,5 +32,5 @@ cp "$ckpt" "$work/qat.ckpt.safetensors"
     --qat "$ranges" 255 127 "${band_t[@]}"
 "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-param.safetensors" param
 "$ex/quantize" --model "$arch" --weights "$work/qat-param.safetensors" --ranges "$ranges" \
-    --amax 255 --wmax 127 --out "$out" --check "$dev_dir"
+    --amax 255 --wmax 127 --out "$out" --check "$dev_dir" "${band_q[@]}"
 echo "wrote $out and $ranges"

@@ -1,7 +1,8 @@
 //! `diffc bench`: the engine's speed on this machine, measured on the real code paths.
 //!
-//! - one forward pass of the default network on a 768x512 image at lambda = 3 (full
-//!   resolution, no multiscale shortcut), through the engine and through candle's graph;
+//! - one forward pass of the float network `tiny` on a 768x512 image at lambda = 3 (full
+//!   resolution, no multiscale shortcut), through the engine and through candle's graph, and
+//!   of the default integer model (`deep-int8`) with its fastest and its portable kernels;
 //! - one training step (fwd + bwd + AdamW + EMA) on 16 crops of 64x64;
 //! - the codec's own work per step (shared-randomness pool, permutation, candidate scoring,
 //!   index coding) with the closed-form `gauss` prior, whose "network pass" costs nothing.
@@ -61,10 +62,12 @@ pub struct BenchReport {
     pub forward_gflops: f64,
     /// Candle-graph forward pass, 768x512.
     pub graph_forward_seconds: Option<f64>,
-    /// Integer network measured (the same network in integer arithmetic).
+    /// Integer model measured: the default, as the codec runs it.
     pub integer_model: Option<String>,
     /// Kernels it ran with.
     pub integer_kernels: Option<String>,
+    /// GFLOP of its pass (its architecture's multiply-adds x 2, as for the float network).
+    pub integer_gflop: Option<f64>,
     /// Its forward pass, 768x512.
     pub integer_forward_seconds: Option<f64>,
     /// The same with the portable kernel (one run: it is slow).
@@ -124,11 +127,26 @@ pub fn synthetic_rgb(width: usize, height: usize) -> Vec<u8> {
     v
 }
 
+/// The embedded float network `name`, or, in builds without its weights (the crates.io
+/// package), one freshly initialised: a pass costs the same whatever the weights.
+fn float_network(name: &str) -> Result<prior::net::NetDenoiser> {
+    if let Ok(n) = prior::load_network(name) {
+        return Ok(n);
+    }
+    let cfg = prior::net::NetConfig::by_name(name)
+        .ok_or_else(|| crate::error::Error::UnknownModel(name.to_string()))?;
+    let dev = candle_core::Device::Cpu;
+    let vm = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev);
+    let net = prior::net::DenoiserNet::new(vb, &cfg)?;
+    prior::net::NetDenoiser::from_net(name, 0, net, &dev)
+}
+
 /// Run the measurements.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (w, h) = (768usize, 512usize);
     let name = prior::DEFAULT_ARCH;
-    let net = prior::load_network(name)?;
+    let net = float_network(name)?;
     let cfg = net.config().clone();
     let gflop = cfg.flops_per_pixel() * (w * h) as f64 / 1e9;
     let rgb = synthetic_rgb(w, h);
@@ -147,18 +165,22 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     r.forward_seconds = time(opts.repeats, || net.predict_x(&z, 3.0))?;
     r.forward_gflops = gflop / r.forward_seconds;
     if opts.graph {
-        let graph = prior::load_network(name)?.without_engine();
+        let graph = float_network(name)?.without_engine();
         r.graph_forward_seconds = Some(time(opts.repeats.min(3), || graph.predict_x(&z, 3.0))?);
     }
     if opts.integer {
-        let int_name = "tiny-int";
-        let q = prior::load_integer_network(int_name)?;
-        let k = q.net().kernels();
+        // The default model as the codec runs it (at lambda 3: full resolution, one expert).
+        use crate::prior::intkernel::Kernels;
+        let int_name = prior::DEFAULT_MODEL;
+        let k = Kernels::detect();
+        let q = prior::load_model_on(int_name, k)?;
         r.integer_model = Some(int_name.to_string());
         r.integer_kernels = Some(k.name().to_string());
+        r.integer_gflop = prior::net::NetConfig::by_name(prior::arch(int_name))
+            .map(|c| c.flops_per_pixel() * (w * h) as f64 / 1e9);
         r.integer_forward_seconds = Some(time(opts.repeats, || q.predict_x(&z, 3.0))?);
-        if k != crate::prior::intkernel::Kernels::Portable {
-            let p = q.with_kernels(crate::prior::intkernel::Kernels::Portable)?;
+        if k != Kernels::Portable {
+            let p = prior::load_model_on(int_name, Kernels::Portable)?;
             r.integer_portable_seconds = Some(time(1, || p.predict_x(&z, 3.0))?);
         }
     }
@@ -217,6 +239,7 @@ impl BenchReport {
                 "{{\"model\":\"{}\",\"threads\":{},\"forward_gflop\":{:.3},",
                 "\"forward_seconds\":{:.6},\"forward_gflops\":{:.2},",
                 "\"graph_forward_seconds\":{},\"integer_model\":{},\"integer_kernels\":{},",
+                "\"integer_gflop\":{},",
                 "\"integer_forward_seconds\":{},\"integer_portable_seconds\":{},",
                 "\"train_step_seconds\":{},",
                 "\"train_step_gflops\":{},\"encode_step_seconds\":{},",
@@ -230,6 +253,7 @@ impl BenchReport {
             opt(self.graph_forward_seconds),
             ostr(&self.integer_model),
             ostr(&self.integer_kernels),
+            opt(self.integer_gflop),
             opt(self.integer_forward_seconds),
             opt(self.integer_portable_seconds),
             opt(self.train_step_seconds),
@@ -271,10 +295,13 @@ impl BenchReport {
             s += &line(
                 &format!("forward ({m}, {k})"),
                 t,
-                format!(
-                    "{:.2}x the f32 engine; the same bits on every machine",
-                    self.forward_seconds / t
-                ),
+                match self.integer_gflop {
+                    Some(g) => format!(
+                        "{:6.1} GOP/s ({g:.1} GOP); the same bits on every machine",
+                        g / t
+                    ),
+                    None => "the same bits on every machine".into(),
+                },
             );
             if let Some(p) = self.integer_portable_seconds {
                 s += &line(

@@ -454,27 +454,13 @@ impl State {
             self.v[i] = v;
         }
         self.restore_progress(&t, path)?;
-        self.moments_from = if slim {
-            self.step
-        } else {
-            match t.get("meta.moments_from") {
-                Some(v) => {
-                    let v: Vec<u32> = v.to_vec1()?;
-                    if v.len() != 2 {
-                        return Err(Error::Model(format!(
-                            "checkpoint {}: bad meta.moments_from",
-                            path.display()
-                        )));
-                    }
-                    (v[0] as u64 | (v[1] as u64) << 32).min(self.step)
-                }
-                None => 0,
-            }
-        };
+        if slim {
+            self.moments_from = self.step;
+        }
         Ok(())
     }
 
-    /// The step, RNG state and training time of a checkpoint's tensors.
+    /// The step, RNG state, training time and moments' restart step of a checkpoint's tensors.
     fn restore_progress(&mut self, t: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         let get = |k: &str| {
             t.get(k)
@@ -493,6 +479,20 @@ impl State {
             self.rng.s[k] = u64_at(2 + 2 * k);
         }
         self.seconds = get("meta.seconds")?.to_vec1::<f64>()?[0];
+        // Checkpoints from before slim checkpoints existed: moments from step 0.
+        self.moments_from = match t.get("meta.moments_from") {
+            Some(v) => {
+                let v: Vec<u32> = v.to_vec1()?;
+                if v.len() != 2 {
+                    return Err(Error::Model(format!(
+                        "checkpoint {}: bad meta.moments_from",
+                        path.display()
+                    )));
+                }
+                (v[0] as u64 | (v[1] as u64) << 32).min(self.step)
+            }
+            None => 0,
+        };
         Ok(())
     }
 
@@ -507,6 +507,11 @@ impl State {
     fn grow_from(&mut self, path: &Path, dev: &Device) -> Result<()> {
         let t = candle_core::safetensors::load(path, dev)?;
         let bad = |what: String| Error::Model(format!("checkpoint {}: {what}", path.display()));
+        if !t.keys().any(|k| k.starts_with("adam_m.")) {
+            return Err(bad(
+                "a slim checkpoint (no Adam moments): resume it at its own size first".into(),
+            ));
+        }
         let read = |k: &str| -> Result<Option<Vec<f32>>> {
             match t.get(k) {
                 Some(v) => Ok(Some(v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)),

@@ -669,6 +669,80 @@ fn eight_bit_prior_known_answers() {
     }
 }
 
+/// The default prior (`models/shipped/deep-int8.safetensors`): three 8-bit `deep` networks,
+/// log-SNR experts (spec/reconstruction.md#log-snr-experts). Its file hash, model id and known
+/// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x3447_8DAA_ED01_1813;
+const DEEP_INT8_MODEL_ID: u64 = 0x4EA0_20BD_FCB7_8059;
+const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
+    (24, 40, -4.0, 0x3B67_4773_C66D_C69E),
+    (24, 40, -1.0, 0x9F35_646C_28DD_A8D1),
+    (24, 40, 0.5, 0xB0AB_F951_7C6C_81B8),
+    (24, 40, 1.0, 0xA574_1929_E66F_0B64),
+    (24, 40, 3.0, 0x1A1A_65A2_5286_9C3C),
+    (24, 40, 3.26, 0x58C0_6AA6_93F1_C508),
+    (24, 40, 4.5, 0xDB16_9B42_7C36_A96C),
+    (24, 40, 9.0, 0x2DD3_F8EB_34D4_84C7),
+    (13, 29, 3.26, 0xBC07_8B43_319E_489A),
+];
+
+/// Routing, the multiscale wrapper and every expert's integer network on the portable and the
+/// SIMD kernels agree with the NumPy reference bit for bit.
+#[test]
+fn experts_prior_known_answers() {
+    use diffc::prior::experts::{self, Experts};
+    use diffc::prior::intkernel::Kernels;
+    use diffc::prior::{intnet::IntDenoiser, multiscale::Multiscale, Denoiser};
+    use std::sync::Arc;
+    assert_eq!(
+        intnet_py_pins_of("DEEP8_"),
+        (
+            DEEP_INT8_WEIGHTS_FNV,
+            DEEP_INT8_MODEL_ID,
+            DEEP8_KNOWN_ANSWERS.to_vec()
+        ),
+        "intnet.py's DEEP8_ pins differ from this file's"
+    );
+    let weights = read_bytes("models/shipped/deep-int8.safetensors");
+    assert_eq!(
+        fnv1a64(&weights),
+        DEEP_INT8_WEIGHTS_FNV,
+        "the shipped file changed"
+    );
+    let shipped = diffc::prior::load_model("deep-int8").unwrap();
+    assert_eq!(shipped.model_id(), DEEP_INT8_MODEL_ID);
+    let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
+    let parts = experts::parse(&weights).unwrap();
+    assert_eq!(parts.bounds, [3.0, 4.5]);
+    for k in [Kernels::Portable, Kernels::best()] {
+        let nets: Vec<Arc<dyn Denoiser>> = parts
+            .experts
+            .iter()
+            .map(|b| {
+                let net = IntDenoiser::from_safetensors_bytes("deep-int8", "deep", b)
+                    .unwrap()
+                    .with_kernels(k)
+                    .unwrap();
+                Arc::new(net) as Arc<dyn Denoiser>
+            })
+            .collect();
+        let routed = Experts::new("deep-int8", 0, parts.bounds.clone(), nets);
+        let t = diffc::prior::multiscale_thresholds("deep-int8");
+        let wrapped = Multiscale::new("deep-int8", DEEP_INT8_MODEL_ID, Arc::new(routed), t);
+        priors.push((k.name().to_string(), Arc::new(wrapped)));
+    }
+    for &(h, w, lambda, want) in &DEEP8_KNOWN_ANSWERS {
+        let z = int_test_latent(h, w);
+        for (name, p) in &priors {
+            let got = x_hash(&p.predict_x(&z, lambda).unwrap());
+            assert_eq!(
+                got, want,
+                "experts prior, ({h}, {w}, {lambda:?}) [{name}]: 0x{got:016X}"
+            );
+        }
+    }
+}
+
 #[test]
 fn integer_prior_known_answers() {
     if !tiny_int_present() {

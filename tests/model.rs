@@ -6,20 +6,22 @@ use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
 };
 
-/// The stream id of the shipped default model (`models/shipped/tiny-int8.safetensors`, the 8-bit
-/// integer network, with its multiscale thresholds; `diffc models` prints it). Streams name their model by this id, so
+/// The stream id of the shipped default model (`models/shipped/deep-int8.safetensors`, three
+/// 8-bit integer networks as log-SNR experts, with its multiscale thresholds; `diffc models`
+/// prints it). Streams name their model by this id, so
 /// changing it orphans every stream coded with the old weights.
 ///
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0xC05D_7110_0491_E8C0;
+const SHIPPED_MODEL_ID: u64 = 0x4EA0_20BD_FCB7_8059;
 
-/// Ids of other models this build embeds, so their streams decode: the float network the
-/// integer ones were made from (the default until 2026-11-30), the 11-bit integer network and
-/// earlier releases. `(name, id)`; an entry leaves only when its weights leave
+/// Ids of other models this build embeds, so their streams decode: the previous default
+/// `tiny-int8` (until prior v2, 2026-11-30), the float network it was made from (the default
+/// before it), the 11-bit integer network and earlier releases. `(name, id)`; an entry leaves only when its weights leave
 /// `models/shipped/`.
 const EARLIER_MODEL_IDS: &[(&str, u64)] = &[
+    ("tiny-int8", 0xC05D_7110_0491_E8C0),
     ("tiny", 0xB026_8FF8_0190_F7C8),
     ("tiny-int", 0x27A8_34E9_D6F9_F1EE),
     ("tiny-s39032", 0xF887_13D7_B012_5B9E),
@@ -78,28 +80,8 @@ fn default_model_decodes_identically_with_portable_kernels() {
     .unwrap()
     .encode(&image, &Limits::default(), |_| {})
     .unwrap();
-    let bytes = std::fs::read(format!(
-        "{}/models/shipped/{}.safetensors",
-        env!("CARGO_MANIFEST_DIR"),
-        prior::DEFAULT_MODEL
-    ))
-    .unwrap();
-    let portable: std::sync::Arc<dyn prior::Denoiser> =
-        std::sync::Arc::new(diffc::prior::multiscale::Multiscale::new(
-            prior::DEFAULT_MODEL,
-            fast.model_id(),
-            std::sync::Arc::new(
-                diffc::prior::intnet::IntDenoiser::from_safetensors_bytes(
-                    prior::DEFAULT_MODEL,
-                    "tiny",
-                    &bytes,
-                )
-                .unwrap()
-                .with_kernels(Kernels::Portable)
-                .unwrap(),
-            ),
-            prior::multiscale_thresholds(prior::DEFAULT_MODEL),
-        ));
+    let portable = prior::load_model_on(prior::DEFAULT_MODEL, Kernels::Portable).unwrap();
+    assert_eq!(portable.model_id(), fast.model_id());
     for method in [Method::Flow, Method::Denoise] {
         let ro = ReconstructOptions {
             method,

@@ -19,9 +19,11 @@ of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform 
 coefficients have the Rust decoder's bits on every platform.
 
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
-spec/integer-network.md, `tiny-int8` and `tiny-int` (intnet.py, which needs NumPy; the weights
-are found by the stream's model id among models/shipped/tiny-int8.safetensors and
-tiny-int.safetensors, or given with --model-file, whose id must be the stream's). Integer-network outputs are exactly specified, so these decodes are bit-exact too.
+spec/integer-network.md, `deep-int8` (log-SNR experts, spec/reconstruction.md), `tiny-int8`
+and `tiny-int` (intnet.py, which needs NumPy; the weights are found by the stream's model id
+among models/shipped/deep-int8.safetensors, tiny-int8.safetensors and tiny-int.safetensors,
+or given with --model-file, whose id must be the stream's). Integer-network outputs are
+exactly specified, so these decodes are bit-exact too.
 Streams of the float networks (`tiny`, ...) cannot be reproduced outside the Rust code.
 """
 import math
@@ -203,11 +205,12 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the 8-bit default, then the 11-bit network.
+# model id: the default (log-SNR experts of `deep`, 8-bit), then `tiny` in 8 and 11 bits.
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
 INTEGER_WEIGHTS = [os.path.join(SHIPPED, f)
-                   for f in ("tiny-int8.safetensors", "tiny-int.safetensors")]
+                   for f in ("deep-int8.safetensors", "tiny-int8.safetensors",
+                             "tiny-int.safetensors")]
 _PRIORS = {}
 
 

@@ -7,6 +7,8 @@ Run: python3 spec/reference/intnet.py --self-check [WEIGHTS]
            in tests/conformance.rs pins the same numbers, read from this file).
      python3 spec/reference/intnet.py WEIGHTS
         -> validates a weight file and prints its grid, layers and model id.
+     python3 spec/reference/intnet.py --pins WEIGHTS NAME
+        -> the hash, model id and known answers to pin a new shipped model NAME with.
 
 Library use (decode.py does this for streams of tiny-int):
 
@@ -61,7 +63,8 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
          "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3))}
 # Named models: architecture and multiscale thresholds (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75)),
-          "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75))}
+          "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75)),
+          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25))}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
 
 F32 = np.float32
@@ -98,7 +101,7 @@ DTYPE_BITS = {
     "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64,
     "U64": 64,
 }
-NUMPY_DTYPE = {"U8": "<u1", "I16": "<i2", "I32": "<i4"}
+NUMPY_DTYPE = {"U8": "<u1", "I8": "<i1", "I16": "<i2", "I32": "<i4"}
 
 
 def _uint(v):
@@ -238,7 +241,8 @@ class IntNet:
         for name, k, cout, gather, finish in conv_layers(arch):
             self.layers.append(dict(
                 name=name, k=k, cout=cout, gather=gather, finish=finish,
-                w=get(name + ".w", "I16", [cout, k]),
+                w=get(name + ".w", "I8" if t.get(name + ".w", ("",))[0] == "I8" else "I16",
+                      [cout, k]),
                 mult=get(name + ".mult", "I32", [cout]),
                 shift=get(name + ".shift", "U8", [cout]),
                 bias=get(name + ".bias", "I32", [points, cout]),
@@ -498,12 +502,24 @@ class Prior:
     @classmethod
     def from_file(cls, path=DEFAULT_WEIGHTS, name=None, gemm=None):
         """name: the model's (default: the file's name, e.g. tiny-int8.safetensors ->
-        tiny-int8, when it is one of MODELS, else tiny-int)."""
-        if name is None:
-            stem = os.path.basename(path).rsplit(".", 1)[0]
-            name = stem if stem in MODELS else "tiny-int"
+        tiny-int8, when it is one of MODELS, else the first of MODELS whose architecture is
+        the one the file's metadata names, then any that parses it)."""
         with open(path, "rb") as f:
-            return cls(f.read(), name, gemm)
+            data = f.read()
+        stem = os.path.basename(path).rsplit(".", 1)[0]
+        if name is not None or stem in MODELS:
+            return cls(data, name or stem, gemm)
+        # The metadata `arch` is informative (a `deep` file also parses as `tiny`, whose layers
+        # it contains), but it is the right first guess.
+        parts = parse_experts(data)
+        meta = parse_safetensors(parts[1][0] if parts else data)[0] or {}
+        order = sorted(MODELS, key=lambda n: MODELS[n]["arch"] != meta.get("arch"))
+        for n in order:
+            try:
+                return cls(data, n, gemm)
+            except WeightError:
+                pass
+        raise WeightError("%s: not the weights of any of %s" % (path, ", ".join(MODELS)))
 
     def predict_x(self, z, lam):
         """x_hat (float32 (3, H, W)) of z (float32 (3, H, W)) at log-SNR lam (a float)."""
@@ -576,6 +592,26 @@ INT8_KNOWN_ANSWERS = {
 }
 
 
+# The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep`, 8-bit
+# (spec/reconstruction.md#log-snr-experts), pinned the same way (`experts_prior_known_answers`
+# in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
+# multiscale halvings, and both bounds exactly.
+DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
+DEEP8_WEIGHTS_FNV = 0x34478DAAED011813
+DEEP8_MODEL_ID = 0x4EA020BDFCB78059
+DEEP8_KNOWN_ANSWERS = {
+    (24, 40, -4.0): 0x3B674773C66DC69E,
+    (24, 40, -1.0): 0x9F35646C28DDA8D1,
+    (24, 40, 0.5): 0xB0ABF9517C6C81B8,
+    (24, 40, 1.0): 0xA5741929E66F0B64,
+    (24, 40, 3.0): 0x1A1A65A252869C3C,
+    (24, 40, 3.26): 0x58C06AA693F1C508,
+    (24, 40, 4.5): 0xDB169B427C36A96C,
+    (24, 40, 9.0): 0x2DD3F8EB34D484C7,
+    (13, 29, 3.26): 0xBC078B43319E489A,
+}
+
+
 def _tensor_at(data, name):
     """(byte offset, dtype) of a tensor's data in a safetensors file."""
     n = struct.unpack_from("<Q", data, 0)[0]
@@ -587,7 +623,8 @@ def _poke(name, index, value):
     """A mutation: element `index` of tensor `name` set to `value`."""
     def f(data):
         at, dtype = _tensor_at(data, name)
-        fmt, size = {"I32": ("<i", 4), "I16": ("<h", 2), "U8": ("<B", 1)}[dtype]
+        fmt, size = {"I32": ("<i", 4), "I16": ("<h", 2), "I8": ("<b", 1), "U8": ("<B", 1),
+                     "F64": ("<d", 8)}[dtype]
         struct.pack_into(fmt, data, at + index * size, value)
     return f
 
@@ -643,6 +680,15 @@ MUTATIONS = [
 ]
 
 
+# Experts files that must be refused (spec/reconstruction.md#log-snr-experts).
+EXPERTS_MUTATIONS = [
+    ("a NaN bound", _poke("bounds", 0, float("nan"))),
+    ("decreasing bounds", _poke("bounds", 1, -20.0)),
+    ("equal bounds", _poke("bounds", 1, 2.5)),
+    ("an unknown format version", _replace(b"diffc-experts-v1", b"diffc-experts-v2")),
+]
+
+
 def check_pins(data, name, weights_fnv, model_id_, known):
     """The file's hash and model id, and every known answer, as the Rust code pins them."""
     prior = Prior(data, name)
@@ -662,6 +708,18 @@ def self_check(path=DEFAULT_WEIGHTS):
     prior = check_pins(data, "tiny-int", WEIGHTS_FNV, MODEL_ID, KNOWN_ANSWERS)
     prior8 = check_pins(open(INT8_WEIGHTS, "rb").read(), "tiny-int8", INT8_WEIGHTS_FNV,
                         INT8_MODEL_ID, INT8_KNOWN_ANSWERS)
+    experts = open(DEEP8_WEIGHTS, "rb").read()
+    prior_x = check_pins(experts, "deep-int8", DEEP8_WEIGHTS_FNV, DEEP8_MODEL_ID,
+                         DEEP8_KNOWN_ANSWERS)
+    assert len(prior_x.nets) == 3 and prior_x.bounds == [3.0, 4.5], prior_x.bounds
+    for what, mutate in EXPERTS_MUTATIONS:
+        bad = bytearray(experts)
+        mutate(bad)
+        try:
+            Prior(bytes(bad), "deep-int8")
+            raise AssertionError("experts file with %s accepted" % what)
+        except WeightError:
+            pass
     # The float64 accumulation equals the int64 one (one case, all layers).
     other = Prior(data, gemm="int64" if prior.net.gemm == "float64" else "float64")
     z = test_latent(24, 40)
@@ -675,19 +733,41 @@ def self_check(path=DEFAULT_WEIGHTS):
         except WeightError:
             rejected = True
         assert rejected == reject, "%s: %s" % (what, "rejected" if rejected else "accepted")
-    print("intnet.py: model ids %016x and %016x, %d + %d known answers match the Rust priors, "
-          "%d weight-file validation vectors (%.1f s)"
-          % (prior.model_id, prior8.model_id, len(KNOWN_ANSWERS), len(INT8_KNOWN_ANSWERS),
-             len(MUTATIONS), time.time() - t0))
+    print("intnet.py: model ids %016x, %016x and %016x, %d + %d + %d known answers match the "
+          "Rust priors, %d + %d weight-file validation vectors (%.1f s)"
+          % (prior.model_id, prior8.model_id, prior_x.model_id, len(KNOWN_ANSWERS),
+             len(INT8_KNOWN_ANSWERS), len(DEEP8_KNOWN_ANSWERS), len(MUTATIONS),
+             len(EXPERTS_MUTATIONS), time.time() - t0))
+
+
+# Where new pins are computed (`--pins`): every expert, directly and through the multiscale
+# halvings, both default bounds exactly, an odd size.
+PIN_CASES = [(24, 40, -4.0), (24, 40, -1.0), (24, 40, 0.5), (24, 40, 1.0), (24, 40, 3.0),
+             (24, 40, 3.26),
+             (24, 40, 4.5), (24, 40, 9.0), (13, 29, 3.26)]
+
+
+def print_pins(path, name):
+    """The pin lines of a new shipped model (its hash, id and known answers) for this file
+    and tests/conformance.rs."""
+    data = open(path, "rb").read()
+    prior = Prior(data, name)
+    print("WEIGHTS_FNV = 0x%016X" % fnv1a64(data))
+    print("MODEL_ID = 0x%016X" % prior.model_id)
+    for h, w, lam in PIN_CASES:
+        print("    (%d, %d, %r): 0x%016X," % (h, w, lam, x_hash(prior.predict_x(test_latent(h, w),
+                                                                            lam))))
 
 
 def main(argv):
     if argv[:1] == ["--self-check"]:
         return self_check(*argv[1:2])
+    if argv[:1] == ["--pins"] and len(argv) == 3:
+        return print_pins(argv[1], argv[2])
     if len(argv) != 1:
         raise SystemExit(__doc__)
     data = open(argv[0], "rb").read()
-    prior = Prior(data)
+    prior = Prior.from_file(argv[0])
     n = prior.net
     print("format %s, metadata %s" % (INT_FORMAT, n.metadata))
     print("grid: first %d, per_unit %d, points %d (lambda %g .. %g)" % (

@@ -17,12 +17,22 @@ pub fn run() -> Result<()> {
             let t: Vec<String> = t.iter().map(|v| v.to_string()).collect();
             format!("  (half resolution below lambda {})", t.join(", then "))
         };
+        let b = prior::expert_bounds(name);
+        let experts = if b.is_empty() {
+            String::new()
+        } else {
+            let b: Vec<String> = b.iter().map(|v| v.to_string()).collect();
+            format!("  ({} experts, from lambda {})", b.len() + 1, b.join(", "))
+        };
         let default = if name == prior::DEFAULT_MODEL {
             "  [default]"
         } else {
             ""
         };
-        println!("{name:<width$} id {:016x}{scales}{default}", m.model_id());
+        println!(
+            "{name:<width$} id {:016x}{experts}{scales}{default}",
+            m.model_id()
+        );
     }
     Ok(())
 }

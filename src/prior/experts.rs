@@ -268,11 +268,11 @@ mod tests {
         let w = |n: &str| {
             crate::prior::embedded_weights()
                 .find(|(m, _)| *m == n)
-                .unwrap()
-                .1
-                .to_vec()
+                .map(|(_, b)| b.to_vec())
         };
-        let (int8, float) = (w("tiny-int8"), w("tiny"));
+        let (Some(int8), Some(float)) = (w("tiny-int8"), w("tiny")) else {
+            return; // a build without them (the crates.io package leaves `tiny` out)
+        };
         let bytes = pack(&[int8.clone(), float.clone()], &[3.0]).unwrap();
         let routed = crate::prior::network_prior("tiny", &bytes).unwrap();
         let (a, b) = (

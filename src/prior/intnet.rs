@@ -669,7 +669,8 @@ pub struct IntLayerParts {
 // ---------------------------------------------------------------------------------------------
 // Weight files: safetensors with integer tensors and a metadata block.
 
-/// Serialize to safetensors bytes (deterministically: keys in name order, no whitespace): per layer `NAME.w` (I16, `(cout, k)`), `NAME.mult` (I32),
+/// Serialize to safetensors bytes (deterministically: keys in name order, no whitespace): per
+/// layer `NAME.w` (`(cout, k)`; I8 when every weight fits, else I16), `NAME.mult` (I32),
 /// `NAME.shift` (U8), `NAME.bias` (I32, `(points, cout)`), `NAME.amax` (I32, `(1,)`); `planes`
 /// (I32, `(points, 2)`); `grid` (I32, `[first, per_unit]`). Metadata `format` = [`INT_FORMAT`],
 /// `arch` = the architecture name. Tensors are written in name order.
@@ -679,12 +680,16 @@ pub fn to_safetensors(net: &IntNet, arch: &str) -> Result<Vec<u8>> {
     let le32 = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     for l in &net.layers {
         let n = &l.name;
-        blobs.push((
-            format!("{n}.w"),
-            Dtype::I16,
-            vec![l.cout, l.k],
-            l.w.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
+        // 8-bit weights take one byte each (I8); wider ones two (I16).
+        let w = if l.w.iter().all(|&v| i8::try_from(v).is_ok()) {
+            (Dtype::I8, l.w.iter().map(|&v| v as i8 as u8).collect())
+        } else {
+            (
+                Dtype::I16,
+                l.w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        };
+        blobs.push((format!("{n}.w"), w.0, vec![l.cout, l.k], w.1));
         blobs.push((format!("{n}.mult"), Dtype::I32, vec![l.cout], le32(&l.mult)));
         blobs.push((
             format!("{n}.shift"),
@@ -721,6 +726,7 @@ pub fn to_safetensors(net: &IntNet, arch: &str) -> Result<Vec<u8>> {
     for (name, dtype, shape, data) in &blobs {
         let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
         let dt = match dtype {
+            Dtype::I8 => "I8",
             Dtype::I16 => "I16",
             Dtype::I32 => "I32",
             Dtype::U8 => "U8",
@@ -802,10 +808,17 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
     let roles = layer_roles(&cfg);
     let mut layers = Vec::new();
     for ((name, k, cout), (_, finish)) in conv_layers(&cfg).into_iter().zip(roles) {
-        let w = get(&format!("{name}.w"), Dtype::I16, &[cout, k])?
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let wname = format!("{name}.w");
+        let w = match st.tensor(&wname).map(|t| t.dtype()) {
+            Ok(Dtype::I8) => get(&wname, Dtype::I8, &[cout, k])?
+                .iter()
+                .map(|&b| b as i8 as i16)
+                .collect(),
+            _ => get(&wname, Dtype::I16, &[cout, k])?
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+        };
         let mult = i32s(get(&format!("{name}.mult"), Dtype::I32, &[cout])?);
         let shift = get(&format!("{name}.shift"), Dtype::U8, &[cout])?.to_vec();
         let bias = i32s(get(&format!("{name}.bias"), Dtype::I32, &[pt, cout])?);
@@ -970,6 +983,24 @@ mod tests {
         let net = from_safetensors("tiny", shipped()).unwrap();
         assert_eq!(to_safetensors(&net, "tiny").unwrap(), shipped());
         assert!(is_integer_file(shipped()));
+        // An 8-bit network (the shipped one stores I16) is written with I8 weights (half their
+        // bytes) and reads back as the same network.
+        let int8 = crate::prior::MODELS
+            .iter()
+            .find(|m| m.name == "tiny-int8")
+            .and_then(|m| m.weights)
+            .expect("tiny-int8 is embedded");
+        let a = from_safetensors("tiny", int8).unwrap();
+        let bytes = to_safetensors(&a, "tiny").unwrap();
+        assert!(bytes.len() < int8.len() * 3 / 4, "{} bytes", bytes.len());
+        let b = from_safetensors("tiny", &bytes).unwrap();
+        for (x, y) in a.layers().iter().zip(b.layers()) {
+            assert_eq!(
+                (&x.w, &x.bias, &x.mult, &x.shift),
+                (&y.w, &y.bias, &y.mult, &y.shift)
+            );
+        }
+        assert_eq!(to_safetensors(&b, "tiny").unwrap(), bytes);
     }
 
     #[test]
@@ -1025,9 +1056,14 @@ mod tests {
         refuse(&|_, g| g.per_unit = 0, "grid");
         refuse(&|l, _| l.truncate(3), "layers");
         // Files: not integer weights, truncated, or for another architecture.
-        let float = crate::prior::MODELS[0].weights.unwrap();
-        let e = from_safetensors("tiny", float).err().unwrap().to_string();
-        assert!(e.contains("format"), "{e}");
+        if let Some(float) = crate::prior::MODELS
+            .iter()
+            .find(|m| m.name == "tiny")
+            .and_then(|m| m.weights)
+        {
+            let e = from_safetensors("tiny", float).err().unwrap().to_string();
+            assert!(e.contains("format"), "{e}");
+        }
         assert!(from_safetensors("tiny", &shipped()[..1000]).is_err());
         assert!(from_safetensors("small", shipped()).is_err());
         assert!(from_safetensors("tiny", b"").is_err());

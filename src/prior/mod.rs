@@ -82,10 +82,10 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     fnv1a64_continue(0xcbf2_9ce4_8422_2325, bytes)
 }
 
-/// Name of the model used when none is chosen: `tiny` in 8-bit integer arithmetic, whose
-/// decodes are the same bits on every machine, within 0.1 dB of the float network at 2-3x its
-/// speed (`models/README.md`).
-pub const DEFAULT_MODEL: &str = "tiny-int8";
+/// Name of the model used when none is chosen: prior v2, log-SNR experts of the `deep` network
+/// in 8-bit integer arithmetic, whose decodes are the same bits on every machine
+/// (`models/README.md`).
+pub const DEFAULT_MODEL: &str = "deep-int8";
 
 /// The float architecture trained by default (and the float network `diffc bench` measures).
 pub const DEFAULT_ARCH: &str = "tiny";
@@ -123,6 +123,18 @@ macro_rules! shipped {
 /// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
 /// are compiled in (then only `gauss` loads by name).
 pub const MODELS: &[ModelEntry] = &[
+    // Prior v2: three `deep` networks, each the expert of a band of log-SNRs ([`experts`]; it
+    // hands over at 3 and 4.5), fine-tuned from one `deep` run on overlapping bands, in 8-bit
+    // integer arithmetic (quantization-aware, `scripts/make_experts_int8.sh`).
+    ModelEntry {
+        name: "deep-int8",
+        arch: "deep",
+        thresholds: &[0.625, -1.25],
+        weights: shipped!("deep-int8.safetensors"),
+    },
+    // The float network (in builds from the repository; the crates.io package leaves it out,
+    // see build.rs).
+    #[cfg(diffc_tiny_float)]
     ModelEntry {
         name: "tiny",
         arch: "tiny",
@@ -131,7 +143,8 @@ pub const MODELS: &[ModelEntry] = &[
     },
     // `tiny` in 8-bit integer arithmetic (src/prior/intnet.rs, spec/integer-network.md): the
     // same bits on every machine, on VNNI `u8 x i8` kernels. Quantization-aware fine-tuning
-    // (3000 steps) of the step-56,929 training state, then `examples/quantize`.
+    // (3000 steps) of the step-56,929 training state, then `examples/quantize`. The default
+    // until prior v2 (2026-11-30).
     ModelEntry {
         name: "tiny-int8",
         arch: "tiny",
@@ -182,8 +195,17 @@ pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
     entry(name).map_or(&[], |m| m.thresholds)
 }
 
+/// The log-SNRs where an embedded model hands over from one expert to the next (empty for a
+/// single network; [`experts`]).
+pub fn expert_bounds(name: &str) -> Vec<f64> {
+    embedded_weights()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, b)| experts::parse(b).ok())
+        .map_or_else(Vec::new, |p| p.bounds)
+}
+
 /// The architecture of a named network: its table entry's, or the name itself.
-fn arch(name: &str) -> &str {
+pub fn arch(name: &str) -> &str {
     entry(name).map_or(name, |m| m.arch)
 }
 
@@ -219,12 +241,22 @@ pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
 /// Build the codec prior of a named network from its weight bytes: the network (or its log-SNR
 /// experts, [`experts`]), wrapped in its multiscale evaluation when it has one.
 fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
+    network_prior_on(name, bytes, None)
+}
+
+/// [`network_prior`], with integer networks on the given kernels (`None`: the best this CPU
+/// has).
+fn network_prior_on(
+    name: &str,
+    bytes: &[u8],
+    kernels: Option<intkernel::Kernels>,
+) -> Result<Arc<dyn Denoiser>> {
     let net: Arc<dyn Denoiser> = if experts::is_experts_file(bytes) {
         let parts = experts::parse(bytes)?;
         let nets = parts
             .experts
             .iter()
-            .map(|b| bare_network(name, b))
+            .map(|b| bare_network(name, b, kernels))
             .collect::<Result<Vec<_>>>()?;
         Arc::new(experts::Experts::new(
             name,
@@ -233,7 +265,7 @@ fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
             nets,
         ))
     } else {
-        bare_network(name, bytes)?
+        bare_network(name, bytes, kernels)?
     };
     let t = multiscale_thresholds(name);
     if t.is_empty() {
@@ -245,13 +277,17 @@ fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
 }
 
 /// One network (integer or float, told apart by the file's metadata) without any wrapper.
-fn bare_network(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
+fn bare_network(
+    name: &str,
+    bytes: &[u8],
+    kernels: Option<intkernel::Kernels>,
+) -> Result<Arc<dyn Denoiser>> {
     Ok(if intnet::is_integer_file(bytes) {
-        Arc::new(intnet::IntDenoiser::from_safetensors_bytes(
-            name,
-            arch(name),
-            bytes,
-        )?)
+        let net = intnet::IntDenoiser::from_safetensors_bytes(name, arch(name), bytes)?;
+        Arc::new(match kernels {
+            Some(k) => net.with_kernels(k)?,
+            None => net,
+        })
     } else {
         Arc::new(
             net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
@@ -274,6 +310,16 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
             ))
         })?;
     network_prior(name, bytes)
+}
+
+/// An embedded integer model (network or experts, in its multiscale wrapper) on the given
+/// integer kernels: every choice computes the same bits, so tests and benchmarks compare them.
+/// Float networks in the model ignore the choice.
+pub fn load_model_on(name: &str, kernels: intkernel::Kernels) -> Result<Arc<dyn Denoiser>> {
+    let (_, bytes) = embedded_weights()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    network_prior_on(name, bytes, Some(kernels))
 }
 
 /// The bare network of an embedded model (no multiscale wrapper): for benchmarks and tests.

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Make an 8-bit log-SNR experts model (src/prior/experts.rs) from the training checkpoints of
+# its experts: scripts/make_int8.sh on each (inside its training band, all at once, one thread
+# each), then the integer networks packed with their routing bounds. The recipe of
+# `deep-int8` (models/README.md).
+# Usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS CKPT:LO,HI [CKPT:LO,HI ...]
+#   e.g. scripts/make_experts_int8.sh deep models/shipped/deep-int8.safetensors 3,4.5 \
+#          models/x-lo.ckpt.safetensors:-14,3.25 models/x-mid.ckpt.safetensors:1.75,5.75 \
+#          models/x-hi.ckpt.safetensors:4.25,16
+#   (BOUNDS: where one expert hands over to the next, as the network sees the log-SNR; each
+#    training band should reach past the bounds of its expert. STEPS: fine-tuning steps per
+#    expert, default 3000.)
+# Needs `cargo build --release --features train --examples`. Each expert's integer file, map
+# ranges and log go to models/NAME.K.safetensors, .K.ranges.txt, .K.log (NAME: OUT's file name
+# without .safetensors; PARTS=DIR puts them elsewhere).
+set -euo pipefail
+usage="usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS CKPT:LO,HI [CKPT:LO,HI ...]"
+arch=${1:?$usage}
+out=${2:?$usage}
+bounds=${3:?$usage}
+shift 3
+[[ $# -ge 2 ]] || { echo "$usage" >&2; exit 2; }
+IFS=, read -r -a b <<<"$bounds"
+if [[ ${#b[@]} -ne $(($# - 1)) ]]; then
+    echo "$# experts need $(($# - 1)) bounds, got ${#b[@]} ($bounds)" >&2
+    exit 2
+fi
+for spec in "$@"; do
+    [[ $spec == *:*,* ]] || { echo "expert $spec: want CKPT:LO,HI" >&2; exit 2; }
+done
+name=$(basename "${out%.safetensors}")
+mkdir -p "${PARTS:-models}"
+stem="${PARTS:-models}/$name"
+parts=() pids=() k=0
+# One expert failing stops the others.
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+for spec in "$@"; do
+    ckpt=${spec%:*}
+    band=${spec##*:}
+    part="$stem.$k.safetensors"
+    parts+=("$part")
+    RAYON_NUM_THREADS=1 BAND="$band" scripts/make_int8.sh "$ckpt" "$arch" "$part" \
+        "${STEPS:-3000}" >"$stem.$k.log" 2>&1 &
+    pids+=($!)
+    echo "expert $k: $ckpt, band $band -> $part (log $stem.$k.log)"
+    k=$((k + 1))
+done
+for p in "${pids[@]}"; do
+    wait "$p" || { echo "an expert failed: see $stem.*.log" >&2; exit 1; }
+done
+trap - EXIT
+target/release/examples/experts --bounds "$bounds" --out "$out" "${parts[@]}"
