@@ -244,8 +244,8 @@ fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
     network_prior_on(name, bytes, None)
 }
 
-/// [`network_prior`], with integer networks on the given kernels (`None`: the best this CPU
-/// has).
+/// [`network_prior`], with integer networks on the given kernels (`None`: the default,
+/// [`intkernel::Kernels::detect`]).
 fn network_prior_on(
     name: &str,
     bytes: &[u8],
