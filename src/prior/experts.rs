@@ -265,11 +265,7 @@ mod tests {
     #[cfg(feature = "embedded-model")]
     #[test]
     fn an_experts_file_is_its_networks_routed() {
-        let w = |n: &str| {
-            crate::prior::embedded_weights()
-                .find(|(m, _)| *m == n)
-                .map(|(_, b)| b.to_vec())
-        };
+        let w = |n: &str| crate::prior::embedded(n).map(<[u8]>::to_vec);
         let (Some(int8), Some(float)) = (w("tiny-int8"), w("tiny")) else {
             return; // a build without them (the crates.io package leaves `tiny` out)
         };

@@ -919,11 +919,7 @@ mod tests {
     use crate::prior::{Denoiser, Planes};
 
     fn shipped() -> &'static [u8] {
-        crate::prior::MODELS
-            .iter()
-            .find(|m| m.name == "tiny-int")
-            .and_then(|m| m.weights)
-            .expect("tiny-int is embedded")
+        crate::prior::embedded("tiny-int").expect("tiny-int is embedded")
     }
 
     fn ramp(h: usize, w: usize) -> Planes {
@@ -985,11 +981,7 @@ mod tests {
         assert!(is_integer_file(shipped()));
         // An 8-bit network (the shipped one stores I16) is written with I8 weights (half their
         // bytes) and reads back as the same network.
-        let int8 = crate::prior::MODELS
-            .iter()
-            .find(|m| m.name == "tiny-int8")
-            .and_then(|m| m.weights)
-            .expect("tiny-int8 is embedded");
+        let int8 = crate::prior::embedded("tiny-int8").expect("tiny-int8 is embedded");
         let a = from_safetensors("tiny", int8).unwrap();
         let bytes = to_safetensors(&a, "tiny").unwrap();
         assert!(bytes.len() < int8.len() * 3 / 4, "{} bytes", bytes.len());
@@ -1056,11 +1048,7 @@ mod tests {
         refuse(&|_, g| g.per_unit = 0, "grid");
         refuse(&|l, _| l.truncate(3), "layers");
         // Files: not integer weights, truncated, or for another architecture.
-        if let Some(float) = crate::prior::MODELS
-            .iter()
-            .find(|m| m.name == "tiny")
-            .and_then(|m| m.weights)
-        {
+        if let Some(float) = crate::prior::embedded("tiny") {
             let e = from_safetensors("tiny", float).err().unwrap().to_string();
             assert!(e.contains("format"), "{e}");
         }

@@ -181,6 +181,16 @@ fn embedded_weights() -> impl Iterator<Item = (&'static str, &'static [u8])> {
     MODELS.iter().filter_map(|m| m.weights.map(|w| (m.name, w)))
 }
 
+/// The weight bytes of an embedded model (`None` when this build does not embed it).
+pub(crate) fn embedded(name: &str) -> Option<&'static [u8]> {
+    embedded_weights().find(|(n, _)| *n == name).map(|(_, b)| b)
+}
+
+/// [`embedded`], or an `UnknownModel` error naming it.
+fn embedded_or_err(name: &str) -> Result<&'static [u8]> {
+    embedded(name).ok_or_else(|| Error::UnknownModel(name.to_string()))
+}
+
 /// Names of every model this build can use without files: the closed-form `gauss` and the
 /// embedded networks.
 pub fn available_models() -> Vec<&'static str> {
@@ -198,9 +208,8 @@ pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
 /// The log-SNRs where an embedded model hands over from one expert to the next (empty for a
 /// single network; [`experts`]).
 pub fn expert_bounds(name: &str) -> Vec<f64> {
-    embedded_weights()
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, b)| experts::parse(b).ok())
+    embedded(name)
+        .and_then(|b| experts::parse(b).ok())
         .map_or_else(Vec::new, |p| p.bounds)
 }
 
@@ -301,14 +310,12 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
     if name == "gauss" {
         return Ok(Arc::new(gauss::GaussDenoiser::default()));
     }
-    let (_, bytes) = embedded_weights()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| {
-            Error::UnknownModel(format!(
-                "{name} (available: {})",
-                available_models().join(", ")
-            ))
-        })?;
+    let bytes = embedded(name).ok_or_else(|| {
+        Error::UnknownModel(format!(
+            "{name} (available: {})",
+            available_models().join(", ")
+        ))
+    })?;
     network_prior(name, bytes)
 }
 
@@ -316,17 +323,13 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
 /// integer kernels: every choice computes the same bits, so tests and benchmarks compare them.
 /// Float networks in the model ignore the choice.
 pub fn load_model_on(name: &str, kernels: intkernel::Kernels) -> Result<Arc<dyn Denoiser>> {
-    let (_, bytes) = embedded_weights()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    let bytes = embedded_or_err(name)?;
     network_prior_on(name, bytes, Some(kernels))
 }
 
 /// The bare network of an embedded model (no multiscale wrapper): for benchmarks and tests.
 pub fn load_network(name: &str) -> Result<net::NetDenoiser> {
-    let (_, bytes) = embedded_weights()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    let bytes = embedded_or_err(name)?;
     Ok(
         net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &candle_core::Device::Cpu)?
             .named(name),
@@ -336,9 +339,7 @@ pub fn load_network(name: &str) -> Result<net::NetDenoiser> {
 /// The bare integer network of an embedded integer model (no multiscale wrapper): for
 /// benchmarks and tests.
 pub fn load_integer_network(name: &str) -> Result<intnet::IntDenoiser> {
-    let (_, bytes) = embedded_weights()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| Error::UnknownModel(name.to_string()))?;
+    let bytes = embedded_or_err(name)?;
     intnet::IntDenoiser::from_safetensors_bytes(name, arch(name), bytes)
 }
 

@@ -313,11 +313,7 @@ mod tests {
     #[test]
     fn fake_quantization_simulates_the_integer_network() {
         let cfg = NetConfig::by_name("tiny").unwrap();
-        let Some(bytes) = crate::prior::MODELS
-            .iter()
-            .find(|m| m.name == "tiny")
-            .and_then(|m| m.weights)
-        else {
+        let Some(bytes) = crate::prior::embedded("tiny") else {
             return; // a build without `tiny` (the crates.io package)
         };
         let vb = VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu);
@@ -371,11 +367,7 @@ mod tests {
     fn eight_bit_networks_give_the_same_bits_on_every_kernel() {
         use crate::prior::intnet::Kernels;
         let cfg = NetConfig::by_name("tiny").unwrap();
-        let Some(bytes) = crate::prior::MODELS
-            .iter()
-            .find(|m| m.name == "tiny")
-            .and_then(|m| m.weights)
-        else {
+        let Some(bytes) = crate::prior::embedded("tiny") else {
             return; // a build without `tiny` (the crates.io package)
         };
         let vb = VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu);
