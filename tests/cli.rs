@@ -159,6 +159,32 @@ fn models_lists_every_embedded_model_with_its_stream_id() {
     }
 }
 
+/// A reader that stops early (`diffc models | head -1`) ends the output quietly: no panic, no
+/// error, success.
+#[test]
+fn a_closed_stdout_pipe_ends_output_quietly() {
+    let s = tmp("pipe.dfc");
+    let o = diffc()
+        .args(["compress", &fixture("dragonfly_96x64.png"), &s])
+        .args(["--bpp", "0.5", "--model", "gauss"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for args in [&["models"][..], &["inspect", &s][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // closed before the first write: every write fails with EPIPE
+        let o = diffc()
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
 /// The number after `"key":` in a flat JSON object (`None` for `null` or a missing key).
 fn json_number(json: &str, key: &str) -> Option<f64> {
     let rest = json.split_once(&format!("\"{key}\":"))?.1;

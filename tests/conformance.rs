@@ -714,6 +714,12 @@ fn experts_prior_known_answers() {
     let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
     let parts = experts::parse(&weights).unwrap();
     assert_eq!(parts.bounds, [3.0, 4.5]);
+    // An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
+    let err = IntDenoiser::from_safetensors_bytes("x", "tiny", parts.experts[0])
+        .err()
+        .expect("a deep file refused as tiny")
+        .to_string();
+    assert!(err.contains("not part of architecture tiny"), "{err}");
     for k in [Kernels::Portable, Kernels::best()] {
         let nets: Vec<Arc<dyn Denoiser>> = parts
             .experts

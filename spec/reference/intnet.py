@@ -247,6 +247,12 @@ class IntNet:
                 shift=get(name + ".shift", "U8", [cout]),
                 bias=get(name + ".bias", "I32", [points, cout]),
                 amax=int(get(name + ".amax", "I32", [1])[0])))
+        # Exactly the architecture's tensors (a `deep` file holds all of `tiny`'s layers).
+        listed = {"grid", "planes"} | {l["name"] + "." + p for l in self.layers
+                                       for p in ("w", "mult", "shift", "bias", "amax")}
+        extra = sorted(set(t) - listed)
+        if extra:
+            raise WeightError("tensor %s is not part of architecture %s" % (extra[0], arch))
         self._validate()
         for l in self.layers:
             l["wt"] = l["w"].T.astype(np.float64 if self.gemm == "float64" else np.int64).copy()
@@ -509,8 +515,7 @@ class Prior:
         stem = os.path.basename(path).rsplit(".", 1)[0]
         if name is not None or stem in MODELS:
             return cls(data, name or stem, gemm)
-        # The metadata `arch` is informative (a `deep` file also parses as `tiny`, whose layers
-        # it contains), but it is the right first guess.
+        # The metadata `arch` is informative, but it is the right first guess.
         parts = parse_experts(data)
         meta = parse_safetensors(parts[1][0] if parts else data)[0] or {}
         order = sorted(MODELS, key=lambda n: MODELS[n]["arch"] != meta.get("arch"))
@@ -712,6 +717,12 @@ def self_check(path=DEFAULT_WEIGHTS):
     prior_x = check_pins(experts, "deep-int8", DEEP8_WEIGHTS_FNV, DEEP8_MODEL_ID,
                          DEEP8_KNOWN_ANSWERS)
     assert len(prior_x.nets) == 3 and prior_x.bounds == [3.0, 4.5], prior_x.bounds
+    # An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
+    try:
+        IntNet(parse_experts(experts)[1][0], "tiny")
+        raise AssertionError("a deep weight file accepted as tiny")
+    except WeightError:
+        pass
     for what, mutate in EXPERTS_MUTATIONS:
         bad = bytearray(experts)
         mutate(bad)

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use diffc::prior;
 use diffc::{EncoderOptions, Method, ReconstructOptions};
 
-use super::{check_dir, check_output, pick_model, say, write_via_temp, MethodArg, Result, Ui};
+use super::{
+    check_dir, check_output, pick_model, say, write_output, write_via_temp, MethodArg, Result, Ui,
+};
 
 /// The arguments of `diffc eval`.
 #[derive(clap::Args)]
@@ -174,13 +176,13 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
     if quiet {
         return Ok(());
     }
-    println!(
-        "{:<16} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
+    let mut table = format!(
+        "{:<16} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
         "codec", "target", "bpp", "ideal", "spent/id", "PSNR", "MS-SSIM", "enc s", "dec s"
     );
     for (codec, target, v) in diffc::eval::summarize(&rows) {
-        println!(
-            "{:<16} {:>7.3} {:>8.4} {:>9.4} {:>8.3} {:>8.2} {:>8.4} {:>8.2} {:>7.2}",
+        table += &format!(
+            "{:<16} {:>7.3} {:>8.4} {:>9.4} {:>8.3} {:>8.2} {:>8.4} {:>8.2} {:>7.2}\n",
             codec,
             target,
             v[0],
@@ -192,6 +194,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
             v[5]
         );
     }
+    write_output("-", table.as_bytes())?;
     eprintln!("wrote {} and {}", out.display(), svg.display());
     Ok(())
 }
@@ -235,13 +238,13 @@ fn run_denoise(
     if ui.quiet {
         return Ok(());
     }
-    println!(
-        "{:>6} {:>8} {:>10} {:>10} {:>7}",
+    let mut table = format!(
+        "{:>6} {:>8} {:>10} {:>10} {:>7}\n",
         "sigma", "lambda", "noisy dB", "PSNR dB", "images"
     );
     for (s, noisy, psnr, n) in diffc::eval::denoise_means(&rows) {
-        println!(
-            "{:>6} {:>8.3} {:>10.2} {:>10.2} {:>7}",
+        table += &format!(
+            "{:>6} {:>8.3} {:>10.2} {:>10.2} {:>7}\n",
             s,
             2.0 * (127.5 / s).ln(),
             noisy,
@@ -249,6 +252,7 @@ fn run_denoise(
             n
         );
     }
+    write_output("-", table.as_bytes())?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }

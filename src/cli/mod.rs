@@ -192,13 +192,17 @@ pub fn read_input(path: &str) -> Result<Vec<u8>> {
 }
 
 /// Write `bytes` to stdout (`-`) or replace the file atomically (temporary file in the same
-/// folder, fsync, rename; nothing partial is ever left at `path`).
+/// folder, fsync, rename; nothing partial is ever left at `path`). A reader that closes the
+/// pipe early (`diffc models | head -1`) wants no more: that ends the write quietly.
 pub fn write_output(path: &str, bytes: &[u8]) -> Result<()> {
     if path == "-" {
         let mut out = std::io::stdout().lock();
-        out.write_all(bytes)
-            .and_then(|()| out.flush())
-            .map_err(|e| io_error_at(Path::new("stdout"), e))?;
+        match out.write_all(bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(io_error_at(Path::new("stdout"), e))?
+            }
+            _ => {}
+        }
         Ok(())
     } else {
         Ok(image_io::write_atomic(Path::new(path), bytes)?)

@@ -2,12 +2,15 @@
 
 use diffc::prior;
 
-use super::Result;
+use std::fmt::Write;
+
+use super::{write_output, Result};
 
 /// Run `diffc models`: one line per model this build can load by name, with its stream id.
 pub fn run() -> Result<()> {
     let names = prior::available_models();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut text = String::new();
     for name in names {
         let m = prior::load_model(name)?;
         let t = prior::multiscale_thresholds(name);
@@ -29,10 +32,12 @@ pub fn run() -> Result<()> {
         } else {
             ""
         };
-        println!(
+        writeln!(
+            text,
             "{name:<width$} id {:016x}{experts}{scales}{default}",
             m.model_id()
-        );
+        )
+        .expect("a String takes any text");
     }
-    Ok(())
+    write_output("-", text.as_bytes())
 }

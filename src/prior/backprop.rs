@@ -69,14 +69,17 @@ fn stack_forward(pool: &mut Pool, layers: &[Conv], emb: &[f32], input: &Map) -> 
     outs
 }
 
-/// `dy *= (y > 0)`: through a ReLU whose output was `y`.
-fn relu_back(dy: &mut Map, y: &Map) {
+/// `dy *= (0 < y < cap)`: through a ReLU whose output was `y`, clipped at `cap` when the map
+/// is fake-quantized ([`Conv::act_cap`]). A clipped value gets no gradient: the straight-through
+/// estimator passing one anyway lets the float weights drift where the clip hides them, which
+/// made quantization-aware training diverge.
+fn relu_back(dy: &mut Map, y: &Map, cap: f32) {
     dy.data
         .par_chunks_mut(1 << 14)
         .zip(y.data.par_chunks(1 << 14))
         .for_each(|(d, y)| {
             for (d, &y) in d.iter_mut().zip(y) {
-                if y <= 0.0 {
+                if y <= 0.0 || y >= cap {
                     *d = 0.0;
                 }
             }
@@ -133,7 +136,7 @@ fn stack_backward(
     need_dx: bool,
 ) -> Option<Map> {
     for i in (0..layers.len()).rev() {
-        relu_back(&mut dy, &outs[i]);
+        relu_back(&mut dy, &outs[i], layers[i].act_cap());
         let x = if i == 0 { input } else { &outs[i - 1] };
         let (dw, db) = weight_grad(&dy, Gather::Pointwise, x, Gather::Taps3x3);
         col.layer(&names[i], dw, db);
@@ -261,7 +264,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
               u: &Map,
               x: &Map|
      -> (Map, Map) {
-        relu_back(&mut du, u);
+        relu_back(&mut du, u, l.act_cap());
         let (dw, db) = weight_grad(&du, Gather::Unshuffle, x, Gather::Pointwise);
         col.layer(name, dw, db);
         let dx = gathered_gemm(pool, &du, Gather::Unshuffle, &l.w, x.c, |_, _| {});
@@ -317,7 +320,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
                 d: &Map,
                 s: &Map,
                 ds: &mut Map| {
-        relu_back(&mut dd, d);
+        relu_back(&mut dd, d, l.act_cap());
         let (dw, db) = weight_grad(&dd, Gather::Pointwise, s, Gather::Unshuffle);
         col.layer(name, dw, db);
         let du = gathered_gemm(pool, &dd, Gather::Pointwise, &l.w, 4 * s.c, |_, _| {});
@@ -517,6 +520,54 @@ mod tests {
                 "{k}: max diff {diff}, scale {scale}"
             );
         }
+    }
+
+    /// With every fake-quantized map clipped (or zero), no gradient reaches the layers before
+    /// the output: only `out` and the embedding (through `out`'s bias) learn.
+    #[test]
+    fn clipped_maps_pass_no_gradient() {
+        let cfg = NetConfig::by_name("test").unwrap();
+        let (_, vm) = crate::prior::engine::tests::random_net(&cfg);
+        let named: HashMap<String, Vec<f32>> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        let (n, h, w) = (2, 16, 16);
+        let x: Vec<f32> = (0..n * 3 * h * w)
+            .map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0)
+            .collect();
+        let z: Vec<f32> = x.iter().map(|v| 0.5 * v + 0.1).collect();
+        let batch = Batch {
+            x: &x,
+            z: &z,
+            lambdas: &[-1.0, 2.0],
+            weights: &[1.0, 1.0],
+            n,
+            h,
+            w,
+        };
+        let layers = crate::prior::engine::conv_layers(&cfg);
+        let grads_with = |range: Option<f32>| {
+            let mut engine = Engine::from_named(&cfg, |k| named[k].as_slice());
+            if let Some(r) = range {
+                engine.set_act_quant(&vec![r; layers.len()], 255.0);
+            }
+            loss_and_gradients(&engine, &batch).1
+        };
+        let norm = |g: &[f32]| g.iter().map(|v| v.abs()).sum::<f32>();
+        // A range far below any activation clips every positive value.
+        let clipped = grads_with(Some(1e-20));
+        let open = grads_with(None);
+        let (out, hidden) = layers.split_last().unwrap();
+        for (name, _, _) in hidden {
+            let k = format!("{name}.w");
+            assert!(norm(&open[&k]) > 0.0, "{k}");
+            assert_eq!(norm(&clipped[&k]), 0.0, "{k}");
+        }
+        assert!(norm(&clipped[&format!("{}.w", out.0)]) > 0.0);
     }
 
     #[test]

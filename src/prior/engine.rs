@@ -105,9 +105,19 @@ impl ActQuant {
     fn apply(self, v: f32) -> f32 {
         (v / self.scale).round().min(self.amax) * self.scale
     }
+
+    /// The largest value [`apply`](Self::apply) returns.
+    fn cap(self) -> f32 {
+        self.amax * self.scale
+    }
 }
 
 impl Conv {
+    /// Where this layer's output map is clipped (infinite unless fake-quantized).
+    pub(crate) fn act_cap(&self) -> f32 {
+        self.act_quant.map_or(f32::INFINITY, ActQuant::cap)
+    }
+
     pub(crate) fn new(w: Vec<f32>, cout: usize, bias: Dense) -> Conv {
         let k = w.len() / cout;
         let mut wt = vec![0f32; w.len()];

@@ -835,6 +835,21 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
             finish,
         });
     }
+    // Exactly the architecture's tensors: a `deep` file holds all of `tiny`'s layers, and
+    // must not load as `tiny`.
+    let listed = |n: &str| {
+        n == "grid"
+            || n == "planes"
+            || n.rsplit_once('.').is_some_and(|(layer, t)| {
+                ["w", "mult", "shift", "bias", "amax"].contains(&t)
+                    && layers.iter().any(|l| l.name == layer)
+            })
+    };
+    if let Some(extra) = st.names().into_iter().find(|n| !listed(n)) {
+        return Err(bad(format!(
+            "tensor {extra} is not part of architecture {arch} (a weight file of another one?)"
+        )));
+    }
     IntNet::new(cfg, grid, planes, layers)
 }
 
