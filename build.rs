@@ -1,7 +1,7 @@
 //! Embeds some weights only where they exist: the repository keeps them (so their streams
 //! decode), the crates.io package leaves them out (its 10 MB limit): the float network `tiny`
-//! (training, benchmarks and its own streams), its previous release and the 11-bit integer
-//! network `tiny-int`.
+//! (training, benchmarks and its own streams), its previous release, the 11-bit integer
+//! network `tiny-int` and the previous release of the default, `deep-int8-s83020`.
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -10,6 +10,10 @@ fn main() {
             "diffc_previous_tiny",
         ),
         ("models/shipped/tiny-int.safetensors", "diffc_tiny_int"),
+        (
+            "models/shipped/deep-int8-s83020.safetensors",
+            "diffc_previous_deep",
+        ),
     ] {
         println!("cargo:rerun-if-changed={file}");
         println!("cargo:rustc-check-cfg=cfg({cfg})");

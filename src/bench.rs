@@ -169,7 +169,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         r.graph_forward_seconds = Some(time(opts.repeats.min(3), || graph.predict_x(&z, 3.0))?);
     }
     if opts.integer {
-        // The default model as the codec runs it (at lambda 3: full resolution, one expert).
+        // The default model as the codec runs it (at lambda 3: full resolution, one expert, a
+        // pass per mirror image).
         use crate::prior::intkernel::Kernels;
         let int_name = prior::DEFAULT_MODEL;
         let k = Kernels::detect();
@@ -177,7 +178,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         r.integer_model = Some(int_name.to_string());
         r.integer_kernels = Some(k.name().to_string());
         r.integer_gflop = prior::net::NetConfig::by_name(prior::arch(int_name))
-            .map(|c| c.flops_per_pixel() * (w * h) as f64 / 1e9);
+            .map(|c| c.flops_per_pixel() * (w * h * prior::mirror_count(int_name)) as f64 / 1e9);
         r.integer_forward_seconds = Some(time(opts.repeats, || q.predict_x(&z, 3.0))?);
         if k != Kernels::Portable {
             let p = prior::load_model_on(int_name, Kernels::Portable)?;

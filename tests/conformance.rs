@@ -673,17 +673,17 @@ fn eight_bit_prior_known_answers() {
 /// log-SNR experts (spec/reconstruction.md#log-snr-experts). Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
 const DEEP_INT8_WEIGHTS_FNV: u64 = 0x3447_8DAA_ED01_1813;
-const DEEP_INT8_MODEL_ID: u64 = 0x4EA0_20BD_FCB7_8059;
+const DEEP_INT8_MODEL_ID: u64 = 0x5029_470D_1B23_9E42;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
-    (24, 40, -4.0, 0x3B67_4773_C66D_C69E),
-    (24, 40, -1.0, 0x9F35_646C_28DD_A8D1),
-    (24, 40, 0.5, 0xB0AB_F951_7C6C_81B8),
-    (24, 40, 1.0, 0xA574_1929_E66F_0B64),
-    (24, 40, 3.0, 0x1A1A_65A2_5286_9C3C),
-    (24, 40, 3.26, 0x58C0_6AA6_93F1_C508),
-    (24, 40, 4.5, 0xDB16_9B42_7C36_A96C),
-    (24, 40, 9.0, 0x2DD3_F8EB_34D4_84C7),
-    (13, 29, 3.26, 0xBC07_8B43_319E_489A),
+    (24, 40, -4.0, 0xE074_AB47_23CC_D09A),
+    (24, 40, -1.0, 0xCBF0_8423_A8AC_8E2B),
+    (24, 40, 0.5, 0x07E8_CF0B_4F64_C9D5),
+    (24, 40, 1.0, 0xCB9E_CD71_8B31_3FAD),
+    (24, 40, 3.0, 0x2067_6FA0_91E4_EE39),
+    (24, 40, 3.26, 0x6211_FE7F_EB7B_4BEF),
+    (24, 40, 4.5, 0x6A50_8D77_9E98_3804),
+    (24, 40, 9.0, 0xBE1A_101E_7B6A_2AE5),
+    (13, 29, 3.26, 0x7F49_6209_F0C3_0987),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
@@ -692,7 +692,7 @@ const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
 fn experts_prior_known_answers() {
     use diffc::prior::experts::{self, Experts};
     use diffc::prior::intkernel::Kernels;
-    use diffc::prior::{intnet::IntDenoiser, multiscale::Multiscale, Denoiser};
+    use diffc::prior::{intnet::IntDenoiser, mirrors::Mirrors, multiscale::Multiscale, Denoiser};
     use std::sync::Arc;
     assert_eq!(
         intnet_py_pins_of("DEEP8_"),
@@ -734,8 +734,10 @@ fn experts_prior_known_answers() {
             .collect();
         let routed = Experts::new("deep-int8", 0, parts.bounds.clone(), nets);
         let t = diffc::prior::multiscale_thresholds("deep-int8");
-        let wrapped = Multiscale::new("deep-int8", DEEP_INT8_MODEL_ID, Arc::new(routed), t);
-        priors.push((k.name().to_string(), Arc::new(wrapped)));
+        let scaled = Multiscale::new("deep-int8", 0, Arc::new(routed), t);
+        let n = diffc::prior::mirror_count("deep-int8");
+        let mirrored = Mirrors::new("deep-int8", DEEP_INT8_MODEL_ID, Arc::new(scaled), n).unwrap();
+        priors.push((k.name().to_string(), Arc::new(mirrored)));
     }
     for &(h, w, lambda, want) in &DEEP8_KNOWN_ANSWERS {
         let z = int_test_latent(h, w);

@@ -19,10 +19,11 @@ of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform 
 coefficients have the Rust decoder's bits on every platform.
 
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
-spec/integer-network.md, `deep-int8` (log-SNR experts, spec/reconstruction.md), `tiny-int8`
-and `tiny-int` (intnet.py, which needs NumPy; the weights are found by the stream's model id
-among models/shipped/deep-int8.safetensors, tiny-int8.safetensors and tiny-int.safetensors,
-or given with --model-file, whose id must be the stream's). Integer-network outputs are
+spec/integer-network.md, `deep-int8` (log-SNR experts averaged over two mirror images,
+spec/reconstruction.md), its previous release `deep-int8-s83020`, `tiny-int8` and `tiny-int`
+(intnet.py, which needs NumPy; the model is found by the stream's model id among these names
+and their files in models/shipped/, or given with --model-file, whose id must be the
+stream's). Integer-network outputs are
 exactly specified, so these decodes are bit-exact too.
 Streams of the float networks (`tiny`, ...) cannot be reproduced outside the Rust code.
 """
@@ -205,12 +206,13 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the default (log-SNR experts of `deep`, 8-bit), then `tiny` in 8 and 11 bits.
+# model id: the default (log-SNR experts of `deep`, 8-bit, two mirror images), its previous
+# release, then `tiny` in 8 and 11 bits. (name, file).
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
-INTEGER_WEIGHTS = [os.path.join(SHIPPED, f)
-                   for f in ("deep-int8.safetensors", "tiny-int8.safetensors",
-                             "tiny-int.safetensors")]
+INTEGER_MODELS = [(n, os.path.join(SHIPPED, n + ".safetensors"))
+                  for n in ("deep-int8", "deep-int8-s83020", "tiny-int8", "tiny-int")]
+INTEGER_WEIGHTS = [path for _, path in INTEGER_MODELS]
 _PRIORS = {}
 
 
@@ -218,13 +220,14 @@ def resolve_model(model_id, model_file=None):
     """None for gauss, else the integer prior whose id is model_id (intnet.Prior)."""
     if model_id == GAUSS_ID:
         return None
-    paths = [model_file] if model_file else [p for p in INTEGER_WEIGHTS if os.path.exists(p)]
-    if not paths:
+    models = [(None, model_file)] if model_file else \
+        [(n, p) for n, p in INTEGER_MODELS if os.path.exists(p)]
+    if not models:
         raise SystemExit("stream needs model %016x; no integer weights found (%s)"
                          % (model_id, ", ".join(INTEGER_WEIGHTS)))
     tried = []
-    for path in paths:
-        if path not in _PRIORS:
+    for name, path in models:
+        if (name, path) not in _PRIORS:
             try:
                 import intnet
             except ImportError as e:
@@ -233,8 +236,8 @@ def resolve_model(model_id, model_file=None):
             if not os.path.exists(path):
                 raise SystemExit("stream needs model %016x; no weights at %s"
                                  % (model_id, path))
-            _PRIORS[path] = intnet.Prior.from_file(path)
-        prior = _PRIORS[path]
+            _PRIORS[(name, path)] = intnet.Prior.from_file(path, name)
+        prior = _PRIORS[(name, path)]
         if prior.model_id == model_id:
             return prior
         tried.append("%s is %016x" % (path, prior.model_id))

@@ -61,10 +61,12 @@ STRIDE = 8
 
 ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
          "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3))}
-# Named models: architecture and multiscale thresholds (spec/reconstruction.md#models).
-MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75)),
-          "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75)),
-          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25))}
+# Named models: architecture, multiscale thresholds and mirror images averaged
+# (spec/reconstruction.md#models).
+MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
+          "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
+          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
+          "deep-int8-s83020": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=1)}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
 
 F32 = np.float32
@@ -83,11 +85,13 @@ def fnv1a64(data, h=0xCBF29CE484222325):
     return h
 
 
-def model_id(weight_bytes, thresholds):
+def model_id(weight_bytes, thresholds, mirrors=1):
     h = fnv1a64(weight_bytes)
     if thresholds:
         tail = b"diffc-multiscale-v1" + b"".join(struct.pack("<d", t) for t in thresholds)
         h = fnv1a64(tail, h)
+    if mirrors > 1:
+        h = fnv1a64(b"diffc-mirrors-v1" + bytes([mirrors]), h)
     return h
 
 
@@ -499,11 +503,12 @@ class Prior:
         m = MODELS[name]
         self.name = name
         self.thresholds = m["thresholds"]
+        self.mirrors = m["mirrors"]
         parts = parse_experts(data)
         self.bounds, files = parts if parts else ([], [data])
         self.nets = [IntNet(f, m["arch"], gemm) for f in files]
         self.net = self.nets[0]
-        self.model_id = model_id(data, self.thresholds)
+        self.model_id = model_id(data, self.thresholds, self.mirrors)
 
     @classmethod
     def from_file(cls, path=DEFAULT_WEIGHTS, name=None, gemm=None):
@@ -527,9 +532,21 @@ class Prior:
         raise WeightError("%s: not the weights of any of %s" % (path, ", ".join(MODELS)))
 
     def predict_x(self, z, lam):
-        """x_hat (float32 (3, H, W)) of z (float32 (3, H, W)) at log-SNR lam (a float)."""
+        """x_hat (float32 (3, H, W)) of z (float32 (3, H, W)) at log-SNR lam (a float):
+        the mean over the model's mirror images (spec/reconstruction.md#mirror-averaging)."""
         z = np.asarray(z)
         assert z.dtype == np.float32 and z.ndim == 3 and z.shape[0] == 3
+        x = self.predict_one(z, lam)
+        # Columns reversed, rows reversed, both: each mirrored back and summed in this order.
+        for flip in [lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, :],
+                     lambda a: a[:, ::-1, ::-1]][:self.mirrors - 1]:
+            x = np.add(x, flip(self.predict_one(np.ascontiguousarray(flip(z)), lam)))
+        if self.mirrors > 1:
+            x = np.multiply(x, F32(1.0 / self.mirrors))
+        return np.ascontiguousarray(x, dtype=F32)
+
+    def predict_one(self, z, lam):
+        """x_hat of one latent: the multiscale wrapper around the network (or experts)."""
         levels = sum(1 for t in self.thresholds if lam < t)
         sizes, l = [], lam
         for _ in range(levels):
@@ -603,17 +620,17 @@ INT8_KNOWN_ANSWERS = {
 # multiscale halvings, and both bounds exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
 DEEP8_WEIGHTS_FNV = 0x34478DAAED011813
-DEEP8_MODEL_ID = 0x4EA020BDFCB78059
+DEEP8_MODEL_ID = 0x5029470D1B239E42
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0x3B674773C66DC69E,
-    (24, 40, -1.0): 0x9F35646C28DDA8D1,
-    (24, 40, 0.5): 0xB0ABF9517C6C81B8,
-    (24, 40, 1.0): 0xA5741929E66F0B64,
-    (24, 40, 3.0): 0x1A1A65A252869C3C,
-    (24, 40, 3.26): 0x58C06AA693F1C508,
-    (24, 40, 4.5): 0xDB169B427C36A96C,
-    (24, 40, 9.0): 0x2DD3F8EB34D484C7,
-    (13, 29, 3.26): 0xBC078B43319E489A,
+    (24, 40, -4.0): 0xE074AB4723CCD09A,
+    (24, 40, -1.0): 0xCBF08423A8AC8E2B,
+    (24, 40, 0.5): 0x07E8CF0B4F64C9D5,
+    (24, 40, 1.0): 0xCB9ECD718B313FAD,
+    (24, 40, 3.0): 0x20676FA091E4EE39,
+    (24, 40, 3.26): 0x6211FE7FEB7B4BEF,
+    (24, 40, 4.5): 0x6A508D779E983804,
+    (24, 40, 9.0): 0xBE1A101E7B6A2AE5,
+    (13, 29, 3.26): 0x7F496209F0C30987,
 }
 
 
@@ -709,6 +726,10 @@ def check_pins(data, name, weights_fnv, model_id_, known):
 def self_check(path=DEFAULT_WEIGHTS):
     import time
     t0 = time.time()
+    # The model-id test vectors of spec/reconstruction.md#models.
+    assert model_id(b"abc", (0.125, -1.75)) == 0x0394261BAE8B8C5D
+    assert model_id(b"abc", (), 2) == 0x5AE817EC9F504058
+    assert model_id(b"abc", (0.625, -1.25), 2) == 0xC2991E199CE05C0A
     data = open(path, "rb").read()
     prior = check_pins(data, "tiny-int", WEIGHTS_FNV, MODEL_ID, KNOWN_ANSWERS)
     prior8 = check_pins(open(INT8_WEIGHTS, "rb").read(), "tiny-int8", INT8_WEIGHTS_FNV,

@@ -27,6 +27,10 @@ pub fn run() -> Result<()> {
             let b: Vec<String> = b.iter().map(|v| v.to_string()).collect();
             format!("  ({} experts, from lambda {})", b.len() + 1, b.join(", "))
         };
+        let mirrors = match prior::mirror_count(name) {
+            0 | 1 => String::new(),
+            n => format!("  (averaged over {n} mirror images)"),
+        };
         let default = if name == prior::DEFAULT_MODEL {
             "  [default]"
         } else {
@@ -34,7 +38,7 @@ pub fn run() -> Result<()> {
         };
         writeln!(
             text,
-            "{name:<width$} id {:016x}{experts}{scales}{default}",
+            "{name:<width$} id {:016x}{experts}{scales}{mirrors}{default}",
             m.model_id()
         )
         .expect("a String takes any text");

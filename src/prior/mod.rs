@@ -68,6 +68,7 @@ pub mod experts;
 pub mod gauss;
 pub mod intkernel;
 pub mod intnet;
+pub mod mirrors;
 pub mod multiscale;
 pub mod net;
 #[cfg(feature = "train")]
@@ -102,6 +103,9 @@ pub struct ModelEntry {
     /// passed ([`multiscale::Multiscale`]); measured for `tiny` with `examples/train --check` on
     /// whole dev images (`models/README.md`).
     pub thresholds: &'static [f64],
+    /// How many mirror images of the latent each prediction averages (1: none; 2 or 4,
+    /// [`mirrors::Mirrors`]); part of the model's definition and stream id.
+    pub mirrors: usize,
     /// Safetensors weights compiled in (`models/shipped/`), or `None`.
     pub weights: Option<&'static [u8]>,
 }
@@ -125,12 +129,25 @@ macro_rules! shipped {
 pub const MODELS: &[ModelEntry] = &[
     // Prior v2: three `deep` networks, each the expert of a band of log-SNRs ([`experts`]; it
     // hands over at 3 and 4.5), fine-tuned from one `deep` run on overlapping bands, in 8-bit
-    // integer arithmetic (quantization-aware, `scripts/make_experts_int8.sh`).
+    // integer arithmetic (quantization-aware, `scripts/make_experts_int8.sh`), averaged over
+    // the latent and its left-right mirror ([`mirrors`]).
     ModelEntry {
         name: "deep-int8",
         arch: "deep",
         thresholds: &[0.625, -1.25],
+        mirrors: 2,
         weights: shipped!("deep-int8.safetensors"),
+    },
+    // The first release of prior v2 (the experts at training steps 83,020 / 83,059 / 82,992,
+    // without mirrors), kept so that its streams still decode (in builds from the repository;
+    // the crates.io package leaves it out, see build.rs).
+    #[cfg(diffc_previous_deep)]
+    ModelEntry {
+        name: "deep-int8-s83020",
+        arch: "deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: 1,
+        weights: shipped!("deep-int8-s83020.safetensors"),
     },
     // The float network (in builds from the repository; the crates.io package leaves it out,
     // see build.rs).
@@ -139,6 +156,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
+        mirrors: 1,
         weights: shipped!("tiny.safetensors"),
     },
     // `tiny` in 8-bit integer arithmetic (src/prior/intnet.rs, spec/integer-network.md): the
@@ -149,6 +167,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-int8",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
+        mirrors: 1,
         weights: shipped!("tiny-int8.safetensors"),
     },
     // `tiny` (step 53,486) in integer arithmetic with 11-bit maps and 10-bit weights: the same
@@ -159,6 +178,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-int",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
+        mirrors: 1,
         weights: shipped!("tiny-int.safetensors"),
     },
     // The previous release (training step 39,032), kept so that its streams still decode
@@ -168,6 +188,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-s39032",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
+        mirrors: 1,
         weights: shipped!("tiny-s39032.safetensors"),
     },
 ];
@@ -205,6 +226,12 @@ pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
     entry(name).map_or(&[], |m| m.thresholds)
 }
 
+/// How many mirror images of the latent the named network's predictions average (1: none;
+/// [`mirrors`]).
+pub fn mirror_count(name: &str) -> usize {
+    entry(name).map_or(1, |m| m.mirrors)
+}
+
 /// The log-SNRs where an embedded model hands over from one expert to the next (empty for a
 /// single network; [`experts`]).
 pub fn expert_bounds(name: &str) -> Vec<f64> {
@@ -220,9 +247,25 @@ pub fn arch(name: &str) -> &str {
 
 /// Stream id of a network: FNV-1a 64 of its safetensors bytes, continued over
 /// `"diffc-multiscale-v1"` and each threshold as 8 little-endian bytes of its f64 when the
-/// network is evaluated at several scales (`spec/reconstruction.md#models`).
+/// network is evaluated at several scales, then over `"diffc-mirrors-v1"` and the count as one
+/// byte when it averages mirror images (`spec/reconstruction.md#models`).
 pub fn network_model_id(name: &str, weights: &[u8]) -> u64 {
-    with_multiscale_suffix(name, fnv1a64(weights))
+    with_mirrors_suffix(name, with_multiscale_suffix(name, fnv1a64(weights)))
+}
+
+/// Continue a network's hash over its mirror count (unchanged without mirrors).
+fn with_mirrors_suffix(name: &str, hash: u64) -> u64 {
+    match mirror_count(name) {
+        0 | 1 => hash,
+        n => mirrors_suffix(hash, n),
+    }
+}
+
+/// `hash` continued over `"diffc-mirrors-v1"` and `count` as one byte.
+fn mirrors_suffix(hash: u64, count: usize) -> u64 {
+    let mut tail = b"diffc-mirrors-v1".to_vec();
+    tail.push(count as u8);
+    fnv1a64_continue(hash, &tail)
 }
 
 /// Continue a network's weight hash over its multiscale thresholds (unchanged without any).
@@ -276,13 +319,20 @@ fn network_prior_on(
     } else {
         bare_network(name, bytes, kernels)?
     };
+    // The network already hashed its weights; each wrapper adds its suffix.
     let t = multiscale_thresholds(name);
-    if t.is_empty() {
+    let net: Arc<dyn Denoiser> = if t.is_empty() {
+        net
+    } else {
+        let id = with_multiscale_suffix(name, net.model_id());
+        Arc::new(multiscale::Multiscale::new(name, id, net, t))
+    };
+    let n = mirror_count(name);
+    if n <= 1 {
         return Ok(net);
     }
-    // The network already hashed its weights; only the suffix is new.
-    let id = with_multiscale_suffix(name, net.model_id());
-    Ok(Arc::new(multiscale::Multiscale::new(name, id, net, t)))
+    let id = with_mirrors_suffix(name, net.model_id());
+    Ok(Arc::new(mirrors::Mirrors::new(name, id, net, n)?))
 }
 
 /// One network (integer or float, told apart by the file's metadata) without any wrapper.
@@ -319,7 +369,7 @@ pub fn load_model(name: &str) -> Result<Arc<dyn Denoiser>> {
     network_prior(name, bytes)
 }
 
-/// An embedded integer model (network or experts, in its multiscale wrapper) on the given
+/// An embedded integer model (network or experts, in its multiscale and mirror wrappers) on the given
 /// integer kernels: every choice computes the same bits, so tests and benchmarks compare them.
 /// Float networks in the model ignore the choice.
 pub fn load_model_on(name: &str, kernels: intkernel::Kernels) -> Result<Arc<dyn Denoiser>> {
@@ -397,6 +447,9 @@ mod tests {
         assert_eq!(fnv1a64(b"abc"), 0xE71F_A219_0541_574B);
         assert_eq!(network_model_id("tiny", b"abc"), 0x0394_261B_AE8B_8C5D);
         assert_eq!(network_model_id("test", b"abc"), fnv1a64(b"abc"));
+        assert_eq!(mirrors_suffix(fnv1a64(b"abc"), 2), 0x5AE8_17EC_9F50_4058);
+        let deep = with_multiscale_suffix("deep-int8", fnv1a64(b"abc"));
+        assert_eq!(mirrors_suffix(deep, 2), 0xC299_1E19_9CE0_5C0A);
         assert_eq!(gauss::gauss_model_id(), 0x9820_9D16_F94A_2017);
     }
 }
