@@ -437,17 +437,21 @@ mod tests {
     use crate::prior::net::{alpha_f, NetConfig};
     use candle_core::{Device, Tensor};
 
-    /// Hand gradients against candle's autograd on the same random network and batch.
-    fn compare(cfg: &NetConfig, n: usize, h: usize, w: usize) {
-        let dev = Device::Cpu;
-        let (net, vm) = crate::prior::engine::tests::random_net(cfg);
-        let named: HashMap<String, Vec<f32>> = vm
-            .data()
+    /// A random network's weights by name.
+    fn named_weights(vm: &candle_nn::VarMap) -> HashMap<String, Vec<f32>> {
+        vm.data()
             .lock()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
-            .collect();
+            .collect()
+    }
+
+    /// Hand gradients against candle's autograd on the same random network and batch.
+    fn compare(cfg: &NetConfig, n: usize, h: usize, w: usize) {
+        let dev = Device::Cpu;
+        let (net, vm) = crate::prior::engine::tests::random_net(cfg);
+        let named = named_weights(&vm);
         let per = 3 * h * w;
         let x: Vec<f32> = (0..n * per)
             .map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0)
@@ -527,14 +531,7 @@ mod tests {
     #[test]
     fn clipped_maps_pass_no_gradient() {
         let cfg = NetConfig::by_name("test").unwrap();
-        let (_, vm) = crate::prior::engine::tests::random_net(&cfg);
-        let named: HashMap<String, Vec<f32>> = vm
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
-            .collect();
+        let named = named_weights(&crate::prior::engine::tests::random_net(&cfg).1);
         let (n, h, w) = (2, 16, 16);
         let x: Vec<f32> = (0..n * 3 * h * w)
             .map(|i| ((i * 7919 % 2003) as f32 / 1001.0) - 1.0)

@@ -73,7 +73,9 @@ impl Mirror {
             let from = plane * h + if self.rows { h - 1 - row } else { row };
             let src = &y.data[from * w..(from + 1) * w];
             if self.columns {
-                dst.iter_mut().zip(src.iter().rev()).for_each(|(d, s)| *d += *s);
+                dst.iter_mut()
+                    .zip(src.iter().rev())
+                    .for_each(|(d, s)| *d += *s);
             } else {
                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
             }
