@@ -672,18 +672,18 @@ fn eight_bit_prior_known_answers() {
 /// The default prior (`models/shipped/deep-int8.safetensors`): three 8-bit `deep` networks,
 /// log-SNR experts (spec/reconstruction.md#log-snr-experts). Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x3447_8DAA_ED01_1813;
-const DEEP_INT8_MODEL_ID: u64 = 0x5029_470D_1B23_9E42;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x14FE_734C_D58C_24C7;
+const DEEP_INT8_MODEL_ID: u64 = 0x4FEB_3980_6751_3A36;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
-    (24, 40, -4.0, 0xE074_AB47_23CC_D09A),
-    (24, 40, -1.0, 0xCBF0_8423_A8AC_8E2B),
-    (24, 40, 0.5, 0x07E8_CF0B_4F64_C9D5),
-    (24, 40, 1.0, 0xCB9E_CD71_8B31_3FAD),
-    (24, 40, 3.0, 0x2067_6FA0_91E4_EE39),
-    (24, 40, 3.26, 0x6211_FE7F_EB7B_4BEF),
-    (24, 40, 4.5, 0x6A50_8D77_9E98_3804),
-    (24, 40, 9.0, 0xBE1A_101E_7B6A_2AE5),
-    (13, 29, 3.26, 0x7F49_6209_F0C3_0987),
+    (24, 40, -4.0, 0xF002_B3EE_9665_044C),
+    (24, 40, -1.0, 0x7D32_7E5B_1190_6626),
+    (24, 40, 0.5, 0xCE56_B455_9F27_4D40),
+    (24, 40, 1.0, 0x9426_9EA8_DC13_7CD2),
+    (24, 40, 3.0, 0x0191_957D_8CD0_0827),
+    (24, 40, 3.26, 0x4829_8A14_CDE7_2F07),
+    (24, 40, 4.5, 0x716A_EE0B_58C0_CD04),
+    (24, 40, 9.0, 0xA700_8B77_C995_F8C0),
+    (13, 29, 3.26, 0xC93C_93F7_14DB_192A),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the

@@ -14,7 +14,7 @@ use diffc::{
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0x5029_470D_1B23_9E42;
+const SHIPPED_MODEL_ID: u64 = 0x4FEB_3980_6751_3A36;
 
 /// Ids of other models this build embeds, so their streams decode: the first release of prior
 /// v2 (the default until mirror averaging), the previous default `tiny-int8` (until prior v2,
