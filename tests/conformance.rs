@@ -669,6 +669,30 @@ fn eight_bit_prior_known_answers() {
     }
 }
 
+/// Four mirror images (no shipped model uses them): `tiny-int8` averaged over all four agrees
+/// with the NumPy reference (`MIRROR4_` in `intnet.py`), rows-reversed mirrors included.
+#[test]
+fn four_mirror_images_known_answers() {
+    use diffc::prior::{fnv1a64_continue, mirrors::Mirrors, Denoiser};
+    let (weights_fnv, id, pins) = intnet_py_pins_of("MIRROR4_");
+    assert_eq!(weights_fnv, TINY_INT8_WEIGHTS_FNV);
+    assert_eq!(
+        id,
+        fnv1a64_continue(TINY_INT8_MODEL_ID, b"diffc-mirrors-v1\x04"),
+        "the id rule of spec/reconstruction.md#models"
+    );
+    let inner = diffc::prior::load_model("tiny-int8").unwrap();
+    let four = Mirrors::new("tiny-int8", id, inner, 4).unwrap();
+    assert_eq!(pins.len(), 2);
+    for (h, w, lambda, want) in pins {
+        let got = x_hash(&four.predict_x(&int_test_latent(h, w), lambda).unwrap());
+        assert_eq!(
+            got, want,
+            "four mirrors, ({h}, {w}, {lambda:?}): 0x{got:016X}"
+        );
+    }
+}
+
 /// The default prior (`models/shipped/deep-int8.safetensors`): three 8-bit `deep` networks,
 /// log-SNR experts (spec/reconstruction.md#log-snr-experts). Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).

@@ -634,6 +634,17 @@ DEEP8_KNOWN_ANSWERS = {
 }
 
 
+# Four mirror images (spec/reconstruction.md#mirror-averaging; no shipped model uses them, so
+# these pin the rows-reversed mirrors): tiny-int8 averaged over all four
+# (`four_mirror_images_known_answers` in tests/conformance.rs).
+MIRROR4_WEIGHTS_FNV = 0xB0D29BC491F18B28
+MIRROR4_MODEL_ID = 0x426753FBFC55218B
+MIRROR4_KNOWN_ANSWERS = {
+    (24, 40, 3.26): 0xF46B6DA323192AEE,
+    (13, 29, -1.0): 0x0C6CF8C32F3A099F,
+}
+
+
 def _tensor_at(data, name):
     """(byte offset, dtype) of a tensor's data in a safetensors file."""
     n = struct.unpack_from("<Q", data, 0)[0]
@@ -752,6 +763,12 @@ def self_check(path=DEFAULT_WEIGHTS):
             raise AssertionError("experts file with %s accepted" % what)
         except WeightError:
             pass
+    four = Prior(open(INT8_WEIGHTS, "rb").read(), "tiny-int8")
+    four.mirrors = 4
+    assert model_id(open(INT8_WEIGHTS, "rb").read(), four.thresholds, 4) == MIRROR4_MODEL_ID
+    for (h, w, lam), want in MIRROR4_KNOWN_ANSWERS.items():
+        got = x_hash(four.predict_x(test_latent(h, w), lam))
+        assert got == want, "four mirrors, %dx%d at %r: %016x" % (h, w, lam, got)
     # The float64 accumulation equals the int64 one (one case, all layers).
     other = Prior(data, gemm="int64" if prior.net.gemm == "float64" else "float64")
     z = test_latent(24, 40)
