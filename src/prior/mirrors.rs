@@ -41,43 +41,31 @@ struct Mirror {
 impl Mirror {
     /// `p` with its columns and/or rows reversed (every plane alike). Its own inverse.
     fn apply(self, p: &Planes) -> Planes {
-        let (h, w) = (p.height, p.width);
-        if h == 0 || w == 0 {
-            return p.clone();
-        }
-        let mut out = Planes::zeros(p.channels, h, w);
-        // Row r of the planes is row r % h of plane r / h.
-        for (r, dst) in out.data.chunks_exact_mut(w).enumerate() {
-            let (plane, y) = (r / h, r % h);
-            let from = plane * h + if self.rows { h - 1 - y } else { y };
-            let src = &p.data[from * w..(from + 1) * w];
-            if self.columns {
-                dst.iter_mut()
-                    .zip(src.iter().rev())
-                    .for_each(|(d, s)| *d = *s);
-            } else {
-                dst.copy_from_slice(src);
-            }
-        }
+        let mut out = Planes::zeros(p.channels, p.height, p.width);
+        self.each_row(p, &mut out, |d, s| *d = s);
         out
     }
 
     /// `sum += self.apply(y)`, without the mirrored copy.
     fn add_mirrored(self, y: &Planes, sum: &mut Planes) {
-        let (h, w) = (y.height, y.width);
+        self.each_row(y, sum, |d, s| *d += s);
+    }
+
+    /// `f(dst, src)` for every sample of `dst` and the sample of `src` it mirrors.
+    fn each_row(self, src: &Planes, dst: &mut Planes, f: impl Fn(&mut f32, f32)) {
+        let (h, w) = (src.height, src.width);
         if h == 0 || w == 0 {
             return;
         }
-        for (r, dst) in sum.data.chunks_exact_mut(w).enumerate() {
-            let (plane, row) = (r / h, r % h);
-            let from = plane * h + if self.rows { h - 1 - row } else { row };
-            let src = &y.data[from * w..(from + 1) * w];
+        // Row r of the planes is row r % h of plane r / h.
+        for (r, d) in dst.data.chunks_exact_mut(w).enumerate() {
+            let (plane, y) = (r / h, r % h);
+            let from = plane * h + if self.rows { h - 1 - y } else { y };
+            let s = &src.data[from * w..(from + 1) * w];
             if self.columns {
-                dst.iter_mut()
-                    .zip(src.iter().rev())
-                    .for_each(|(d, s)| *d += *s);
+                d.iter_mut().zip(s.iter().rev()).for_each(|(d, &s)| f(d, s));
             } else {
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+                d.iter_mut().zip(s).for_each(|(d, &s)| f(d, s));
             }
         }
     }
