@@ -39,7 +39,8 @@ pub struct DecompressArgs {
     /// Use this embedded model instead of the one the stream names.
     #[arg(long)]
     pub model: Option<String>,
-    /// Load the model weights from this file (architecture from --model, default tiny).
+    /// Load the model weights from this file, run as the model --model names (default: the
+    /// default model).
     #[arg(long)]
     pub model_file: Option<PathBuf>,
     /// Fail (exit code 1, no output written) unless the stream is complete: a partial
