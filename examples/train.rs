@@ -269,12 +269,21 @@ fn main() {
                         .parse()
                         .expect("number")
                 };
+                let layer_wmax = o.qat.take().map(|q| q.layer_wmax).unwrap_or_default();
                 o.qat = Some(diffc::train::Qat {
                     ranges: diffc::prior::quantize::read_ranges(&text).expect("ranges"),
                     amax: num(2),
                     wmax: num(3),
+                    layer_wmax,
                 });
                 i += 2;
+            }
+            // After --qat: layers whose weights round to another largest integer,
+            // `NAME=WMAX,...` (e.g. `enc1.2=511` for 10 bits).
+            "--layer-wmax" => {
+                let q = o.qat.as_mut().expect("--layer-wmax after --qat");
+                q.layer_wmax =
+                    diffc::prior::quantize::LayerWmax::parse(&v()).expect("--layer-wmax");
             }
             a => panic!("unknown argument {a}"),
         }

@@ -6,7 +6,8 @@
 #   3. the fine-tuned raw weights quantized with the same ranges, checked on the dev photos.
 # Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
 #   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
-#    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band)
+#    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band;
+#    LAYER_WMAX=NAME=WMAX,... for layers whose weights get another width, e.g. 511 for 10 bits)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -22,6 +23,8 @@ trap 'rm -rf "$work"' EXIT
 ranges="${out%.safetensors}.ranges.txt"
 band_q=() band_t=()
 if [[ -n "${BAND:-}" ]]; then band_q=(--band "$BAND"); band_t=(--lambda-band "$BAND"); fi
+wide=()
+if [[ -n "${LAYER_WMAX:-}" ]]; then wide=(--layer-wmax "$LAYER_WMAX"); fi
 
 "$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
@@ -29,8 +32,8 @@ if [[ -n "${BAND:-}" ]]; then band_q=(--band "$BAND"); band_t=(--lambda-band "$B
 cp "$ckpt" "$work/qat.ckpt.safetensors"
 "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
     --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
-    --qat "$ranges" 255 127 "${band_t[@]}"
+    --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}"
 "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-param.safetensors" param
 "$ex/quantize" --model "$arch" --weights "$work/qat-param.safetensors" --ranges "$ranges" \
-    --amax 255 --wmax 127 --out "$out" --check "$dev_dir" "${band_q[@]}"
+    --amax 255 --wmax 127 "${wide[@]}" --out "$out" --check "$dev_dir" "${band_q[@]}"
 echo "wrote $out and $ranges"

@@ -218,6 +218,8 @@ pub struct Qat {
     pub amax: f32,
     /// Largest weight integer (127: 8-bit weights).
     pub wmax: f32,
+    /// Layers whose weights round to another largest integer.
+    pub layer_wmax: crate::prior::quantize::LayerWmax,
 }
 
 /// Where a checkpoint tensor's values go in a wider tensor of the same layer. Weights are
@@ -615,7 +617,8 @@ impl State {
                 .map(|(name, _, cout)| {
                     let key = format!("{name}.w");
                     let mut w = self.params[self.index[&key]].clone();
-                    crate::prior::quantize::fake_quantize_weights(&mut w, cout, q.wmax);
+                    let wmax = q.layer_wmax.of(&name, q.wmax as i32) as f32;
+                    crate::prior::quantize::fake_quantize_weights(&mut w, cout, wmax);
                     (key, w)
                 })
                 .collect(),
@@ -851,9 +854,10 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
                 crate::prior::engine::conv_layers(&cfg).len()
             )));
         }
+        q.layer_wmax.check(&cfg)?;
         eprintln!(
-            "quantization-aware: weights to ±{}, activations to 0..={}",
-            q.wmax, q.amax
+            "quantization-aware: weights to ±{} ({:?} excepted), activations to 0..={}",
+            q.wmax, q.layer_wmax.0, q.amax
         );
         st.qat = Some(q.clone());
     }
