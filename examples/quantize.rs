@@ -4,8 +4,8 @@
 //! ```text
 //! cargo run --release --example quantize -- --weights models/shipped/tiny.safetensors \
 //!     --calib ../shared/data/train --out models/shipped/tiny-int.safetensors \
-//!     [--model ARCH] [--amax 2047] [--wmax 511] [--layer-wmax NAME=WMAX,...] [--crops 24]
-//!     [--band LO,HI]
+//!     [--model ARCH] [--amax 2047] [--wmax 511] [--layer-wmax NAME=WMAX,...]
+//!     [--layer-amax NAME=AMAX,...] [--crops 24] [--band LO,HI]
 //!     [--write-ranges F | --ranges F] [--check DIR] [--bench IMG]
 //! ```
 //!
@@ -108,7 +108,10 @@ fn main() -> diffc::Result<()> {
         opts.wmax = w.parse().expect("--wmax N");
     }
     if let Some(l) = arg("--layer-wmax") {
-        opts.layer_wmax = diffc::prior::quantize::LayerWmax::parse(&l)?;
+        opts.layer_wmax = diffc::prior::quantize::LayerMax::parse(&l)?;
+    }
+    if let Some(l) = arg("--layer-amax") {
+        opts.layer_amax = diffc::prior::quantize::LayerMax::parse(&l)?;
     }
     if let Some(q) = arg("--quantile") {
         opts.quantile = q.parse().expect("--quantile Q");

@@ -269,21 +269,29 @@ fn main() {
                         .parse()
                         .expect("number")
                 };
-                let layer_wmax = o.qat.take().map(|q| q.layer_wmax).unwrap_or_default();
                 o.qat = Some(diffc::train::Qat {
                     ranges: diffc::prior::quantize::read_ranges(&text).expect("ranges"),
                     amax: num(2),
                     wmax: num(3),
-                    layer_wmax,
+                    layer_wmax: Default::default(),
+                    layer_amax: Default::default(),
                 });
                 i += 2;
             }
-            // After --qat: layers whose weights round to another largest integer,
-            // `NAME=WMAX,...` (e.g. `enc1.2=511` for 10 bits).
-            "--layer-wmax" => {
-                let q = o.qat.as_mut().expect("--layer-wmax after --qat");
-                q.layer_wmax =
-                    diffc::prior::quantize::LayerWmax::parse(&v()).expect("--layer-wmax");
+            // After --qat: layers whose weights (maps) round to another largest integer,
+            // `NAME=MAX,...` (e.g. `enc1.2=511` for 10-bit weights, `enc1.2=2047` for 11-bit
+            // maps).
+            flag @ ("--layer-wmax" | "--layer-amax") => {
+                let q = o
+                    .qat
+                    .as_mut()
+                    .expect("--layer-wmax and --layer-amax come after --qat");
+                let m = diffc::prior::quantize::LayerMax::parse(&v()).expect(flag);
+                if flag == "--layer-wmax" {
+                    q.layer_wmax = m;
+                } else {
+                    q.layer_amax = m;
+                }
             }
             a => panic!("unknown argument {a}"),
         }

@@ -7,7 +7,8 @@
 # Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
 #   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
 #    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band;
-#    LAYER_WMAX=NAME=WMAX,... for layers whose weights get another width, e.g. 511 for 10 bits)
+#    LAYER_WMAX=NAME=WMAX,... and LAYER_AMAX=NAME=AMAX,... for layers whose weights or maps get
+#    another width, e.g. 511 for 10-bit weights, 2047 for 11-bit maps)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -24,7 +25,8 @@ ranges="${out%.safetensors}.ranges.txt"
 band_q=() band_t=()
 if [[ -n "${BAND:-}" ]]; then band_q=(--band "$BAND"); band_t=(--lambda-band "$BAND"); fi
 wide=()
-if [[ -n "${LAYER_WMAX:-}" ]]; then wide=(--layer-wmax "$LAYER_WMAX"); fi
+if [[ -n "${LAYER_WMAX:-}" ]]; then wide+=(--layer-wmax "$LAYER_WMAX"); fi
+if [[ -n "${LAYER_AMAX:-}" ]]; then wide+=(--layer-amax "$LAYER_AMAX"); fi
 
 "$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \

@@ -219,7 +219,9 @@ pub struct Qat {
     /// Largest weight integer (127: 8-bit weights).
     pub wmax: f32,
     /// Layers whose weights round to another largest integer.
-    pub layer_wmax: crate::prior::quantize::LayerWmax,
+    pub layer_wmax: crate::prior::quantize::LayerMax,
+    /// Layers whose maps round to another largest integer.
+    pub layer_amax: crate::prior::quantize::LayerMax,
 }
 
 /// Where a checkpoint tensor's values go in a wider tensor of the same layer. Weights are
@@ -629,7 +631,7 @@ impl State {
             None => self.params[self.index[k]].as_slice(),
         });
         if let Some(q) = &self.qat {
-            engine.set_act_quant(&q.ranges, q.amax);
+            engine.set_act_quant(&q.ranges, &q.layer_amax.map_amax(&self.cfg, q.amax as i32));
         }
         let b = Batch {
             x: &x,
@@ -855,9 +857,10 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
             )));
         }
         q.layer_wmax.check(&cfg)?;
+        q.layer_amax.check(&cfg)?;
         eprintln!(
-            "quantization-aware: weights to ±{} ({:?} excepted), activations to 0..={}",
-            q.wmax, q.layer_wmax.0, q.amax
+            "quantization-aware: weights to ±{} (except {:?}), maps to 0..={} (except {:?})",
+            q.wmax, q.layer_wmax.0, q.amax, q.layer_amax.0
         );
         st.qat = Some(q.clone());
     }

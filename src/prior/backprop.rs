@@ -550,7 +550,7 @@ mod tests {
         let grads_with = |range: Option<f32>| {
             let mut engine = Engine::from_named(&cfg, |k| named[k].as_slice());
             if let Some(r) = range {
-                engine.set_act_quant(&vec![r; layers.len()], 255.0);
+                engine.set_act_quant(&vec![r; layers.len()], &vec![255; layers.len()]);
             }
             loss_and_gradients(&engine, &batch).1
         };

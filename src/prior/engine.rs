@@ -324,10 +324,10 @@ impl Engine {
         &self.cfg
     }
 
-    /// Fake-quantize every layer's output map to `ranges[i] / amax` times `0..=amax`
+    /// Fake-quantize every layer's output map to `ranges[i] / amax[i]` times `0..=amax[i]`
     /// (quantization-aware training; `conv_layers` order, the output layer is left alone).
     #[cfg_attr(not(feature = "train"), allow(dead_code))]
-    pub(crate) fn set_act_quant(&mut self, ranges: &[f32], amax: f32) {
+    pub(crate) fn set_act_quant(&mut self, ranges: &[f32], amax: &[i32]) {
         let mut convs: Vec<&mut Conv> = self.enc1.iter_mut().collect();
         convs.push(&mut self.down1);
         convs.extend(self.enc2.iter_mut());
@@ -338,10 +338,11 @@ impl Engine {
         convs.push(&mut self.up1);
         convs.extend(self.dec1.iter_mut());
         let n = convs.len();
-        for (c, &r) in convs.into_iter().zip(ranges).take(n) {
-            c.act_quant = (r > 0.0).then_some(ActQuant {
-                scale: r / amax,
-                amax,
+        for ((c, &r), &a) in convs.into_iter().zip(ranges).zip(amax).take(n) {
+            let a = a as f32;
+            c.act_quant = (r > 0.0 && a > 0.0).then_some(ActQuant {
+                scale: r / a,
+                amax: a,
             });
         }
     }

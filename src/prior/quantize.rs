@@ -3,9 +3,9 @@
 //! 1. *Calibrate*: run the float engine on noisy calibration crops over a spread of log-SNRs
 //!    and record a high quantile of every activation map (the maps that become skips include
 //!    their values after the skip addition, since one scale serves both).
-//! 2. *Scales*: each map's scale is its quantile over `amax`; the input is `z * 2^12`; weights
+//! 2. *Scales*: each map's scale is its quantile over `amax` (per layer, [`LayerMax`]); the input is `z * 2^12`; weights
 //!    get one scale per output channel ([`weight_scale`]: `max |w| / wmax`, with `wmax` per
-//!    layer, [`LayerWmax`]).
+//!    layer, [`LayerMax`]).
 //! 3. *Requantization*: `mult / 2^shift ~ s_in s_w / s_out` with `mult` in `[2^30, 2^31)`.
 //! 4. *Tables*: at every grid log-SNR the float network's lambda biases, divided by
 //!    `s_in s_w`, and the two noise-level planes times `2^12`.
@@ -26,7 +26,9 @@ pub struct QuantOptions {
     /// Largest weight magnitude (127 for 8-bit weights).
     pub wmax: i32,
     /// Layers whose weights get another largest magnitude.
-    pub layer_wmax: LayerWmax,
+    pub layer_wmax: LayerMax,
+    /// Layers whose maps get another largest value.
+    pub layer_amax: LayerMax,
     /// Quantile of each map's values that maps to `amax`.
     pub quantile: f64,
     /// Log-SNRs calibrated at.
@@ -40,7 +42,8 @@ impl Default for QuantOptions {
         QuantOptions {
             amax: 2047,
             wmax: 511,
-            layer_wmax: LayerWmax::default(),
+            layer_wmax: LayerMax::default(),
+            layer_amax: LayerMax::default(),
             quantile: 0.99999,
             lambdas: (-10..=16).map(|l| l as f32).collect(),
             grid: LambdaGrid {
@@ -126,7 +129,7 @@ fn multiplier(r: f64) -> (i32, u8) {
 /// The scale of one output channel's weights (a row of `k` values) in integers of at most
 /// `wmax`: `max |w| / wmax` (1 for a row of zeros). A clipping point of least squared error
 /// instead measured no better (σ 50 denoising of an 8-bit low-noise expert: 26.63 against
-/// 26.64 dB): the 8-bit loss is spread over every weight of a few layers, see [`LayerWmax`].
+/// 26.64 dB): the 8-bit loss is spread over every weight of a few layers, see [`LayerMax`].
 pub fn weight_scale(row: &[f32], wmax: f32) -> f64 {
     let mx = row.iter().fold(0f32, |a, &v| a.max(v.abs())) as f64;
     if mx > 0.0 {
@@ -136,39 +139,41 @@ pub fn weight_scale(row: &[f32], wmax: f32) -> f64 {
     }
 }
 
-/// Per-layer exceptions to a network's largest weight integer: `(layer name, wmax)`. 8-bit
-/// weights (127) in the half-resolution layers next to the output cost an 8-bit `deep` most
-/// of its quantization loss; 10-bit ones (511, stored as I16, run on the 16-bit kernels) there
-/// win most of it back (`models/README.md`). Written `NAME=WMAX,NAME=WMAX`.
+/// Per-layer exceptions to a network's largest integer of weights (`wmax`) or of the maps
+/// layers write (`amax`): `(layer name, largest)`. 8-bit weights in the half-resolution layers
+/// next to the output cost an 8-bit `deep` most of its quantization loss, and their 8-bit maps
+/// most of the rest; 10-bit weights (511, stored as I16) and 11-bit maps (2047) there win it
+/// back, and those layers run on the 16-bit kernels (`models/README.md`). Written
+/// `NAME=MAX,NAME=MAX`.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LayerWmax(pub Vec<(String, i32)>);
+pub struct LayerMax(pub Vec<(String, i32)>);
 
-impl LayerWmax {
-    /// Parse `NAME=WMAX[,NAME=WMAX...]` (empty: no exceptions).
+impl LayerMax {
+    /// Parse `NAME=MAX[,NAME=MAX...]` (empty: no exceptions).
     pub fn parse(text: &str) -> Result<Self> {
         let mut v = Vec::new();
         for item in text.split(',').filter(|t| !t.trim().is_empty()) {
             let bad = || {
                 crate::Error::InvalidArgument(format!(
-                    "layer weight width `{item}`: want NAME=WMAX, WMAX in 1..=32767"
+                    "layer limit `{item}`: want NAME=MAX, MAX in 1..=32767"
                 ))
             };
-            let (name, w) = item.trim().split_once('=').ok_or_else(bad)?;
-            let w: i32 = w.parse().map_err(|_| bad())?;
-            if name.is_empty() || !(1..=32767).contains(&w) {
+            let (name, m) = item.trim().split_once('=').ok_or_else(bad)?;
+            let m: i32 = m.parse().map_err(|_| bad())?;
+            if name.is_empty() || !(1..=32767).contains(&m) {
                 return Err(bad());
             }
-            v.push((name.to_string(), w));
+            v.push((name.to_string(), m));
         }
-        Ok(LayerWmax(v))
+        Ok(LayerMax(v))
     }
 
-    /// The largest weight integer of layer `name`, `default` unless it is an exception.
+    /// The largest integer of layer `name`, `default` unless it is an exception.
     pub fn of(&self, name: &str, default: i32) -> i32 {
         self.0
             .iter()
             .find(|(n, _)| n == name)
-            .map_or(default, |&(_, w)| w)
+            .map_or(default, |&(_, m)| m)
     }
 
     /// An error naming the first exception that is not a layer of `cfg`.
@@ -180,10 +185,31 @@ impl LayerWmax {
             .find(|(n, _)| !layers.iter().any(|(l, _, _)| l == n))
         {
             Some((n, _)) => Err(crate::Error::InvalidArgument(format!(
-                "layer weight width for `{n}`: the network has no such layer"
+                "layer limit for `{n}`: the network has no such layer"
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Every layer's largest map integer, `conv_layers` order (0 for the output layer, which
+    /// writes no map): `amax` or the exception, and for a skip map the larger of its writer's
+    /// and its up layer's, since one scale serves both.
+    pub fn map_amax(&self, cfg: &super::net::NetConfig, amax: i32) -> Vec<i32> {
+        let roles = layer_roles(cfg);
+        let mut v: Vec<i32> = conv_layers(cfg)
+            .iter()
+            .zip(&roles)
+            .map(|((name, _, _), (_, finish))| match finish {
+                Finish::Output => 0,
+                _ => self.of(name, amax),
+            })
+            .collect();
+        for (skip, up) in skip_pairs(cfg) {
+            let m = v[skip].max(v[up]);
+            v[skip] = m;
+            v[up] = m;
+        }
+        v
     }
 }
 
@@ -289,10 +315,12 @@ pub fn quantize_with_ranges(e: &Engine, ranges: &[f32], opts: &QuantOptions) -> 
         ranges[skip] = m;
         ranges[up] = m;
     }
-    let amax = opts.amax;
+    opts.layer_amax.check(&cfg)?;
+    let amax = opts.layer_amax.map_amax(&cfg, opts.amax);
     let map_scale: Vec<f64> = ranges
         .iter()
-        .map(|&m| (m.max(1e-6) as f64) / amax as f64)
+        .zip(&amax)
+        .map(|(&m, &a)| (m.max(1e-6) as f64) / a.max(1) as f64)
         .collect();
 
     // 2-4. Scales, requantization, tables.
@@ -340,7 +368,7 @@ pub fn quantize_with_ranges(e: &Engine, ranges: &[f32], opts: &QuantOptions) -> 
             mult,
             shift,
             bias,
-            amax: if *finish == Finish::Output { 0 } else { amax },
+            amax: amax[idx],
             finish: *finish,
         });
         // The next layer reads this layer's map (a skip map after an addition: same scale).
@@ -394,18 +422,21 @@ mod tests {
                     .collect()
             })
             .collect();
-        // 8 bits, 11 / 10 bits, and 8 bits with 10-bit weights next to the output.
-        let wide = LayerWmax::parse("enc1.1=511,dec1.1=511,out=511").unwrap();
+        // 8 bits, 11 / 10 bits, and 8 bits with 10-bit weights and 11-bit maps next to the
+        // output.
+        let wide = LayerMax::parse("enc1.1=511,dec1.1=511,out=511").unwrap();
+        let wide_maps = LayerMax::parse("enc1.1=2047,dec1.0=2047").unwrap();
         let mut eight_bit_float = [0f64; 2];
-        for (amax, wmax, layer_wmax) in [
-            (255, 127, LayerWmax::default()),
-            (2047, 511, LayerWmax::default()),
-            (255, 127, wide),
+        for (amax, wmax, layer_wmax, layer_amax) in [
+            (255, 127, LayerMax::default(), LayerMax::default()),
+            (2047, 511, LayerMax::default(), LayerMax::default()),
+            (255, 127, wide, wide_maps),
         ] {
             let opts = QuantOptions {
                 amax,
                 wmax,
                 layer_wmax: layer_wmax.clone(),
+                layer_amax,
                 lambdas: vec![-2.0, 1.0, 4.0],
                 ..QuantOptions::default()
             };
@@ -420,7 +451,7 @@ mod tests {
                 fake_quantize_weights(ws, cout, layer_wmax.of(&name, wmax) as f32);
             }
             let mut fq = Engine::from_named(&cfg, |k| w[k].as_slice());
-            fq.set_act_quant(&ranges, amax as f32);
+            fq.set_act_quant(&ranges, &opts.layer_amax.map_amax(&cfg, amax));
             for (li, lambda) in [0.0f32, 4.0].into_iter().enumerate() {
                 let z = &crops[1];
                 let xi = q.predict_x(z, size, size, lambda as f64);
@@ -503,23 +534,34 @@ mod tests {
 
     #[test]
     fn layer_weight_widths_parse_and_name_real_layers() {
-        let w = LayerWmax::parse("enc1.2=511, out=511").unwrap();
+        let w = LayerMax::parse("enc1.2=511, out=511").unwrap();
         assert_eq!(w.of("enc1.2", 127), 511);
         assert_eq!(w.of("out", 127), 511);
         assert_eq!(w.of("mid.0", 127), 127);
-        assert_eq!(LayerWmax::parse("").unwrap(), LayerWmax::default());
+        assert_eq!(LayerMax::parse("").unwrap(), LayerMax::default());
         for bad in ["enc1.2", "enc1.2=0", "enc1.2=32768", "enc1.2=x", "=5"] {
-            assert!(LayerWmax::parse(bad).is_err(), "{bad} parsed");
+            assert!(LayerMax::parse(bad).is_err(), "{bad} parsed");
         }
         let cfg = NetConfig::by_name("tiny").unwrap();
-        assert!(LayerWmax::parse("enc1.1=511,out=511")
+        assert!(LayerMax::parse("enc1.1=511,out=511")
             .unwrap()
             .check(&cfg)
             .is_ok());
-        let e = LayerWmax::parse("enc1.9=511")
+        let e = LayerMax::parse("enc1.9=511")
             .unwrap()
             .check(&cfg)
             .unwrap_err();
         assert!(e.to_string().contains("enc1.9"), "{e}");
+        // A skip map has one scale: widening its writer widens the up layer adding into it.
+        let names: Vec<String> = conv_layers(&cfg).into_iter().map(|l| l.0).collect();
+        let amax = LayerMax::parse("enc1.1=2047").unwrap().map_amax(&cfg, 255);
+        for (n, a) in names.iter().zip(&amax) {
+            let want = match n.as_str() {
+                "enc1.1" | "up1" => 2047,
+                "out" => 0,
+                _ => 255,
+            };
+            assert_eq!(*a, want, "{n}");
+        }
     }
 }
