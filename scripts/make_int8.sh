@@ -4,6 +4,7 @@
 #   1. map ranges calibrated on the checkpoint's EMA weights (training crops);
 #   2. quantization-aware fine-tuning from the checkpoint (3000 steps at 0.1x the rate);
 #   3. the fine-tuned raw weights quantized with the same ranges, checked on the dev photos.
+#   (STEPS 0: no fine-tuning, the EMA weights quantized as they are.)
 # Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
 #   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
 #    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band;
@@ -31,11 +32,15 @@ if [[ -n "${LAYER_AMAX:-}" ]]; then wide+=(--layer-amax "$LAYER_AMAX"); fi
 "$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
     --amax 255 --wmax 127 --write-ranges "$ranges" "${band_q[@]}"
-cp "$ckpt" "$work/qat.ckpt.safetensors"
-"$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
-    --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
-    --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}"
-"$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-param.safetensors" param
-"$ex/quantize" --model "$arch" --weights "$work/qat-param.safetensors" --ranges "$ranges" \
+weights="$work/ema.safetensors"
+if [[ $steps -gt 0 ]]; then
+    cp "$ckpt" "$work/qat.ckpt.safetensors"
+    "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
+        --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
+        --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}"
+    weights="$work/qat-param.safetensors"
+    "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$weights" param
+fi
+"$ex/quantize" --model "$arch" --weights "$weights" --ranges "$ranges" \
     --amax 255 --wmax 127 "${wide[@]}" --out "$out" --check "$dev_dir" "${band_q[@]}"
 echo "wrote $out and $ranges"
