@@ -1,7 +1,8 @@
 //! Embeds some weights only where they exist: the repository keeps them (so their streams
 //! decode), the crates.io package leaves them out (its 10 MB limit): the float network `tiny`
 //! (training, benchmarks and its own streams), its previous release, the 11-bit integer
-//! network `tiny-int` and the previous release of the default, `deep-int8-s83020`.
+//! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020` and
+//! `deep-int8-s89359`.
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -12,7 +13,11 @@ fn main() {
         ("models/shipped/tiny-int.safetensors", "diffc_tiny_int"),
         (
             "models/shipped/deep-int8-s83020.safetensors",
-            "diffc_previous_deep",
+            "diffc_deep_s83020",
+        ),
+        (
+            "models/shipped/deep-int8-s89359.safetensors",
+            "diffc_deep_s89359",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

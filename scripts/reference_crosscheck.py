@@ -37,8 +37,9 @@ INTNET = os.path.join(ROOT, "spec", "reference", "intnet.py")
 # at a low rate (every step at high noise, so through the multiscale wrapper's halvings) and a
 # higher one (ending at full resolution), and the odd-sized gray fixture (padding to a multiple
 # of 8, gray through three identical planes). tiny-int8 (8-bit: the Rust decoder runs it on
-# its u8 x i8 kernels) at the higher rate. deep-int8 (the default: log-SNR experts of 8-bit
-# networks) at both rates, so that every expert and the halvings are reached.
+# its u8 x i8 kernels) at the higher rate. deep-int8 (the default: log-SNR experts of integer
+# networks that mix 8-bit layers with wider half-resolution ones, over four mirror images) at
+# both rates, so that every expert and the halvings are reached.
 CROP = ("dragonfly_96x64.png", 16, 8, 64, 48)  # fixture, x0, y0, width, height
 CASES = [
     ("gauss", "dragonfly_96x64.png", "0.5"),

@@ -693,21 +693,22 @@ fn four_mirror_images_known_answers() {
     }
 }
 
-/// The default prior (`models/shipped/deep-int8.safetensors`): three 8-bit `deep` networks,
-/// log-SNR experts (spec/reconstruction.md#log-snr-experts). Its file hash, model id and known
+/// The default prior (`models/shipped/deep-int8.safetensors`): three `deep` networks (8-bit,
+/// with 10-bit weights and 11-bit maps at half resolution), log-SNR experts
+/// (spec/reconstruction.md#log-snr-experts), over four mirror images. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x14FE_734C_D58C_24C7;
-const DEEP_INT8_MODEL_ID: u64 = 0x4FEB_3980_6751_3A36;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x8887_168A_E5EE_000E;
+const DEEP_INT8_MODEL_ID: u64 = 0x2393_78C7_6E30_92D9;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
-    (24, 40, -4.0, 0xF002_B3EE_9665_044C),
-    (24, 40, -1.0, 0x7D32_7E5B_1190_6626),
-    (24, 40, 0.5, 0xCE56_B455_9F27_4D40),
-    (24, 40, 1.0, 0x9426_9EA8_DC13_7CD2),
-    (24, 40, 3.0, 0x0191_957D_8CD0_0827),
-    (24, 40, 3.26, 0x4829_8A14_CDE7_2F07),
-    (24, 40, 4.5, 0x716A_EE0B_58C0_CD04),
-    (24, 40, 9.0, 0xA700_8B77_C995_F8C0),
-    (13, 29, 3.26, 0xC93C_93F7_14DB_192A),
+    (24, 40, -4.0, 0x1F06_B105_DD0B_B57F),
+    (24, 40, -1.0, 0x9AE4_5681_8007_264F),
+    (24, 40, 0.5, 0x09D5_D652_116D_E2DF),
+    (24, 40, 1.0, 0x8B5F_E592_6578_FA1B),
+    (24, 40, 3.0, 0x3DE8_6BBD_C396_28E4),
+    (24, 40, 3.26, 0x82A5_CCE5_98EC_D128),
+    (24, 40, 4.5, 0x59CB_DC1C_B208_E24D),
+    (24, 40, 9.0, 0xBA8A_E0F1_47EE_7E3C),
+    (13, 29, 3.26, 0xCE87_0525_59F6_9795),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the

@@ -19,8 +19,9 @@ of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform 
 coefficients have the Rust decoder's bits on every platform.
 
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
-spec/integer-network.md, `deep-int8` (log-SNR experts averaged over two mirror images,
-spec/reconstruction.md), its previous release `deep-int8-s83020`, `tiny-int8` and `tiny-int`
+spec/integer-network.md, `deep-int8` (log-SNR experts averaged over four mirror images,
+spec/reconstruction.md), its earlier releases `deep-int8-s89359` and `deep-int8-s83020`,
+`tiny-int8` and `tiny-int`
 (intnet.py, which needs NumPy; the model is found by the stream's model id among these names
 and their files in models/shipped/, or given with --model-file, whose id must be the
 stream's). Integer-network outputs are
@@ -206,12 +207,13 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the default (log-SNR experts of `deep`, 8-bit, two mirror images), its previous
-# release, then `tiny` in 8 and 11 bits. (name, file).
+# model id: the default (log-SNR experts of `deep`, mostly 8-bit, four mirror images), its earlier
+# releases, then `tiny` in 8 and 11 bits. (name, file).
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
 INTEGER_MODELS = [(n, os.path.join(SHIPPED, n + ".safetensors"))
-                  for n in ("deep-int8", "deep-int8-s83020", "tiny-int8", "tiny-int")]
+                  for n in ("deep-int8", "deep-int8-s89359", "deep-int8-s83020", "tiny-int8",
+                            "tiny-int")]
 INTEGER_WEIGHTS = [path for _, path in INTEGER_MODELS]
 _PRIORS = {}
 

@@ -65,7 +65,8 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
-          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
+          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-s89359": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s83020": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=1)}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
 
@@ -615,22 +616,23 @@ INT8_KNOWN_ANSWERS = {
 
 
 # The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep`, 8-bit
-# (spec/reconstruction.md#log-snr-experts), pinned the same way (`experts_prior_known_answers`
+# with 10-bit weights and 11-bit maps at half resolution (spec/reconstruction.md#log-snr-experts,
+# spec/integer-network.md), over four mirror images, pinned the same way (`experts_prior_known_answers`
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and both bounds exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0x14FE734CD58C24C7
-DEEP8_MODEL_ID = 0x4FEB398067513A36
+DEEP8_WEIGHTS_FNV = 0x8887168AE5EE000E
+DEEP8_MODEL_ID = 0x239378C76E3092D9
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0xF002B3EE9665044C,
-    (24, 40, -1.0): 0x7D327E5B11906626,
-    (24, 40, 0.5): 0xCE56B4559F274D40,
-    (24, 40, 1.0): 0x94269EA8DC137CD2,
-    (24, 40, 3.0): 0x0191957D8CD00827,
-    (24, 40, 3.26): 0x48298A14CDE72F07,
-    (24, 40, 4.5): 0x716AEE0B58C0CD04,
-    (24, 40, 9.0): 0xA7008B77C995F8C0,
-    (13, 29, 3.26): 0xC93C93F714DB192A,
+    (24, 40, -4.0): 0x1F06B105DD0BB57F,
+    (24, 40, -1.0): 0x9AE456818007264F,
+    (24, 40, 0.5): 0x09D5D652116DE2DF,
+    (24, 40, 1.0): 0x8B5FE5926578FA1B,
+    (24, 40, 3.0): 0x3DE86BBDC39628E4,
+    (24, 40, 3.26): 0x82A5CCE598ECD128,
+    (24, 40, 4.5): 0x59CBDC1CB208E24D,
+    (24, 40, 9.0): 0xBA8AE0F147EE7E3C,
+    (13, 29, 3.26): 0xCE87052559F69795,
 }
 
 

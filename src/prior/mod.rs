@@ -84,8 +84,8 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Name of the model used when none is chosen: prior v2, log-SNR experts of the `deep` network
-/// in 8-bit integer arithmetic, whose decodes are the same bits on every machine
-/// (`models/README.md`).
+/// in integer arithmetic (8-bit, wider next to the output), whose decodes are the same bits on
+/// every machine (`models/README.md`).
 pub const DEFAULT_MODEL: &str = "deep-int8";
 
 /// The float architecture trained by default (and the float network `diffc bench` measures).
@@ -128,20 +128,32 @@ macro_rules! shipped {
 /// are compiled in (then only `gauss` loads by name).
 pub const MODELS: &[ModelEntry] = &[
     // Prior v2: three `deep` networks, each the expert of a band of log-SNRs ([`experts`]; it
-    // hands over at 3 and 4.5), fine-tuned from one `deep` run on overlapping bands, in 8-bit
-    // integer arithmetic (quantization-aware, `scripts/make_experts_int8.sh`), averaged over
-    // the latent and its left-right mirror ([`mirrors`]).
+    // hands over at 3 and 4.5), fine-tuned from one `deep` run on overlapping bands, in integer
+    // arithmetic (`scripts/make_int8.sh`: 8-bit, with 10-bit weights and 11-bit maps in the
+    // half-resolution layers), averaged over the latent and its three mirror images
+    // ([`mirrors`]).
     ModelEntry {
         name: "deep-int8",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: 4,
         weights: shipped!("deep-int8.safetensors"),
+    },
+    // The second release of prior v2 (the experts at training steps 89,359 / 89,426 / 89,372,
+    // averaged over the latent and its left-right mirror), kept so that its streams still
+    // decode (in builds from the repository; the crates.io package leaves it out, see build.rs).
+    #[cfg(diffc_deep_s89359)]
+    ModelEntry {
+        name: "deep-int8-s89359",
+        arch: "deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: 2,
+        weights: shipped!("deep-int8-s89359.safetensors"),
     },
     // The first release of prior v2 (the experts at training steps 83,020 / 83,059 / 82,992,
     // without mirrors), kept so that its streams still decode (in builds from the repository;
     // the crates.io package leaves it out, see build.rs).
-    #[cfg(diffc_previous_deep)]
+    #[cfg(diffc_deep_s83020)]
     ModelEntry {
         name: "deep-int8-s83020",
         arch: "deep",
