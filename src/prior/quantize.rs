@@ -3,9 +3,9 @@
 //! 1. *Calibrate*: run the float engine on noisy calibration crops over a spread of log-SNRs
 //!    and record a high quantile of every activation map (the maps that become skips include
 //!    their values after the skip addition, since one scale serves both).
-//! 2. *Scales*: each map's scale is its quantile over `amax` (per layer, [`LayerMax`]); the input is `z * 2^12`; weights
-//!    get one scale per output channel ([`weight_scale`]: `max |w| / wmax`, with `wmax` per
-//!    layer, [`LayerMax`]).
+//! 2. *Scales*: each map's scale is its quantile over `amax`; the input is `z * 2^12`; weights
+//!    get one scale per output channel ([`weight_scale`]: `max |w| / wmax`). `amax` and `wmax`
+//!    may differ per layer ([`LayerMax`]).
 //! 3. *Requantization*: `mult / 2^shift ~ s_in s_w / s_out` with `mult` in `[2^30, 2^31)`.
 //! 4. *Tables*: at every grid log-SNR the float network's lambda biases, divided by
 //!    `s_in s_w`, and the two noise-level planes times `2^12`.
