@@ -39,7 +39,8 @@ INTNET = os.path.join(ROOT, "spec", "reference", "intnet.py")
 # of 8, gray through three identical planes). tiny-int8 (8-bit: the Rust decoder runs it on
 # its u8 x i8 kernels) at the higher rate. deep-int8 (the default: log-SNR experts of integer
 # networks that mix 8-bit layers with wider half-resolution ones, over four mirror images) at
-# both rates, so that every expert and the halvings are reached.
+# both rates, so that every expert and the halvings are reached, and its faster variant (the same
+# file over two mirror images) once.
 CROP = ("dragonfly_96x64.png", 16, 8, 64, 48)  # fixture, x0, y0, width, height
 CASES = [
     ("gauss", "dragonfly_96x64.png", "0.5"),
@@ -50,6 +51,7 @@ CASES = [
     ("tiny-int8", "crop", "1.5"),
     ("deep-int8", "crop", "0.5"),
     ("deep-int8", "crop", "1.5"),
+    ("deep-int8-fast", "crop", "0.5"),
 ]
 METHODS = ["denoise", "flow", "ancestral"]
 

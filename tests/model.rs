@@ -16,6 +16,10 @@ use diffc::{
 /// may move it.
 const SHIPPED_MODEL_ID: u64 = 0x2393_78C7_6E30_92D9;
 
+/// Id of `deep-int8-fast`: the default's weights over two mirror images instead of four. Moves
+/// with [`SHIPPED_MODEL_ID`].
+const FAST_MODEL_ID: u64 = 0x2393_7AC7_6E30_963F;
+
 /// Ids of other models this build embeds, so their streams decode: the first and second
 /// releases of prior v2 (the defaults until two, then four mirror images), the previous default `tiny-int8` (until prior v2,
 /// 2026-11-30), the float network it was made from (the default before it), the 11-bit integer
@@ -50,6 +54,21 @@ fn embedded_default_model_loads_and_is_pinned_by_id() {
     let again = prior::load_model_by_id(m.model_id()).unwrap();
     assert_eq!(again.model_id(), m.model_id());
     assert!(prior::available_models().contains(&prior::DEFAULT_MODEL));
+    // Its faster variant: the same weights, fewer mirror images, its own id.
+    let fast = prior::load_model_by_id(FAST_MODEL_ID).unwrap();
+    assert_eq!(
+        (fast.name(), prior::mirror_count(fast.name())),
+        ("deep-int8-fast", 2)
+    );
+    let default_file = format!(
+        "{}/models/shipped/deep-int8.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let default_weights = std::fs::read(default_file).unwrap();
+    assert_eq!(
+        prior::network_model_id("deep-int8-fast", &default_weights),
+        FAST_MODEL_ID
+    );
     // Streams of earlier releases find their weights by id.
     for &(name, id) in EARLIER_MODEL_IDS {
         // Embedded wherever its file is (the repository; not the crates.io package).

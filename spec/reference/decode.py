@@ -20,7 +20,8 @@ coefficients have the Rust decoder's bits on every platform.
 
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
 spec/integer-network.md, `deep-int8` (log-SNR experts averaged over four mirror images,
-spec/reconstruction.md), its earlier releases `deep-int8-s89359` and `deep-int8-s83020`,
+spec/reconstruction.md), its faster variant `deep-int8-fast` (the same weights over two
+mirror images), its earlier releases `deep-int8-s89359` and `deep-int8-s83020`,
 `tiny-int8` and `tiny-int`
 (intnet.py, which needs NumPy; the model is found by the stream's model id among these names
 and their files in models/shipped/, or given with --model-file, whose id must be the
@@ -207,14 +208,17 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the default (log-SNR experts of `deep`, mostly 8-bit, four mirror images), its earlier
-# releases, then `tiny` in 8 and 11 bits. (name, file).
+# model id: the default (log-SNR experts of `deep`, mostly 8-bit, four mirror images), its faster
+# variant (the same file, two mirror images), its earlier releases, then `tiny` in 8 and 11
+# bits. (name, file).
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
-INTEGER_MODELS = [(n, os.path.join(SHIPPED, n + ".safetensors"))
-                  for n in ("deep-int8", "deep-int8-s89359", "deep-int8-s83020", "tiny-int8",
-                            "tiny-int")]
-INTEGER_WEIGHTS = [path for _, path in INTEGER_MODELS]
+INTEGER_MODELS = [(n, os.path.join(SHIPPED, f + ".safetensors"))
+                  for n, f in (("deep-int8", "deep-int8"), ("deep-int8-fast", "deep-int8"),
+                               ("deep-int8-s89359", "deep-int8-s89359"),
+                               ("deep-int8-s83020", "deep-int8-s83020"),
+                               ("tiny-int8", "tiny-int8"), ("tiny-int", "tiny-int"))]
+INTEGER_WEIGHTS = list(dict.fromkeys(path for _, path in INTEGER_MODELS))
 _PRIORS = {}
 
 

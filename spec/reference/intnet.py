@@ -66,6 +66,7 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s89359": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s83020": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=1)}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
