@@ -42,11 +42,11 @@ fn rcc_scoring(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("encode_step_196608dims", log2_k),
             &layout,
-            |b, l| b.iter(|| rcc::encode_step(&g, 0, &mu, l).unwrap()),
+            |b, l| b.iter(|| rcc::encode_step(&g, 0, &mu, l, rcc::Pick::Aligned).unwrap()),
         );
     }
     let layout = Layout::new(dims, n_chunks, 12, 256).unwrap();
-    let enc = rcc::encode_step(&g, 0, &mu, &layout).unwrap();
+    let enc = rcc::encode_step(&g, 0, &mu, &layout, rcc::Pick::Aligned).unwrap();
     group.throughput(Throughput::Elements(dims as u64));
     group.bench_function("decode_step_196608dims", |b| {
         b.iter(|| rcc::decode_step(&g, 0, &layout, &enc.indices).unwrap())

@@ -539,7 +539,7 @@ fn limit_flags_refuse_naming_the_flag_and_raise() {
         "6144",
     ]);
     assert!(!ok && err.contains("--max-pixel-passes"), "{err}");
-    // Enough (the encoder's scoring buffer needs 3M here): works, and the limits do not change
+    // Enough (the encoder's scoring buffers need 11M here: 4,096 candidates): works, and the limits do not change
     // the stream.
     let (ok, err) = run(&[
         "compress",
@@ -552,7 +552,7 @@ fn limit_flags_refuse_naming_the_flag_and_raise() {
         "--max-pixels",
         "6144",
         "--max-memory",
-        "3M",
+        "11M",
     ]);
     assert!(ok, "{err}");
     let stream = std::fs::read(&s).unwrap();

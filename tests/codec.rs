@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use diffc::prior::gauss::GaussDenoiser;
 use diffc::prior::{Denoiser, Planes};
+use diffc::rcc::Pick;
 use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Error, Image, Limits, Method, ModelChoice, RateTarget,
     ReconstructOptions, Stop, StreamingDecoder,
@@ -410,6 +411,7 @@ fn inspect_reports_ideal_and_spent_bits() {
         target: RateTarget::Bpp(1.0),
         log2_k: 10,
         chunk_bits: 6.0,
+        pick: Pick::Sample,
         ..Default::default()
     };
     let enc = Encoder::new(gauss(), opts)

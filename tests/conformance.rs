@@ -17,6 +17,7 @@
 
 use diffc::bitstream::{Header, Packet, HEADER_LEN};
 use diffc::rcc::index_coder::{decode_indices, encode_indices};
+use diffc::rcc::Pick;
 use diffc::schedule::Grid;
 use diffc::{
     inspect, Decoder, Encoder, EncoderOptions, Error, Image, Limits, Method, RateTarget,
@@ -426,7 +427,7 @@ fn card() -> Image {
 
 /// Frozen streams: `(what, bytes length, sha256)`. They change only with a format change (new
 /// version) or a deliberate change of an encoder choice; update them in that commit and say so.
-const FROZEN: [(&str, usize, &str); 3] = [
+const FROZEN: [(&str, usize, &str); 4] = [
     (
         "card_bpp",
         89,
@@ -442,6 +443,11 @@ const FROZEN: [(&str, usize, &str); 3] = [
         379,
         "0d3a35a764c656cb767f18ef65173b5eca5558f6ea2d842eee0951cbe6bab6de",
     ),
+    (
+        "rgb_fixture_default",
+        753,
+        "40370788018708746ad0c129501cf6fcb80d899f1c4eebe4d523ec4f7140da30",
+    ),
 ];
 
 #[test]
@@ -452,6 +458,8 @@ fn frozen_encoder_streams() {
             target: RateTarget::Bpp(4.0),
             seed: 2024,
             log2_k: 8,
+            chunk_bits: 16.0,
+            pick: Pick::Sample,
             ..Default::default()
         },
     );
@@ -462,6 +470,8 @@ fn frozen_encoder_streams() {
             target: RateTarget::Lambda(2.5),
             seed: 7,
             log2_k: 10,
+            chunk_bits: 16.0,
+            pick: Pick::Sample,
             ..Default::default()
         },
     );
@@ -477,12 +487,23 @@ fn frozen_encoder_streams() {
             lambda_start: -5.0,
             lambda_stop: 9.0,
             max_width: 64,
+            pick: Pick::Sample,
+        },
+    );
+    // The default pick (aligned) and the default candidates and chunk size.
+    let rgb_default = gauss_encode(
+        &rgb,
+        EncoderOptions {
+            target: RateTarget::Bpp(1.0),
+            seed: 3,
+            ..Default::default()
         },
     );
     let got = [
         ("card_bpp", card_bpp),
         ("gray_fixture_lambda", gray_lambda),
         ("rgb_fixture_steps", rgb_steps),
+        ("rgb_fixture_default", rgb_default),
     ];
     let mut bad = Vec::new();
     for ((name, bytes), (pname, len, hash)) in got.iter().zip(FROZEN) {

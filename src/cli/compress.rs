@@ -11,6 +11,7 @@ use diffc::{Encoder, EncoderOptions, Error, Image, Limits, RateTarget};
 
 use super::batch::{self, BatchArgs, Mode};
 use super::limits::LimitArgs;
+use super::PickArg;
 use super::{
     about, check_output, pick_model, read_input, say, shown, write_output, CliError, Result, Ui,
 };
@@ -58,6 +59,9 @@ pub struct CompressArgs {
     /// Target ideal bits per chunk.
     #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
     pub chunk_bits: f64,
+    /// How each chunk's candidate is chosen (an encoder choice: every decoder reads both).
+    #[arg(long, value_enum, default_value = "aligned")]
+    pub pick: PickArg,
     #[command(flatten)]
     pub batch: BatchArgs,
     #[command(flatten)]
@@ -96,6 +100,7 @@ impl Plan {
             grid_steps: args.grid_steps,
             log2_k: args.log2_k,
             chunk_bits: args.chunk_bits,
+            pick: args.pick.into(),
             ..Default::default()
         };
         let grid = opts.validate()?;

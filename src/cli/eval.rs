@@ -6,7 +6,8 @@ use diffc::prior;
 use diffc::{EncoderOptions, Method, ReconstructOptions};
 
 use super::{
-    check_dir, check_output, pick_model, say, write_output, write_via_temp, MethodArg, Result, Ui,
+    check_dir, check_output, pick_model, say, write_output, write_via_temp, MethodArg, PickArg,
+    Result, Ui,
 };
 
 /// The arguments of `diffc eval`.
@@ -49,6 +50,9 @@ pub struct EvalArgs {
     /// Target ideal bits per chunk.
     #[arg(long, default_value_t = EncoderOptions::default().chunk_bits)]
     pub chunk_bits: f64,
+    /// How each chunk's candidate is chosen.
+    #[arg(long, value_enum, default_value = "aligned")]
+    pub pick: PickArg,
     /// First log-SNR of the grid.
     #[arg(long, default_value_t = EncoderOptions::default().lambda_start, allow_hyphen_values = true)]
     pub lambda_start: f64,
@@ -79,6 +83,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
         log2_k,
         grid_steps,
         chunk_bits,
+        pick,
         lambda_start,
         lambda_stop,
         denoise,
@@ -118,6 +123,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
             log2_k,
             grid_steps,
             chunk_bits,
+            pick: pick.into(),
             lambda_start,
             lambda_stop,
             ..Default::default()

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use diffc::image_io::{self, io_error_at, OutputFormat, OUTPUT_EXTENSIONS};
 use diffc::prior::{self, Denoiser};
-use diffc::{Error, Image, Method};
+use diffc::{rcc, Error, Image, Method};
 
 pub mod batch;
 #[cfg(feature = "train")]
@@ -43,6 +43,24 @@ impl From<MethodArg> for Method {
             MethodArg::Flow => Method::Flow,
             MethodArg::Ancestral => Method::Ancestral,
             MethodArg::Denoise => Method::Denoise,
+        }
+    }
+}
+
+/// `--pick`: how the encoder chooses each chunk's candidate ([`rcc::Pick`]).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PickArg {
+    /// The candidate most aligned with the posterior mean (the lowest distortion per bit).
+    Aligned,
+    /// A sample of the posterior (Poisson functional representation), as DiffC assumes.
+    Sample,
+}
+
+impl From<PickArg> for rcc::Pick {
+    fn from(p: PickArg) -> rcc::Pick {
+        match p {
+            PickArg::Aligned => rcc::Pick::Aligned,
+            PickArg::Sample => rcc::Pick::Sample,
         }
     }
 }

@@ -236,7 +236,8 @@ impl Encoder {
                     max: limits.max_alloc_bytes,
                 });
             }
-            let indices = rcc::encode_step_in_place(&g, i as u32, &mut mu, &layout)?;
+            let indices =
+                rcc::encode_step_in_place(&g, i as u32, &mut mu, &layout, self.opts.pick)?;
             let sample = mu;
             let words = rcc::index_coder::encode_indices(&indices, self.opts.log2_k)?;
             let packet = Packet {

@@ -1,10 +1,11 @@
-//! Reverse channel coding of one diffusion step: chunked, truncated Poisson functional
-//! representation (PFR) over a shared candidate pool.
+//! Reverse channel coding of one diffusion step: each chunk of dimensions sends the index of
+//! one candidate of a shared pool.
 //!
-//! In units of the step's standard deviation the encoder wants a sample of `N(mu, I)` while
+//! In units of the step's standard deviation the encoder wants to convey `N(mu, I)` while
 //! both sides can draw from `N(0, I)`. The `D` dimensions of the step are shuffled by a seeded
-//! permutation and cut into `n_chunks` contiguous chunks of nearly equal size; each chunk is
-//! coded as one PFR sample among `K = 2^log2_k` candidates, and its index is entropy coded.
+//! permutation and cut into `n_chunks` contiguous chunks of nearly equal size; each chunk
+//! sends one of `K = 2^log2_k` candidates ([`Pick`]: the most aligned with `mu`, or a
+//! truncated Poisson functional representation sample), and its index is entropy coded.
 //! The layout depends only on `D`, `n_chunks`, `log2_k` and `max_width` — integers from the
 //! stream — never on model outputs (`spec/rcc.md`).
 //!
@@ -79,14 +80,14 @@ impl Layout {
     }
 
     /// Peak bytes [`encode_step`] allocates for scoring with this layout: the pool and its
-    /// transpose (`2 K w` floats) plus one tile of scores and its copy
-    /// (`2 * TILE_CHUNKS * segments * K` floats). Encoders check it against their limits.
+    /// transpose (`2 K w` floats), one tile's candidate totals (`TILE_CHUNKS K` floats) and
+    /// one block of segment scores and its copy (`2 BLOCK_ROWS K` floats), whatever the
+    /// image size. Encoders check it against their limits.
     pub fn scoring_bytes(&self) -> u64 {
         let k = self.k() as u64;
-        let rows = self.n_chunks.min(TILE_CHUNKS) as u64 * self.segments as u64;
-        4u64.saturating_mul(
-            (2 * k * self.width as u64).saturating_add(rows.saturating_mul(k).saturating_mul(2)),
-        )
+        let chunks = self.n_chunks.min(TILE_CHUNKS) as u64;
+        let rows = (chunks * self.segments as u64).min(BLOCK_ROWS as u64);
+        4 * k * (2 * self.width as u64 + chunks + 2 * rows)
     }
 
     /// Positions `[start, end)` of chunk `c` in the permuted order: `floor(c D / n)`.
@@ -209,13 +210,41 @@ pub struct EncodedStep {
 /// Chunks whose candidates are scored together and share one arrival-time sequence.
 const TILE_CHUNKS: usize = 64;
 
+/// Largest number of segment rows scored by one matrix product: bounds the scores buffer
+/// (`rows x K` floats) whatever the chunk length, so a step with few, long chunks of a
+/// 24-megapixel image needs no more memory than any other.
+const BLOCK_ROWS: usize = 1024;
+
+/// How the encoder chooses each chunk's candidate. An encoder choice only: the decoder reads
+/// the indices, whichever rule produced them (`spec/rcc.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// The candidate most aligned with the target mean: the largest `<mu, e>`, i.e. the
+    /// largest likelihood ratio `q/p`. Not a sample of `N(mu, I)`: along `mu` it carries more
+    /// of the target per transmitted bit than a sample, off it the candidate's own noise, so
+    /// the decoded latent is closer to the image at the same rate (measured in
+    /// [`crate::EncoderOptions`]' defaults).
+    #[default]
+    Aligned,
+    /// Truncated Poisson functional representation: approximately a sample of `N(mu, I)`, as
+    /// DiffC's analysis assumes (the realism of `flow` and `ancestral` reconstructions rests
+    /// on it); small indices are likely, which the index coder exploits.
+    Sample,
+}
+
 /// Encoder: choose one candidate per chunk for target mean `mu` (unit-variance units).
 ///
-/// The arrival times are the encoder's own randomness (seeded for determinism); the decoder
-/// never needs them.
-pub fn encode_step(g: &Philox, step: u32, mu: &[f32], layout: &Layout) -> Result<EncodedStep> {
+/// The arrival times ([`Pick::Sample`]) are the encoder's own randomness (seeded for
+/// determinism); the decoder never needs them.
+pub fn encode_step(
+    g: &Philox,
+    step: u32,
+    mu: &[f32],
+    layout: &Layout,
+    pick: Pick,
+) -> Result<EncodedStep> {
     let mut sample = mu.to_vec();
-    let indices = encode_step_in_place(g, step, &mut sample, layout)?;
+    let indices = encode_step_in_place(g, step, &mut sample, layout, pick)?;
     Ok(EncodedStep { indices, sample })
 }
 
@@ -226,6 +255,7 @@ pub fn encode_step_in_place(
     step: u32,
     mu: &mut [f32],
     layout: &Layout,
+    pick: Pick,
 ) -> Result<Vec<u32>> {
     if mu.len() != layout.dims {
         return Err(Error::InvalidArgument(format!(
@@ -236,6 +266,7 @@ pub fn encode_step_in_place(
     }
     let k = layout.k();
     let w = layout.width;
+    let segs = layout.segments;
     let perm = dim_permutation(g, step, layout.dims);
     let sgn = SignBits::new(g, step, layout.dims);
     // Pool, transposed (w x K) for the product M (segments x w) * P^T (w x K).
@@ -257,49 +288,55 @@ pub fn encode_step_in_place(
     for tile in 0..n_tiles {
         let c0 = tile * TILE_CHUNKS;
         let c1 = (c0 + TILE_CHUNKS).min(layout.n_chunks);
-        let rows = (c1 - c0) * layout.segments;
-        let mut m = vec![0f32; rows * w];
-        for c in c0..c1 {
-            let (s, e) = layout.chunk_bounds(c);
-            for j in 0..layout.segments {
+        // Each candidate's score, summed over its chunk's segments in segment order: row
+        // `(c - c0) * K + k` is chunk c's candidate k.
+        let mut totals = vec![0f32; (c1 - c0) * k];
+        let rows = (c1 - c0) * segs;
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + BLOCK_ROWS).min(rows);
+            let mut m = vec![0f32; (r1 - r0) * w];
+            for r in r0..r1 {
+                let (c, j) = (c0 + r / segs, r % segs);
+                let (s, e) = layout.chunk_bounds(c);
                 let (a, b) = layout.segment_bounds(e - s, j);
-                let base = ((c - c0) * layout.segments + j) * w;
+                let base = (r - r0) * w;
                 for p in a..b {
                     m[base + p - a] = mu[perm[s + p] as usize] * sgn.get(s + p);
                 }
             }
-        }
-        let mt = candle_core::Tensor::from_vec(m, (rows, w), &candle_core::Device::Cpu)?;
-        let scores: Vec<f32> = mt.matmul(&pool_t)?.flatten_all()?.to_vec1()?;
-        let log_t = arrival_log_times(g, step, tile as u64, k);
-        let chosen: Vec<u32> = (c0..c1)
-            .into_par_iter()
-            .map(|c| {
-                let perms: Vec<SegmentPermutation> = (0..layout.segments)
-                    .map(|j| {
-                        SegmentPermutation::new(
-                            g,
-                            step,
-                            (c * layout.segments + j) as u64,
-                            layout.log2_k,
-                        )
-                    })
-                    .collect();
-                let base = (c - c0) * layout.segments * k;
-                let mut best = f32::INFINITY;
-                let mut best_k = 0u32;
-                for (kk, &lt) in log_t.iter().enumerate() {
-                    let mut s = 0f32;
-                    for (j, p) in perms.iter().enumerate() {
-                        s += scores[base + j * k + p.row(kk as u32) as usize];
-                    }
-                    let v = lt - s;
-                    if v < best {
-                        best = v;
-                        best_k = kk as u32;
+            let mt = candle_core::Tensor::from_vec(m, (r1 - r0, w), &candle_core::Device::Cpu)?;
+            let scores: Vec<f32> = mt.matmul(&pool_t)?.flatten_all()?.to_vec1()?;
+            // Add each segment's scores, permuted to its candidates, into its chunk's totals.
+            totals.par_chunks_mut(k).enumerate().for_each(|(ci, tot)| {
+                let c = c0 + ci;
+                let (ra, rb) = ((ci * segs).max(r0), ((ci + 1) * segs).min(r1));
+                for r in ra..rb {
+                    let p = SegmentPermutation::new(
+                        g,
+                        step,
+                        (c * segs + r % segs) as u64,
+                        layout.log2_k,
+                    );
+                    let row = &scores[(r - r0) * k..(r - r0 + 1) * k];
+                    for (kk, t) in tot.iter_mut().enumerate() {
+                        *t += row[p.row(kk as u32) as usize];
                     }
                 }
-                best_k
+            });
+            r0 = r1;
+        }
+        let log_t = match pick {
+            Pick::Sample => arrival_log_times(g, step, tile as u64, k),
+            Pick::Aligned => Vec::new(),
+        };
+        let chosen: Vec<u32> = totals
+            .par_chunks(k)
+            .map(|tot| match pick {
+                // The first largest score (the smallest index wins ties).
+                Pick::Aligned => first_min_by(tot.iter().map(|&s| -s)),
+                // PFR: argmin of ln T_k - <mu, e_k>.
+                Pick::Sample => first_min_by(log_t.iter().zip(tot).map(|(&lt, &s)| lt - s)),
             })
             .collect();
         indices[c0..c1].copy_from_slice(&chosen);
@@ -307,6 +344,19 @@ pub fn encode_step_in_place(
     // Materialize the chosen candidates exactly as the decoder will, over mu.
     regenerate(g, step, layout, &indices, &sgn, &perm, mu);
     Ok(indices)
+}
+
+/// Index of the first smallest value.
+fn first_min_by(values: impl Iterator<Item = f32>) -> u32 {
+    let mut best = f32::INFINITY;
+    let mut best_k = 0u32;
+    for (kk, v) in values.enumerate() {
+        if v < best {
+            best = v;
+            best_k = kk as u32;
+        }
+    }
+    best_k
 }
 
 /// `log T_k` for `T_k = E_1 + ... + E_k`, `E_i = -ln U` from block `(Arrival, step, tile << 32 | i)`
@@ -464,9 +514,53 @@ mod tests {
         let dims = 3000;
         let mu: Vec<f32> = (0..dims).map(|i| ((i % 17) as f32 - 8.0) * 0.02).collect();
         let layout = Layout::new(dims, 9, 10, 128).unwrap();
-        let enc = encode_step(&g, 4, &mu, &layout).unwrap();
+        let enc = encode_step(&g, 4, &mu, &layout, Pick::Aligned).unwrap();
         let dec = decode_step(&g, 4, &layout, &enc.indices).unwrap();
         assert_eq!(enc.sample, dec);
+    }
+
+    /// The aligned pick sends, per chunk, the candidate of largest `<mu, e>` (brute force over
+    /// every candidate through the decoder), also when a chunk's segments span several scoring
+    /// blocks (1,050 segments of width 1 per chunk, against blocks of 1,024 rows).
+    #[test]
+    fn aligned_pick_is_the_largest_score() {
+        let g = Philox::new(5);
+        for (dims, n_chunks, log2_k, width) in [(2100, 2, 6, 1), (3000, 7, 5, 64)] {
+            let mu: Vec<f32> = (0..dims)
+                .map(|i| ((i * 7919 % 23) as f32 - 11.0) * 0.05)
+                .collect();
+            let layout = Layout::new(dims, n_chunks, log2_k, width).unwrap();
+            assert!(layout.segments > BLOCK_ROWS || n_chunks > 2);
+            let enc = encode_step(&g, 3, &mu, &layout, Pick::Aligned).unwrap();
+            let dot = |e: &[f32]| -> f64 { e.iter().zip(&mu).map(|(&a, &b)| (a * b) as f64).sum() };
+            for c in 0..n_chunks {
+                let mut idx = enc.indices.clone();
+                let scores: Vec<f64> = (0..layout.k() as u32)
+                    .map(|k| {
+                        idx[c] = k;
+                        dot(&decode_step(&g, 3, &layout, &idx).unwrap())
+                    })
+                    .collect();
+                let best = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let chosen = scores[enc.indices[c] as usize];
+                assert!(
+                    chosen >= best - 1e-3,
+                    "chunk {c}: chose {chosen}, best {best}"
+                );
+            }
+            // Never less aligned than the PFR sample of the same layout.
+            let pfr = encode_step(&g, 3, &mu, &layout, Pick::Sample).unwrap();
+            assert!(dot(&enc.sample) >= dot(&pfr.sample));
+        }
+    }
+
+    /// Scoring memory does not grow with the chunk length: 24-megapixel planes in one chunk.
+    #[test]
+    fn scoring_bytes_are_bounded() {
+        let huge = Layout::new(3 * 6000 * 4000, 1, 12, 256).unwrap();
+        let small = Layout::new(3 * 512 * 512, 1, 12, 256).unwrap();
+        assert!(huge.scoring_bytes() <= 4 * 4096 * (2 * 256 + 1 + 2 * 1024));
+        assert_eq!(huge.scoring_bytes(), small.scoring_bytes());
     }
 
     /// The coded sample must move toward the target: its projection on mu is close to ||mu||^2.
@@ -482,7 +576,7 @@ mod tests {
         let mut proj_sum = 0.0;
         let trials = 40;
         for step in 0..trials {
-            let enc = encode_step(&g, step, &mu, &layout).unwrap();
+            let enc = encode_step(&g, step, &mu, &layout, Pick::Sample).unwrap();
             let dot: f64 = enc
                 .sample
                 .iter()
