@@ -80,14 +80,14 @@ impl Layout {
     }
 
     /// Peak bytes [`encode_step`] allocates for scoring with this layout: the pool and its
-    /// transpose (`2 K w` floats), one tile's candidate totals (`TILE_CHUNKS K` floats) and
-    /// one block of segment scores and its copy (`2 BLOCK_ROWS K` floats), whatever the
-    /// image size. Encoders check it against their limits.
+    /// transpose (`2 K w` floats), one tile's candidate totals (`TILE_CHUNKS K` floats), one
+    /// block of segment rows (`BLOCK_ROWS w`) and its scores with their copy
+    /// (`2 BLOCK_ROWS K`), whatever the image size. Encoders check it against their limits.
     pub fn scoring_bytes(&self) -> u64 {
-        let k = self.k() as u64;
+        let (k, w) = (self.k() as u64, self.width as u64);
         let chunks = self.n_chunks.min(TILE_CHUNKS) as u64;
         let rows = (chunks * self.segments as u64).min(BLOCK_ROWS as u64);
-        4 * k * (2 * self.width as u64 + chunks + 2 * rows)
+        4 * (k * (2 * w + chunks + 2 * rows) + rows * w)
     }
 
     /// Positions `[start, end)` of chunk `c` in the permuted order: `floor(c D / n)`.
@@ -559,7 +559,7 @@ mod tests {
     fn scoring_bytes_are_bounded() {
         let huge = Layout::new(3 * 6000 * 4000, 1, 12, 256).unwrap();
         let small = Layout::new(3 * 512 * 512, 1, 12, 256).unwrap();
-        assert!(huge.scoring_bytes() <= 4 * 4096 * (2 * 256 + 1 + 2 * 1024));
+        assert!(huge.scoring_bytes() <= 4 * (4096 * (2 * 256 + 1 + 2 * 1024) + 1024 * 256));
         assert_eq!(huge.scoring_bytes(), small.scoring_bytes());
     }
 
