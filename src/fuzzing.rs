@@ -12,6 +12,7 @@ use crate::bitstream::{crc32, put_varint, Header, Limits};
 use crate::codec::{Decoder, Encoder, EncoderOptions, ModelChoice, RateTarget, StreamingDecoder};
 use crate::image_io::Image;
 use crate::prior::gauss::GaussDenoiser;
+use crate::rcc::Pick;
 use crate::reconstruct::{Method, ReconstructOptions};
 use crate::schedule::Grid;
 
@@ -125,6 +126,12 @@ pub fn round_trip(data: &[u8]) {
         seed: data[4] as u64,
         log2_k: 1 + data[5] % 8,
         chunk_bits: 0.5 + (data[5] >> 3) as f64,
+        // Both of the encoder's rules (the seed's low bit picks; decoders read either).
+        pick: if data[4] & 1 == 0 {
+            Pick::Aligned
+        } else {
+            Pick::Sample
+        },
         ..Default::default()
     };
     let model = Arc::new(GaussDenoiser::default());
