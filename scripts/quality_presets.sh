@@ -35,6 +35,6 @@ print("|---|---|---|")
 for q in dict.fromkeys(r[0] for r in rows):
     b = [float(r[1]) for r in rows if r[0] == q]
     p = [float(r[2]) for r in rows if r[0] == q]
-    print("| %s | %.3g (%.2g–%.2g) | %.1f (%.1f–%.1f) |"
+    print("| %s | %.3g (%.3g–%.3g) | %.1f (%.1f–%.1f) |"
           % (q, statistics.median(b), min(b), max(b), statistics.median(p), min(p), max(p)))
 P
