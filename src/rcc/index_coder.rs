@@ -2,8 +2,9 @@
 //!
 //! Index `k` (0-based, `k < K = 2^log2_k`) is written as `n = k + 1` split into a *bucket*
 //! `b = floor(log2 n)` and `b` raw low bits `n - 2^b`. Truncated PFR makes small indices
-//! likely (roughly Zipf, `P(n) ∝ n^-(1+1/I)`), which is nearly uniform over buckets; an
-//! adaptive integer-count model learns the real bucket distribution of the step. Everything is
+//! likely (roughly Zipf, `P(n) ∝ n^-(1+1/I)`), which is nearly uniform over buckets; the
+//! aligned pick makes indices near uniform, i.e. buckets weighted `2^b`; an adaptive
+//! integer-count model learns the real bucket distribution of the step. Everything is
 //! integer arithmetic, so encoder and decoder agree exactly (`spec/index-coding.md`).
 
 use std::num::NonZeroU32;
