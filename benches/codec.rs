@@ -26,7 +26,7 @@ fn prng_normals(c: &mut Criterion) {
 
 fn rcc_scoring(c: &mut Criterion) {
     let g = Philox::new(2);
-    // One step of a 256x256 RGB image at ~8 bits per chunk, K = 2^12 candidates.
+    // One step of a 256x256 RGB image at ~8 bits per chunk, K = 2^10 .. 2^13 candidates.
     let dims = 256 * 256 * 3;
     let mu: Vec<f32> = (0..dims)
         .map(|i| ((i * 7919) % 101) as f32 * 0.002 - 0.1)
@@ -35,7 +35,7 @@ fn rcc_scoring(c: &mut Criterion) {
     let n_chunks = ((kl / 8.0).ceil() as usize).clamp(1, dims);
     let mut group = c.benchmark_group("rcc");
     group.sample_size(10);
-    for log2_k in [10u8, 12] {
+    for log2_k in [10u8, 12, 13] {
         let layout = Layout::new(dims, n_chunks, log2_k, 256).unwrap();
         // candidate-coordinates scored per step = K * D
         group.throughput(Throughput::Elements((layout.k() * dims) as u64));

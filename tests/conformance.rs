@@ -436,17 +436,17 @@ const FROZEN: [(&str, usize, &str); 4] = [
     (
         "gray_fixture_lambda",
         360,
-        "1fc620bc5f4a529f7279d933db0c1f8bf47c96519685a5a50186bb3b3f1a667b",
+        "8b6905e3d8c7c2f756024c797095af59afeea4dcc779286c54de488c9139728a",
     ),
     (
         "rgb_fixture_steps",
-        379,
-        "0d3a35a764c656cb767f18ef65173b5eca5558f6ea2d842eee0951cbe6bab6de",
+        383,
+        "837106b3cc418f125fdaec7103aefd2d1a309e55657818b12ab5c7106832ff16",
     ),
     (
         "rgb_fixture_default",
         753,
-        "40370788018708746ad0c129501cf6fcb80d899f1c4eebe4d523ec4f7140da30",
+        "8edcbb8248e7cd9568e42025884ab22c19aed970ca0bf29765b77b0c84351324",
     ),
 ];
 

@@ -55,12 +55,13 @@ impl Default for EncoderOptions {
             lambda_start: -4.0,
             lambda_stop: 12.0,
             grid_steps: 33,
-            // Measured with `diffc eval` on dev photos (deep-int8-fast, 0.5 bpp, `denoise`;
-            // models/README.md): with the aligned pick, 2^12 candidates and 14-bit chunks are
-            // +0.66 dB over PFR's 2^10 and 16 bits (the defaults measured with `tiny`); 2^14
-            // gains 0.15 dB more at twice the encode time, over budget.
-            log2_k: 12,
-            chunk_bits: 14.0,
+            // Measured on dev photos (deep-int8-fast, 0.5 bpp, `denoise`; models/README.md):
+            // with the aligned pick, 2^12 candidates and 14-bit chunks are +0.66 dB over PFR's
+            // 2^10 and 16 bits (the defaults measured with `tiny`), 2^13 and 15 bits +0.07 dB
+            // more; with integer scoring 2^13 encodes faster than 2^12 did in floats, 2^14
+            // (+0.05 dB more) would take 1.4x the encode time.
+            log2_k: 13,
+            chunk_bits: 15.0,
             max_width: 256,
             pick: rcc::Pick::Aligned,
         }

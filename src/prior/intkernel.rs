@@ -138,8 +138,21 @@ pub(crate) fn u8_stride(k: usize) -> usize {
 /// weights in `i8`, with AVX-512 VNNI `vpdpbusd`. The same exact sums as [`gemm`]; only for
 /// [`Kernels::Avx512Vnni`] and weights with [`PackedWeights::has_quads`].
 pub(crate) fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32]) {
+    gemm_u8_strided(rows, m, w, acc, w.n)
+}
+
+/// [`gemm_u8`] into rows of `ld >= n` sums: row `i` at `acc[i ld..i ld + n]` (the rest of
+/// each row untouched), so that blocks of outputs can fill a wider matrix in place.
+pub(crate) fn gemm_u8_strided(
+    rows: &[u8],
+    m: usize,
+    w: &PackedWeights,
+    acc: &mut [i32],
+    ld: usize,
+) {
     let q = w.quads.as_ref().expect("weights do not fit i8");
-    assert!(rows.len() >= m * u8_stride(w.k) && acc.len() >= m * w.n);
+    assert!(ld >= w.n && rows.len() >= m * u8_stride(w.k));
+    assert!(m == 0 || acc.len() >= (m - 1) * ld + w.n);
     #[cfg(target_arch = "x86_64")]
     {
         assert!(
@@ -147,7 +160,7 @@ pub(crate) fn gemm_u8(rows: &[u8], m: usize, w: &PackedWeights, acc: &mut [i32])
             "CPU lacks AVX-512 VNNI"
         );
         // SAFETY: the CPU has the features and the sizes are checked (above).
-        unsafe { vnni::gemm_u8(rows, m, w.n, w.k, q, acc) }
+        unsafe { vnni::gemm_u8(rows, m, (w.n, w.k, ld), q, acc) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -353,22 +366,22 @@ mod vnni {
         (lo | (hi << 16)) as i32
     }
 
-    /// Write the first `mr` rows of a micro-tile's sums to `acc` rows `i0..`, channels from
-    /// `16 j0` (the last vector may stop short of 16 channels).
+    /// Write the first `mr` rows of a micro-tile's sums to `acc` rows `i0..` (row `i` from
+    /// `acc[i ld]`), channels from `16 j0` (the last vector may stop short of 16 channels).
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn store<const NV: usize>(
         c: &[[__m512i; NV]; MR],
         (i0, mr): (usize, usize),
         j0: usize,
-        n: usize,
+        (n, ld): (usize, usize),
         acc: &mut [i32],
     ) {
         let mut buf = [0i32; LANES];
         for (r, cr) in c.iter().enumerate().take(mr) {
             for (j, &cv) in cr.iter().enumerate() {
                 let o0 = (j0 + j) * LANES;
-                let dst = &mut acc[(i0 + r) * n..(i0 + r + 1) * n];
+                let dst = &mut acc[(i0 + r) * ld..(i0 + r) * ld + n];
                 if o0 + LANES <= n {
                     _mm512_storeu_si512(dst.as_mut_ptr().add(o0) as *mut _, cv);
                 } else {
@@ -438,7 +451,7 @@ mod vnni {
                 }
             }
         }
-        store(&c, (i0, mr), j0, n, acc);
+        store(&c, (i0, mr), j0, (n, n), acc);
     }
 
     /// One `u8 x i8` micro-tile: `MR` (or fewer) rows x `NV` vectors from panel `j0`.
@@ -448,7 +461,7 @@ mod vnni {
         rows: &[u8],
         i0: usize,
         mr: usize,
-        (n, k): (usize, usize),
+        (n, k, ld): (usize, usize, usize),
         q: &[i8],
         j0: usize,
         acc: &mut [i32],
@@ -471,24 +484,23 @@ mod vnni {
                 }
             }
         }
-        store(&c, (i0, mr), j0, n, acc);
+        store(&c, (i0, mr), j0, (n, ld), acc);
     }
 
-    /// `acc = rows x W^T` for `u8` rows and `i8` weights.
+    /// `acc = rows x W^T` for `u8` rows and `i8` weights, output rows `ld` apart.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn gemm_u8(
         rows: &[u8],
         m: usize,
-        n: usize,
-        k: usize,
+        nkl: (usize, usize, usize),
         q: &[i8],
         acc: &mut [i32],
     ) {
-        for_tiles(m, n, |i0, mr, j0, nv| match nv {
-            1 => tile_u8::<1>(rows, i0, mr, (n, k), q, j0, acc),
-            2 => tile_u8::<2>(rows, i0, mr, (n, k), q, j0, acc),
-            3 => tile_u8::<3>(rows, i0, mr, (n, k), q, j0, acc),
-            _ => tile_u8::<4>(rows, i0, mr, (n, k), q, j0, acc),
+        for_tiles(m, nkl.0, |i0, mr, j0, nv| match nv {
+            1 => tile_u8::<1>(rows, i0, mr, nkl, q, j0, acc),
+            2 => tile_u8::<2>(rows, i0, mr, nkl, q, j0, acc),
+            3 => tile_u8::<3>(rows, i0, mr, nkl, q, j0, acc),
+            _ => tile_u8::<4>(rows, i0, mr, nkl, q, j0, acc),
         });
     }
 

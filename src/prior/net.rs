@@ -1024,7 +1024,9 @@ mod tests {
             let a = gf.get(v).unwrap();
             let c = gu.get(v).unwrap();
             let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+            // The bias gradient sums 700 products in another order: f32 rounding alone is
+            // ~4e-5 (one standard deviation), so 1e-4 failed now and then.
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-3);
         }
     }
 
