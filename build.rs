@@ -1,8 +1,8 @@
 //! Embeds some weights only where they exist: the repository keeps them (so their streams
 //! decode), the crates.io package leaves them out (its 10 MB limit): the float network `tiny`
 //! (training, benchmarks and its own streams), its previous release, the 11-bit integer
-//! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020` and
-//! `deep-int8-s89359`.
+//! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020`,
+//! `deep-int8-s89359` and `deep-int8-s95064` (with its `-fast` variant).
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -18,6 +18,10 @@ fn main() {
         (
             "models/shipped/deep-int8-s89359.safetensors",
             "diffc_deep_s89359",
+        ),
+        (
+            "models/shipped/deep-int8-s95064.safetensors",
+            "diffc_deep_s95064",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

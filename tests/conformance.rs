@@ -718,18 +718,18 @@ fn four_mirror_images_known_answers() {
 /// with 10-bit weights and 11-bit maps at half resolution), log-SNR experts
 /// (spec/reconstruction.md#log-snr-experts), over four mirror images. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x8887_168A_E5EE_000E;
-const DEEP_INT8_MODEL_ID: u64 = 0x2393_78C7_6E30_92D9;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x845A_19B0_AC29_F5C0;
+const DEEP_INT8_MODEL_ID: u64 = 0xCC46_DA1F_88E6_16BF;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
-    (24, 40, -4.0, 0x1F06_B105_DD0B_B57F),
-    (24, 40, -1.0, 0x9AE4_5681_8007_264F),
-    (24, 40, 0.5, 0x09D5_D652_116D_E2DF),
-    (24, 40, 1.0, 0x8B5F_E592_6578_FA1B),
-    (24, 40, 3.0, 0x3DE8_6BBD_C396_28E4),
-    (24, 40, 3.26, 0x82A5_CCE5_98EC_D128),
+    (24, 40, -4.0, 0x8F5A_58C0_BDE3_4102),
+    (24, 40, -1.0, 0xC625_3F02_BB83_2F31),
+    (24, 40, 0.5, 0x2921_D132_1046_2D30),
+    (24, 40, 1.0, 0x58AC_0989_AA25_5A28),
+    (24, 40, 3.0, 0x7AB5_C8E9_1C90_76A3),
+    (24, 40, 3.26, 0x32E9_E9A7_E187_E01E),
     (24, 40, 4.5, 0x59CB_DC1C_B208_E24D),
     (24, 40, 9.0, 0xBA8A_E0F1_47EE_7E3C),
-    (13, 29, 3.26, 0xCE87_0525_59F6_9795),
+    (13, 29, 3.26, 0x1C08_38F6_B529_8AD7),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the

@@ -67,6 +67,8 @@ MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
+          "deep-int8-s95064": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-s95064-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s89359": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s83020": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=1)}
 LN4 = 1.3862943611198906  # bits 0x3FF62E42FEFA39EF
@@ -622,18 +624,18 @@ INT8_KNOWN_ANSWERS = {
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and both bounds exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0x8887168AE5EE000E
-DEEP8_MODEL_ID = 0x239378C76E3092D9
+DEEP8_WEIGHTS_FNV = 0x845A19B0AC29F5C0
+DEEP8_MODEL_ID = 0xCC46DA1F88E616BF
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0x1F06B105DD0BB57F,
-    (24, 40, -1.0): 0x9AE456818007264F,
-    (24, 40, 0.5): 0x09D5D652116DE2DF,
-    (24, 40, 1.0): 0x8B5FE5926578FA1B,
-    (24, 40, 3.0): 0x3DE86BBDC39628E4,
-    (24, 40, 3.26): 0x82A5CCE598ECD128,
+    (24, 40, -4.0): 0x8F5A58C0BDE34102,
+    (24, 40, -1.0): 0xC6253F02BB832F31,
+    (24, 40, 0.5): 0x2921D13210462D30,
+    (24, 40, 1.0): 0x58AC0989AA255A28,
+    (24, 40, 3.0): 0x7AB5C8E91C9076A3,
+    (24, 40, 3.26): 0x32E9E9A7E187E01E,
     (24, 40, 4.5): 0x59CBDC1CB208E24D,
     (24, 40, 9.0): 0xBA8AE0F147EE7E3C,
-    (13, 29, 3.26): 0xCE87052559F69795,
+    (13, 29, 3.26): 0x1C0838F6B5298AD7,
 }
 
 

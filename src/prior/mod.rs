@@ -126,12 +126,17 @@ macro_rules! shipped {
 /// The default's weights, shared by its faster variant.
 const DEEP_INT8_WEIGHTS: Option<&[u8]> = shipped!("deep-int8.safetensors");
 
+/// The third release's weights, shared by its faster variant.
+#[cfg(diffc_deep_s95064)]
+const DEEP_INT8_S95064_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s95064.safetensors");
+
 /// The model table. `models/shipped/` holds released snapshots of training runs (training
 /// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
 /// are compiled in (then only `gauss` loads by name).
 pub const MODELS: &[ModelEntry] = &[
-    // Prior v2: three `deep` networks, each the expert of a band of log-SNRs ([`experts`]; it
-    // hands over at 3 and 4.5), fine-tuned from one `deep` run on overlapping bands, in integer
+    // Prior v2 (fourth release, experts at steps 125,732 / 120,790 / 92,765): three `deep`
+    // networks, each the expert of a band of log-SNRs ([`experts`]; it hands over at 3 and
+    // 4.5), fine-tuned from one `deep` run on overlapping bands, in integer
     // arithmetic (`scripts/make_int8.sh`: 8-bit, with 10-bit weights and 11-bit maps in the
     // half-resolution layers), averaged over the latent and its three mirror images
     // ([`mirrors`]).
@@ -151,6 +156,26 @@ pub const MODELS: &[ModelEntry] = &[
         thresholds: &[0.625, -1.25],
         mirrors: 2,
         weights: DEEP_INT8_WEIGHTS,
+    },
+    // The third release of prior v2 (the experts at training steps 95,064 / 99,178 / 92,765,
+    // averaged over the latent and its three mirror images) and its two-mirror variant, kept so
+    // that their streams still decode (in builds from the repository; the crates.io package
+    // leaves them out, see build.rs).
+    #[cfg(diffc_deep_s95064)]
+    ModelEntry {
+        name: "deep-int8-s95064",
+        arch: "deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: 4,
+        weights: DEEP_INT8_S95064_WEIGHTS,
+    },
+    #[cfg(diffc_deep_s95064)]
+    ModelEntry {
+        name: "deep-int8-s95064-fast",
+        arch: "deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: 2,
+        weights: DEEP_INT8_S95064_WEIGHTS,
     },
     // The second release of prior v2 (the experts at training steps 89,359 / 89,426 / 89,372,
     // averaged over the latent and its left-right mirror), kept so that its streams still

@@ -4,7 +4,8 @@
 //!
 //! Why integers: a float matrix product's sums depend on the kernel's order, hence on the CPU,
 //! and with them the chosen candidates and the stream's bytes; exact integer sums make an
-//! encode the same bytes on every machine, at about four times the rate of `f32` products.
+//! encode the same bytes on every machine, and 8-bit products are fast enough that `2^13`
+//! candidates encode faster than `2^12` did with `f32` products (`models/README.md`).
 //! Scores only choose candidates (the decoder never computes one), so their rounding costs a
 //! little alignment, never correctness (`spec/rcc.md`, informative part).
 
