@@ -92,7 +92,6 @@ impl Pool {
         assert_eq!(m.len(), rows * w);
         let vnni = self.kernels == Kernels::Avx512Vnni && self.blocks.iter().all(|b| b.has_quads());
         let stride = if vnni { intkernel::u8_stride(w) } else { w };
-        out.k = k;
         out.steps.clear();
         out.steps.resize(rows, 0.0);
         let mut u = vec![ZERO as u8; rows * stride];
@@ -147,7 +146,6 @@ impl Pool {
 /// Candidate scores of a block of target rows: exact integer sums and each row's step.
 #[derive(Default)]
 pub(super) struct Scores {
-    k: usize,
     /// `rows x K` sums of the rounded values (`u8` targets, offset included).
     sums: Vec<i32>,
     /// Each row's step: score = (sum - offset) x step.
@@ -155,11 +153,11 @@ pub(super) struct Scores {
 }
 
 impl Scores {
-    /// The scores of target row `r`.
+    /// The scores of target row `r` (against `pool`, the pool that computed them).
     #[inline]
     pub(super) fn row<'a>(&'a self, pool: &'a Pool, r: usize) -> ScoreRow<'a> {
         ScoreRow {
-            sums: &self.sums[r * self.k..(r + 1) * self.k],
+            sums: &self.sums[r * pool.k..(r + 1) * pool.k],
             offset: &pool.offset,
             step: self.steps[r],
         }
