@@ -107,12 +107,20 @@ fn prior_forward(c: &mut Criterion) {
     .unwrap();
     let cfg = graph.config().clone();
     group.throughput(Throughput::Elements(16 * 64 * 64));
-    group.bench_function("train_step_16x64x64", |b| {
-        b.iter_custom(|iters| {
-            let t = diffc::train::time_train_steps(&cfg, &pool, 16, 64, 1, iters as usize).unwrap();
-            std::time::Duration::from_secs_f64(t.iter().sum())
-        })
-    });
+    use diffc::prior::bf16::Products;
+    let mut products = vec![Products::F32];
+    if Products::Bf16.available() {
+        products.push(Products::Bf16);
+    }
+    for p in products {
+        group.bench_function(format!("train_step_16x64x64_{}", p.name()), |b| {
+            b.iter_custom(|iters| {
+                let t = diffc::train::time_train_steps(&cfg, &pool, 16, 64, 1, iters as usize, p)
+                    .unwrap();
+                std::time::Duration::from_secs_f64(t.iter().sum())
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,7 +1,7 @@
 //! Train the neural prior without the CLI, or benchmark the network.
 //!
 //! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N] [--lambda-band LO,HI]
-//!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S]`
+//!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S] [--products bf16|f32]`
 //!
 //! `cargo run --release --example train -- --bench [--model NAME] [--batch B] [--crop C]`
 use std::path::PathBuf;
@@ -259,6 +259,12 @@ fn main() {
             "--crop" => o.crop = v().parse().expect("crop"),
             "--seed" => o.seed = v().parse().expect("seed"),
             "--lr-scale" => o.lr_scale = v().parse().expect("lr-scale"),
+            // `bf16` (the default where the CPU has AVX-512 BF16) or `f32`.
+            "--products" => {
+                let p = v();
+                o.products = diffc::prior::bf16::Products::parse(&p)
+                    .unwrap_or_else(|| panic!("--products {p}: want f32 or bf16"));
+            }
             // Quantization-aware fine-tuning with the map ranges of `examples/quantize
             // --write-ranges FILE`: `--qat FILE AMAX WMAX` (e.g. 255 127 for 8 bits).
             "--qat" => {

@@ -16,6 +16,7 @@ use crate::codec::{Decoder, Encoder, EncoderOptions, RateTarget};
 use crate::data::{CropPool, Rgb8};
 use crate::error::Result;
 use crate::image_io::Image;
+use crate::prior::bf16::Products;
 use crate::prior::{self, Denoiser, Planes};
 use crate::reconstruct::{Method, ReconstructOptions};
 use crate::Limits;
@@ -76,6 +77,8 @@ pub struct BenchReport {
     pub train_step_seconds: Option<f64>,
     /// Its rate (3x the forward FLOPs).
     pub train_step_gflops: Option<f64>,
+    /// The same step with bf16 products (f32 sums), where the CPU has AVX-512 BF16.
+    pub train_step_bf16_seconds: Option<f64>,
     /// Encoder work per coded step besides the network, 768x512.
     pub encode_step_seconds: Option<f64>,
     /// Decoder work per step besides the network, 768x512 (`denoise`).
@@ -191,10 +194,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             height: h,
             data: rgb.clone(),
         }])?;
-        let t = crate::train::time_train_steps(&cfg, &pool, 16, 64, 2, opts.repeats.max(3))?;
-        let s = best(t);
+        let step =
+            |p| crate::train::time_train_steps(&cfg, &pool, 16, 64, 2, opts.repeats.max(3), p);
+        let s = best(step(Products::F32)?);
         r.train_step_seconds = Some(s);
         r.train_step_gflops = Some(3.0 * cfg.flops_per_pixel() * (16 * 64 * 64) as f64 / 1e9 / s);
+        if Products::Bf16.available() {
+            r.train_step_bf16_seconds = Some(best(step(Products::Bf16)?));
+        }
     }
     if opts.codec {
         let image = Image::new(w as u32, h as u32, 3, rgb)?;
@@ -243,7 +250,8 @@ impl BenchReport {
                 "\"integer_gflop\":{},",
                 "\"integer_forward_seconds\":{},\"integer_portable_seconds\":{},",
                 "\"train_step_seconds\":{},",
-                "\"train_step_gflops\":{},\"encode_step_seconds\":{},",
+                "\"train_step_gflops\":{},\"train_step_bf16_seconds\":{},",
+                "\"encode_step_seconds\":{},",
                 "\"decode_step_seconds\":{}}}"
             ),
             self.model,
@@ -259,6 +267,7 @@ impl BenchReport {
             opt(self.integer_portable_seconds),
             opt(self.train_step_seconds),
             opt(self.train_step_gflops),
+            opt(self.train_step_bf16_seconds),
             opt(self.encode_step_seconds),
             opt(self.decode_step_seconds),
         )
@@ -314,6 +323,13 @@ impl BenchReport {
         }
         if let (Some(t), Some(g)) = (self.train_step_seconds, self.train_step_gflops) {
             s += &line("train step 16x64²", t, format!("{g:6.1} GFLOP/s"));
+            if let Some(b) = self.train_step_bf16_seconds {
+                s += &line(
+                    "train step 16x64², bf16",
+                    b,
+                    format!("{:6.1} GFLOP/s, {:.2}x f32", g * t / b, t / b),
+                );
+            }
         }
         if let Some(e) = self.encode_step_seconds {
             s += &line(

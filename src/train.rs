@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::data::{CropPool, Rng};
 use crate::error::{Error, Result};
 use crate::prior::backprop::{loss_and_gradients, Batch};
+use crate::prior::bf16::Products;
 use crate::prior::engine::Engine;
 use crate::prior::net::{alpha_f, sigma_f, DenoiserNet, NetConfig};
 
@@ -70,6 +71,9 @@ pub struct TrainOptions {
     /// Train only on log-SNRs in `[lo, hi]` (the usual distribution, restricted): a
     /// lambda-routed expert.
     pub lambda_band: Option<(f32, f32)>,
+    /// How the forward and backward passes multiply: bf16 products (f32 sums) about double the
+    /// GEMM rate where the CPU has AVX-512 BF16 (the default there), f32 otherwise.
+    pub products: Products,
 }
 
 impl TrainOptions {
@@ -100,6 +104,7 @@ impl Default for TrainOptions {
             lr_scale: 1.0,
             grow: None,
             lambda_band: None,
+            products: Products::best(),
         }
     }
 }
@@ -205,6 +210,8 @@ struct State {
     band: Option<(f32, f32)>,
     /// Quantization-aware training, if on.
     qat: Option<Qat>,
+    /// How the passes multiply; not saved.
+    products: Products,
 }
 
 /// Quantization-aware fine-tuning: the forward pass sees the weights and activation maps
@@ -341,6 +348,7 @@ impl State {
             moments_from: 0,
             band: None,
             qat: None,
+            products: Products::F32,
         })
     }
 
@@ -630,6 +638,7 @@ impl State {
             Some(w) => w.as_slice(),
             None => self.params[self.index[k]].as_slice(),
         });
+        engine.set_products(self.products);
         if let Some(q) = &self.qat {
             engine.set_act_quant(&q.ranges, &q.layer_amax.map_amax(&self.cfg, q.amax as i32));
         }
@@ -703,9 +712,11 @@ pub fn time_train_steps(
     crop: usize,
     warmup: usize,
     steps: usize,
+    products: Products,
 ) -> Result<Vec<f64>> {
     let dev = Device::Cpu;
     let mut st = State::new(cfg, 1, &dev)?;
+    st.products = products;
     for _ in 0..warmup {
         st.train_step(pool, batch, crop, &dev)?;
     }
@@ -848,6 +859,14 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         st.band = Some((lo, hi));
         eprintln!("training on log-SNRs in [{lo}, {hi}] only");
     }
+    if !opts.products.available() {
+        return Err(Error::InvalidArgument(format!(
+            "{} products need a CPU with AVX-512 BF16; this one has none (use f32)",
+            opts.products.name()
+        )));
+    }
+    st.products = opts.products;
+    eprintln!("products: {}", opts.products.name());
     if let Some(q) = &opts.qat {
         if q.ranges.len() != crate::prior::engine::conv_layers(&cfg).len() {
             return Err(Error::InvalidArgument(format!(
@@ -1172,5 +1191,85 @@ mod tests {
         assert!(
             (checkpoint_path(Path::new("m/tiny.safetensors"))).ends_with("tiny.ckpt.safetensors")
         );
+    }
+}
+
+#[cfg(test)]
+mod gradient_error {
+    use super::*;
+
+    /// How far bf16 products in the backward pass move a real network's gradient, against how
+    /// far another batch moves it: `DIFFC_GRAD_CKPT=CKPT [DIFFC_GRAD_BAND=LO,HI]
+    /// [DIFFC_GRAD_DATA=DIR] cargo test --release --features train -- --ignored
+    /// --nocapture bf16_gradient_error` (data default `../shared/data/train`).
+    #[test]
+    #[ignore]
+    fn bf16_gradient_error() {
+        let Some(ckpt) = std::env::var_os("DIFFC_GRAD_CKPT") else {
+            eprintln!("set DIFFC_GRAD_CKPT to a `deep` training checkpoint");
+            return;
+        };
+        let data = std::env::var("DIFFC_GRAD_DATA").unwrap_or("../shared/data/train".into());
+        let band = std::env::var("DIFFC_GRAD_BAND").ok().map(|b| {
+            let (lo, hi) = b.split_once(',').expect("LO,HI");
+            (lo.parse().expect("LO"), hi.parse().expect("HI"))
+        });
+        let dev = Device::Cpu;
+        let cfg = NetConfig::by_name("deep").unwrap();
+        let mut st = State::new(&cfg, 1, &dev).unwrap();
+        st.restore(Path::new(&ckpt), "deep", &dev).unwrap();
+        let pool = CropPool::load(Path::new(&data), 64, 1600).unwrap();
+        let grads = |st: &State, seed: u64, p: Products| -> Vec<f64> {
+            let mut rng = Rng::new(seed);
+            let (batch, crop) = (16, 64);
+            let n = 3 * crop * crop;
+            let mut x = vec![0f32; batch * n];
+            pool.sample(&mut rng, batch, crop, &mut x);
+            let lams: Vec<f32> = (0..batch)
+                .map(|_| sample_lambda_in(&mut rng, band))
+                .collect();
+            let mut z = vec![0f32; batch * n];
+            rng.fill_normal(&mut z);
+            for (b, &l) in lams.iter().enumerate() {
+                let (a, s) = (alpha_f(l), sigma_f(l));
+                for i in b * n..(b + 1) * n {
+                    z[i] = a * x[i] + s * z[i];
+                }
+            }
+            let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
+            let mut engine = Engine::from_named(&st.cfg, |k| st.params[st.index[k]].as_slice());
+            engine.set_products(p);
+            let (h, wd) = (crop, crop);
+            let b = Batch {
+                x: &x,
+                z: &z,
+                lambdas: &lams,
+                weights: &w,
+                n: batch,
+                h,
+                w: wd,
+            };
+            let g = loss_and_gradients(&engine, &b).1;
+            st.names
+                .iter()
+                .flat_map(|n| g[n].iter().map(|&v| v as f64))
+                .collect()
+        };
+        let norm = |a: &[f64]| a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let dist = |a: &[f64], b: &[f64]| {
+            let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+            norm(&d)
+        };
+        for seed in [1, 2, 3] {
+            let f = grads(&st, seed, Products::F32);
+            let b = grads(&st, seed, Products::Bf16);
+            let other = grads(&st, seed + 100, Products::F32);
+            let g = norm(&f);
+            eprintln!(
+                "batch {seed}: |g| {g:.3}; |g_bf16 - g| / |g| {:.4}; |g_other_batch - g| / |g| {:.3}",
+                dist(&f, &b) / g,
+                dist(&f, &other) / g
+            );
+        }
     }
 }

@@ -84,6 +84,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         lr_scale: 1.0,
         grow,
         lambda_band: None,
+        products: prior::bf16::Products::best(),
     })?)
 }
 

@@ -24,6 +24,7 @@ use candle_core::Tensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::bf16::{self, PackedB, Products};
 use super::net::{alpha_f, lambda_features, sigma_f, DenoiserNet, NetConfig};
 
 /// Bytes of gathered input one block may hold (a block is at least 16 pixels).
@@ -210,6 +211,8 @@ pub struct Engine {
     pub(crate) up1: Conv,
     pub(crate) dec1: Vec<Conv>,
     pub(crate) out: Conv,
+    /// How the trainer's backward pass multiplies (every forward pass is f32).
+    pub(crate) products: Products,
     pool: Mutex<Pool>,
 }
 
@@ -264,6 +267,7 @@ impl Engine {
             up1: conv(p.up1)?,
             dec1: stack(p.dec1)?,
             out: conv(p.out)?,
+            products: Products::F32,
             pool: Mutex::new(Pool::default()),
         })
     }
@@ -315,6 +319,7 @@ impl Engine {
             up1,
             dec1,
             out,
+            products: Products::F32,
             pool: Mutex::new(Pool::default()),
         }
     }
@@ -322,6 +327,17 @@ impl Engine {
     /// The architecture.
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// Make the trainer's backward pass multiply with `products` (which must be available).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    pub(crate) fn set_products(&mut self, products: Products) {
+        assert!(
+            products.available(),
+            "{} products need a CPU that has them",
+            products.name()
+        );
+        self.products = products;
     }
 
     /// Fake-quantize every layer's output map to `ranges[i] / amax[i]` times `0..=amax[i]`
@@ -609,14 +625,49 @@ pub(crate) fn gather_rows<T: Copy + Default>(
     }
 }
 
+/// A GEMM's right operand `(K, n)`, as its products need it.
+enum Rhs<'a> {
+    F32 { w: &'a [f32], k: usize, n: usize },
+    Bf16(PackedB),
+}
+
+impl<'a> Rhs<'a> {
+    fn new(w: &'a [f32], k: usize, n: usize, products: Products) -> Rhs<'a> {
+        match products {
+            Products::F32 => Rhs::F32 { w, k, n },
+            Products::Bf16 => Rhs::Bf16(PackedB::from_rows(w, k, n)),
+        }
+    }
+
+    /// `dst (m, n) = lhs (m, K) x rhs`; `pairs` is scratch for bf16 operands.
+    fn gemm(&self, dst: &mut [f32], lhs: &[f32], m: usize, pairs: &mut Vec<u32>) {
+        match self {
+            Rhs::F32 { w, k, n } => gemm_rows(dst, lhs, w, m, *k, *n),
+            Rhs::Bf16(b) => {
+                bf16::pack_rows(lhs, m, b.k(), pairs);
+                bf16::gemm(dst, pairs, m, b, false);
+            }
+        }
+    }
+}
+
+/// Per-thread buffers of a layer's blocks.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<f32>,
+    pairs: Vec<u32>,
+}
+
 /// `gather(x) x rhs` with `rhs` `(K, n)`, then `epilogue(first pixel, block)` on each block of
 /// the `(N, oh, ow, n)` result while it is in cache.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gathered_gemm(
     pool: &mut Pool,
     x: &Map,
     g: Gather,
     rhs: &[f32],
     n: usize,
+    products: Products,
     epilogue: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Map {
     let (oh, ow) = g.out_size(x.h, x.w);
@@ -624,17 +675,18 @@ pub(crate) fn gathered_gemm(
     assert_eq!(rhs.len(), k * n, "GEMM operand has the wrong size");
     let bp = block_pixels(k);
     let mut data = pool.take(x.n * oh * ow * n);
+    let rhs = Rhs::new(rhs, k, n, products);
     data.par_chunks_mut(bp * n).enumerate().for_each_init(
-        Vec::new,
-        |rows: &mut Vec<f32>, (bi, out)| {
+        Scratch::default,
+        |s: &mut Scratch, (bi, out)| {
             let m = out.len() / n;
             let p0 = bi * bp;
             if g == Gather::Pointwise {
-                gemm_rows(out, &x.data[p0 * k..(p0 + m) * k], rhs, m, k, n);
+                rhs.gemm(out, &x.data[p0 * k..(p0 + m) * k], m, &mut s.pairs);
             } else {
-                rows.resize(m * k, 0.0);
-                gather(g, x, p0, rows);
-                gemm_rows(out, rows, rhs, m, k, n);
+                s.rows.resize(m * k, 0.0);
+                gather(g, x, p0, &mut s.rows);
+                rhs.gemm(out, &s.rows, m, &mut s.pairs);
             }
             epilogue(p0, out);
         },
@@ -656,7 +708,7 @@ fn conv(pool: &mut Pool, l: &Conv, emb: &[f32], x: &Map, g: Gather, relu: bool) 
     let (oh, ow) = g.out_size(x.h, x.w);
     let per_image = oh * ow;
     let q = l.act_quant.filter(|_| relu);
-    gathered_gemm(pool, x, g, &l.wt, n, |p0, out| {
+    gathered_gemm(pool, x, g, &l.wt, n, Products::F32, |p0, out| {
         for (i, px) in out.chunks_mut(n).enumerate() {
             let img = (p0 + i) / per_image;
             let b = &bias[img * n..(img + 1) * n];
@@ -721,7 +773,13 @@ pub(crate) fn up_into(l: &Conv, emb: &[f32], x: &Map, skip: &mut Map) {
 /// The weight gradient `dW (n, K) = sum over pixels of ga(a)^T gb(b)` and the per-image column
 /// sums of `ga(a)` (`(N, n)`, the bias gradient), where `ga(a)` has `n` and `gb(b)` has `K`
 /// values per output pixel.
-pub(crate) fn weight_grad(a: &Map, ga: Gather, b: &Map, gb: Gather) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn weight_grad(
+    a: &Map,
+    ga: Gather,
+    b: &Map,
+    gb: Gather,
+    products: Products,
+) -> (Vec<f32>, Vec<f32>) {
     let (n, k) = (ga.width(a.c), gb.width(b.c));
     let (oh, ow) = ga.out_size(a.h, a.w);
     assert_eq!((oh, ow), gb.out_size(b.h, b.w));
@@ -729,50 +787,54 @@ pub(crate) fn weight_grad(a: &Map, ga: Gather, b: &Map, gb: Gather) -> (Vec<f32>
     let total = imgs * per_image;
     let bp = block_pixels(n.max(k)) * 2;
     let blocks = total.div_ceil(bp);
-    let (dw, db, _, _) = (0..blocks)
+    /// One thread's partial sums and buffers.
+    struct Part {
+        dw: Vec<f32>,
+        db: Vec<f32>,
+        ra: Vec<f32>,
+        rb: Vec<f32>,
+        pairs: Vec<u32>,
+        packed: PackedB,
+    }
+    let part = || Part {
+        dw: vec![0f32; n * k],
+        db: vec![0f32; imgs * n],
+        ra: Vec::new(),
+        rb: Vec::new(),
+        pairs: Vec::new(),
+        packed: PackedB::default(),
+    };
+    let sum = (0..blocks)
         .into_par_iter()
-        .fold(
-            || {
-                (
-                    vec![0f32; n * k],
-                    vec![0f32; imgs * n],
-                    Vec::new(),
-                    Vec::new(),
-                )
-            },
-            |(mut dw, mut db, mut ra, mut rb), bi| {
-                let p0 = bi * bp;
-                let m = bp.min(total - p0);
-                ra.resize(m * n, 0.0);
-                rb.resize(m * k, 0.0);
-                gather(ga, a, p0, &mut ra);
-                gather(gb, b, p0, &mut rb);
-                gemm_at_b(&mut dw, &ra, &rb, m, n, k);
-                for (i, row) in ra.chunks(n).enumerate() {
-                    let img = (p0 + i) / per_image;
-                    for (s, v) in db[img * n..(img + 1) * n].iter_mut().zip(row) {
-                        *s += v;
-                    }
+        .fold(part, |mut s, bi| {
+            let p0 = bi * bp;
+            let m = bp.min(total - p0);
+            s.ra.resize(m * n, 0.0);
+            s.rb.resize(m * k, 0.0);
+            gather(ga, a, p0, &mut s.ra);
+            gather(gb, b, p0, &mut s.rb);
+            match products {
+                Products::F32 => gemm_at_b(&mut s.dw, &s.ra, &s.rb, m, n, k),
+                Products::Bf16 => {
+                    bf16::pack_transposed(&s.ra, m, n, &mut s.pairs);
+                    s.packed.repack(&s.rb, m, k);
+                    bf16::gemm(&mut s.dw, &s.pairs, n, &s.packed, true);
                 }
-                (dw, db, ra, rb)
-            },
-        )
-        .reduce(
-            || {
-                (
-                    vec![0f32; n * k],
-                    vec![0f32; imgs * n],
-                    Vec::new(),
-                    Vec::new(),
-                )
-            },
-            |mut x, y| {
-                x.0.iter_mut().zip(&y.0).for_each(|(a, b)| *a += b);
-                x.1.iter_mut().zip(&y.1).for_each(|(a, b)| *a += b);
-                x
-            },
-        );
-    (dw, db)
+            }
+            for (i, row) in s.ra.chunks(n).enumerate() {
+                let img = (p0 + i) / per_image;
+                for (d, v) in s.db[img * n..(img + 1) * n].iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+            s
+        })
+        .reduce(part, |mut x, y| {
+            x.dw.iter_mut().zip(&y.dw).for_each(|(a, b)| *a += b);
+            x.db.iter_mut().zip(&y.db).for_each(|(a, b)| *a += b);
+            x
+        });
+    (sum.dw, sum.db)
 }
 
 #[cfg(test)]

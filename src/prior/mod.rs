@@ -63,6 +63,7 @@ pub trait Denoiser: Send + Sync {
 }
 
 pub mod backprop;
+pub mod bf16;
 pub mod engine;
 pub mod experts;
 pub mod gauss;

@@ -1,0 +1,421 @@
+//! Matrix products of bf16-rounded operands summed in f32, for training.
+//!
+//! Training spends most of its time in the engine's GEMMs. With AVX-512 BF16 one `vdpbf16ps`
+//! does 32 multiply-adds where an f32 FMA does 16, so rounding both operands to bf16 (8-bit
+//! mantissa, round to nearest even) and keeping f32 sums about doubles the GEMM rate: the
+//! mixed precision of accelerator training, on this CPU. Inference never takes this path: the
+//! codec's priors are the integer networks, and float evaluation stays f32.
+//!
+//! Operands are packed in pairs along the summed dimension (`u32` = two bf16, the low half
+//! first), which is what `vdpbf16ps` multiplies: the left operand by rows (`(m, k)` as
+//! `(m, ceil(k / 2))` pairs), the right by columns of pairs (`(k, n)` as
+//! `(ceil(k / 2), n)` pairs, `n` padded to 16 lanes).
+
+/// How the training engine multiplies matrices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Products {
+    /// f32 products and sums (the `gemm` crate).
+    #[default]
+    F32,
+    /// bf16 products, f32 sums (AVX-512 BF16 only; see [`Products::available`]).
+    Bf16,
+}
+
+impl Products {
+    /// `Bf16` where the CPU has AVX-512 BF16, else `F32`.
+    pub fn best() -> Products {
+        if Products::Bf16.available() {
+            Products::Bf16
+        } else {
+            Products::F32
+        }
+    }
+
+    /// Whether this CPU can run these products.
+    pub fn available(self) -> bool {
+        match self {
+            Products::F32 => true,
+            Products::Bf16 => cpu_has_bf16(),
+        }
+    }
+
+    /// The name used on the command line (`f32`, `bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Products::F32 => "f32",
+            Products::Bf16 => "bf16",
+        }
+    }
+
+    /// Parse a command-line name.
+    pub fn parse(s: &str) -> Option<Products> {
+        match s {
+            "f32" => Some(Products::F32),
+            "bf16" => Some(Products::Bf16),
+            _ => None,
+        }
+    }
+}
+
+fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x` rounded to bf16 (nearest, ties to even), as the high half of its bits. NaNs stay NaNs.
+fn bf16(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return (b >> 16) | 0x40;
+    }
+    (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+}
+
+fn pair(lo: f32, hi: f32) -> u32 {
+    bf16(lo) | bf16(hi) << 16
+}
+
+/// The right operand `(k, n)`, packed: `data[q * stride + j]` holds rows `2q` and `2q + 1` of
+/// column `j` (zero past `k` and `n`).
+#[derive(Default)]
+pub(crate) struct PackedB {
+    k: usize,
+    pairs: usize,
+    cols: usize,
+    stride: usize,
+    data: Vec<u32>,
+}
+
+impl PackedB {
+    /// Pack `b`, row-major `(k, n)`.
+    pub(crate) fn from_rows(b: &[f32], k: usize, n: usize) -> PackedB {
+        let mut p = PackedB::default();
+        p.repack(b, k, n);
+        p
+    }
+
+    /// Pack `b`, row-major `(k, n)`, reusing this one's buffer.
+    pub(crate) fn repack(&mut self, b: &[f32], k: usize, n: usize) {
+        assert!(b.len() >= k * n);
+        let (pairs, stride) = (k.div_ceil(2), n.div_ceil(16) * 16);
+        (self.k, self.pairs, self.cols, self.stride) = (k, pairs, n, stride);
+        self.data.clear();
+        self.data.resize(pairs * stride, 0);
+        #[cfg(target_arch = "x86_64")]
+        if cpu_has_bf16() {
+            // SAFETY: the CPU has AVX-512 F/BW/BF16; sizes as asserted above.
+            unsafe { avx512::pack_b(b, k, n, stride, &mut self.data) };
+            return;
+        }
+        for (q, d) in self.data.chunks_mut(stride).enumerate() {
+            for (j, d) in d[..n].iter_mut().enumerate() {
+                let hi = if 2 * q + 1 < k {
+                    b[(2 * q + 1) * n + j]
+                } else {
+                    0.0
+                };
+                *d = pair(b[2 * q * n + j], hi);
+            }
+        }
+    }
+
+    /// Rows of the operand (the summed dimension).
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+}
+
+/// Pack the left operand `a`, row-major `(m, k)`, into `dst` as `(m, ceil(k / 2))` pairs.
+pub(crate) fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut Vec<u32>) {
+    assert!(a.len() >= m * k);
+    let pairs = k.div_ceil(2);
+    dst.clear();
+    dst.resize(m * pairs, 0);
+    #[cfg(target_arch = "x86_64")]
+    if cpu_has_bf16() {
+        // SAFETY: the CPU has AVX-512 F/BW/BF16; sizes as asserted above.
+        unsafe { avx512::pack_rows(a, m, k, dst) };
+        return;
+    }
+    for (row, d) in a.chunks(k).zip(dst.chunks_mut(pairs)) {
+        for (q, d) in d.iter_mut().enumerate() {
+            *d = pair(row[2 * q], row.get(2 * q + 1).copied().unwrap_or(0.0));
+        }
+    }
+}
+
+/// Pack the transpose of `a`, row-major `(m, n)`, into `dst` as `(n, ceil(m / 2))` pairs.
+pub(crate) fn pack_transposed(a: &[f32], m: usize, n: usize, dst: &mut Vec<u32>) {
+    assert!(a.len() >= m * n);
+    let pairs = m.div_ceil(2);
+    dst.clear();
+    dst.resize(n * pairs, 0);
+    for q in 0..pairs {
+        let lo = &a[2 * q * n..(2 * q + 1) * n];
+        let hi = (2 * q + 1 < m).then(|| &a[(2 * q + 1) * n..(2 * q + 2) * n]);
+        for (r, &l) in lo.iter().enumerate() {
+            dst[r * pairs + q] = pair(l, hi.map_or(0.0, |h| h[r]));
+        }
+    }
+}
+
+/// `dst (rows, b.cols) = a x b`, or `+=` when `accumulate`; `a` is `(rows, b.pairs)` packed by
+/// [`pack_rows`] or [`pack_transposed`]. Needs [`Products::Bf16`] to be available.
+pub(crate) fn gemm(dst: &mut [f32], a: &[u32], rows: usize, b: &PackedB, accumulate: bool) {
+    assert!(dst.len() >= rows * b.cols && a.len() >= rows * b.pairs);
+    assert!(cpu_has_bf16(), "bf16 products need AVX-512 BF16");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
+    unsafe {
+        avx512::gemm(dst, a, rows, b, accumulate)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::PackedB;
+
+    /// Rows of the output per micro-kernel call, and 16-lane column vectors.
+    const MR: usize = 8;
+    const NR: usize = 3;
+
+    /// `(1 << n) - 1` for `n` in `0..=16`.
+    fn mask(n: usize) -> u16 {
+        if n >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    /// 32 floats (`lo` then `hi`) as 32 bf16 in order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    fn convert(lo: __m512, hi: __m512) -> __m512i {
+        // SAFETY: same size, any bits are valid.
+        unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut [u32]) {
+        let pairs = k.div_ceil(2);
+        for i in 0..m {
+            let src = a.as_ptr().add(i * k);
+            let out = dst.as_mut_ptr().add(i * pairs);
+            for j in (0..k).step_by(32) {
+                let lo = _mm512_maskz_loadu_ps(mask(k - j), src.add(j));
+                let hi = _mm512_maskz_loadu_ps(mask((k - j).saturating_sub(16)), src.add(j + 16));
+                let v = convert(lo, hi);
+                _mm512_mask_storeu_epi32(out.add(j / 2) as *mut i32, mask((k - j).div_ceil(2)), v);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_b(b: &[f32], k: usize, n: usize, stride: usize, dst: &mut [u32]) {
+        // Lane 2j of the result is element j of `lo`, lane 2j + 1 element j of `hi`.
+        let idx: [i16; 32] = std::array::from_fn(|l| (l / 2 + 16 * (l % 2)) as i16);
+        let idx = _mm512_loadu_si512(idx.as_ptr() as *const _);
+        for q in 0..k.div_ceil(2) {
+            let r0 = b.as_ptr().add(2 * q * n);
+            let r1 = b.as_ptr().add((2 * q + 1) * n);
+            let odd = 2 * q + 1 < k;
+            for j in (0..n).step_by(16) {
+                let mk = mask(n - j);
+                let lo = _mm512_maskz_loadu_ps(mk, r0.add(j));
+                let hi = if odd {
+                    _mm512_maskz_loadu_ps(mk, r1.add(j))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                let v = _mm512_permutexvar_epi16(idx, convert(lo, hi));
+                _mm512_storeu_si512(dst.as_mut_ptr().add(q * stride + j) as *mut _, v);
+            }
+        }
+    }
+
+    /// One output block and where its operands are.
+    #[derive(Clone, Copy)]
+    struct Block {
+        /// The block's first output value, and the output's row stride.
+        dst: *mut f32,
+        ldd: usize,
+        /// The block's first row of `a` pairs, and their row stride.
+        a: *const u32,
+        lda: usize,
+        /// The block's first column of `b` pairs, and their row stride.
+        b: *const u32,
+        ldb: usize,
+        pairs: usize,
+        /// Lanes of the last column vector that are inside the output.
+        last: u16,
+        accumulate: bool,
+    }
+
+    /// `R x 16 C` outputs over all pairs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn block<const R: usize, const C: usize>(k: Block) {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        let mk = |j: usize| if j + 1 == C { k.last } else { u16::MAX };
+        if k.accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_maskz_loadu_ps(mk(j), k.dst.add(i * k.ldd + 16 * j));
+                }
+            }
+        }
+        for q in 0..k.pairs {
+            let bq = k.b.add(q * k.ldb);
+            let bv: [__m512bh; C] = std::array::from_fn(|j| {
+                std::mem::transmute(_mm512_loadu_si512(bq.add(16 * j) as *const _))
+            });
+            for (i, row) in acc.iter_mut().enumerate() {
+                let a = k.a.add(i * k.lda + q).read() as i32;
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(a));
+                for (v, &bj) in row.iter_mut().zip(&bv) {
+                    *v = _mm512_dpbf16_ps(*v, av, bj);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                _mm512_mask_storeu_ps(k.dst.add(i * k.ldd + 16 * j), mk(j), *v);
+            }
+        }
+    }
+
+    unsafe fn block_rows<const R: usize>(c: usize, k: Block) {
+        match c {
+            1 => block::<R, 1>(k),
+            2 => block::<R, 2>(k),
+            _ => block::<R, NR>(k),
+        }
+    }
+
+    pub(super) unsafe fn gemm(dst: &mut [f32], a: &[u32], rows: usize, b: &PackedB, acc: bool) {
+        let (n, pairs) = (b.cols, b.pairs);
+        for i in (0..rows).step_by(MR) {
+            for j in (0..n).step_by(16 * NR) {
+                let c = NR.min((n - j).div_ceil(16));
+                let k = Block {
+                    dst: dst.as_mut_ptr().add(i * n + j),
+                    ldd: n,
+                    a: a.as_ptr().add(i * pairs),
+                    lda: pairs,
+                    b: b.data.as_ptr().add(j),
+                    ldb: b.stride,
+                    pairs,
+                    last: mask(n - j - 16 * (c - 1)),
+                    accumulate: acc,
+                };
+                match MR.min(rows - i) {
+                    1 => block_rows::<1>(c, k),
+                    2 => block_rows::<2>(c, k),
+                    3 => block_rows::<3>(c, k),
+                    4 => block_rows::<4>(c, k),
+                    5 => block_rows::<5>(c, k),
+                    6 => block_rows::<6>(c, k),
+                    7 => block_rows::<7>(c, k),
+                    _ => block_rows::<MR>(c, k),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values exactly representable in bf16 whose products and sums are exact in f32, so the
+    /// bf16 path must equal an exact reference: any packing or indexing slip shows.
+    fn exact(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2654435761) ^ seed) % 17) as f32 / 4.0 - 2.0)
+            .collect()
+    }
+
+    fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|q| a[i * k + q] * b[q * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_match_exact_sums_at_every_edge() {
+        if !Products::Bf16.available() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16");
+            return;
+        }
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 3, 5),
+            (8, 32, 48),
+            (9, 33, 49),
+            (17, 126, 12),
+            (56, 432, 48),
+            (3, 64, 144),
+            (21, 96, 100),
+        ] {
+            let (a, b) = (exact(m * k, 1), exact(k * n, 2));
+            let want = reference(&a, &b, m, k, n);
+            let mut pa = Vec::new();
+            pack_rows(&a, m, k, &mut pa);
+            let pb = PackedB::from_rows(&b, k, n);
+            let mut got = vec![f32::NAN; m * n];
+            gemm(&mut got, &pa, m, &pb, false);
+            assert_eq!(got, want, "a x b, m {m} k {k} n {n}");
+            // Accumulating adds to what is there.
+            gemm(&mut got, &pa, m, &pb, true);
+            let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+            assert_eq!(got, twice, "a x b accumulated, m {m} k {k} n {n}");
+            // The weight gradient: a^T b over the rows of b, from (k, m)-shaped `a`.
+            let at = exact(k * m, 3);
+            let mut dw = vec![1.0f32; m * n];
+            pack_transposed(&at, k, m, &mut pa);
+            gemm(&mut dw, &pa, m, &PackedB::from_rows(&b, k, n), true);
+            let mut want_t = vec![1.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want_t[i * n + j] += (0..k).map(|q| at[q * m + i] * b[q * n + j]).sum::<f32>();
+                }
+            }
+            assert_eq!(dw, want_t, "a^T b, m {m} k {k} n {n}");
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_rounding_agree() {
+        let xs: Vec<f32> = (0..1000)
+            .map(|i| ((i as f32) * 0.7311).sin() * 10f32.powi(i % 9 - 4))
+            .chain([
+                0.0,
+                -0.0,
+                1.0 + f32::EPSILON * 128.0,
+                1.0 + f32::EPSILON * 384.0,
+                65504.0,
+                -3.0,
+            ])
+            .collect();
+        let scalar: Vec<u32> = xs.chunks(2).map(|p| pair(p[0], p[1])).collect();
+        let mut packed = Vec::new();
+        pack_rows(&xs, 1, xs.len(), &mut packed);
+        assert_eq!(packed, scalar);
+        // Ties go to even: 1 + 2^-8 rounds down to 1, 1 + 3 * 2^-8 up to 1 + 2^-6.
+        assert_eq!(bf16(1.0 + f32::EPSILON * 32768.0), 0x3F80);
+        assert_eq!(bf16(1.0 + 3.0 * f32::EPSILON * 32768.0), 0x3F82);
+    }
+}
