@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Expert `k` predicts at the log-SNRs `B_k <= lambda < B_{k+1}` (as the network receives them,
-//! after any multiscale shift); there is one bound fewer than experts.
+//! after any multiscale shift); there is one bound fewer than experts. An expert given as
+//! `FILE#K` is expert `K` of the experts file `FILE`, taken unchanged (a release that retrains
+//! only some of its experts).
 
 fn main() {
     if let Err(e) = run() {
@@ -49,10 +51,7 @@ fn run() -> diffc::Result<()> {
     }
     let experts = files
         .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .map_err(|e| diffc::Error::Io(std::io::Error::new(e.kind(), format!("{f}: {e}"))))
-        })
+        .map(|f| read_expert(f))
         .collect::<diffc::Result<Vec<_>>>()?;
     let bytes = diffc::prior::experts::pack(&experts, &bounds)?;
     std::fs::write(&out, &bytes)
@@ -64,4 +63,30 @@ fn run() -> diffc::Result<()> {
         diffc::prior::fnv1a64(&bytes)
     );
     Ok(())
+}
+
+/// The bytes of one expert: a weight file, or `FILE#K` for expert `K` of an experts file.
+fn read_expert(arg: &str) -> diffc::Result<Vec<u8>> {
+    let (path, k) = match arg.rsplit_once('#') {
+        Some((p, k)) => {
+            let k = k.parse::<usize>().map_err(|e| {
+                diffc::Error::InvalidArgument(format!("{arg}: expert number {k:?}: {e}"))
+            })?;
+            (p, Some(k))
+        }
+        None => (arg, None),
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| diffc::Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}"))))?;
+    let Some(k) = k else {
+        return Ok(bytes);
+    };
+    let parts = diffc::prior::experts::parse(&bytes)
+        .map_err(|e| diffc::Error::InvalidArgument(format!("{path}: {e}")))?;
+    parts.experts.get(k).map(|e| e.to_vec()).ok_or_else(|| {
+        diffc::Error::InvalidArgument(format!(
+            "{path} has {} experts, no expert {k}",
+            parts.experts.len()
+        ))
+    })
 }

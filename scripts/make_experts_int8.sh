@@ -3,18 +3,21 @@
 # its experts: scripts/make_int8.sh on each (inside its training band, all at once, one thread
 # each), then the integer networks packed with their routing bounds. The recipe of
 # `deep-int8` (models/README.md).
-# Usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS CKPT:LO,HI [CKPT:LO,HI ...]
+# Usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS EXPERT [EXPERT ...]
+#   EXPERT is CKPT:LO,HI[:STEPS] (fine-tune CKPT inside its training band [LO, HI] for STEPS
+#   steps, default $STEPS or 3000) or keep:FILE#K (expert K of the experts file FILE, unchanged),
 #   e.g. scripts/make_experts_int8.sh deep models/shipped/deep-int8.safetensors 3,4.5 \
-#          models/x-lo.ckpt.safetensors:-14,3.25 models/x-mid.ckpt.safetensors:1.75,5.75 \
-#          models/x-hi.ckpt.safetensors:4.25,16
+#          models/x-lo.ckpt.safetensors:-1.5,3.25:2500 models/x-mid.ckpt.safetensors:2.75,4.75:2000 \
+#          keep:models/shipped/deep-int8.safetensors#2
 #   (BOUNDS: where one expert hands over to the next, as the network sees the log-SNR; each
-#    training band should reach past the bounds of its expert. STEPS: fine-tuning steps per
-#    expert, default 3000.)
+#    training band should reach past the bounds of its expert. A kept expert is read before
+#    OUT is written, so OUT may be the file it comes from.)
 # Needs `cargo build --release --features train --examples`. Each expert's integer file, map
 # ranges and log go to models/NAME.K.safetensors, .K.ranges.txt, .K.log (NAME: OUT's file name
-# without .safetensors; PARTS=DIR puts them elsewhere).
+# without .safetensors; PARTS=DIR puts them elsewhere). LAYER_WMAX / LAYER_AMAX pass through to
+# make_int8.sh.
 set -euo pipefail
-usage="usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS CKPT:LO,HI [CKPT:LO,HI ...]"
+usage="usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS EXPERT [EXPERT ...]"
 arch=${1:?$usage}
 out=${2:?$usage}
 bounds=${3:?$usage}
@@ -26,7 +29,8 @@ if [[ ${#b[@]} -ne $(($# - 1)) ]]; then
     exit 2
 fi
 for spec in "$@"; do
-    [[ $spec == *:*,* ]] || { echo "expert $spec: want CKPT:LO,HI" >&2; exit 2; }
+    [[ $spec == keep:*#* || $spec == *:*,* ]] ||
+        { echo "expert $spec: want CKPT:LO,HI[:STEPS] or keep:FILE#K" >&2; exit 2; }
 done
 name=$(basename "${out%.safetensors}")
 mkdir -p "${PARTS:-models}"
@@ -35,18 +39,26 @@ parts=() pids=() k=0
 # One expert failing stops the others.
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for spec in "$@"; do
-    ckpt=${spec%:*}
-    band=${spec##*:}
+    if [[ $spec == keep:* ]]; then
+        # examples/experts reads FILE#K itself.
+        parts+=("${spec#keep:}")
+        echo "expert $k: kept from ${spec#keep:}"
+        k=$((k + 1))
+        continue
+    fi
+    IFS=: read -r ckpt band steps <<<"$spec"
     part="$stem.$k.safetensors"
     parts+=("$part")
     RAYON_NUM_THREADS=1 BAND="$band" scripts/make_int8.sh "$ckpt" "$arch" "$part" \
-        "${STEPS:-3000}" >"$stem.$k.log" 2>&1 &
+        "${steps:-${STEPS:-3000}}" >"$stem.$k.log" 2>&1 &
     pids+=($!)
-    echo "expert $k: $ckpt, band $band -> $part (log $stem.$k.log)"
+    echo "expert $k: $ckpt, band $band, ${steps:-${STEPS:-3000}} steps -> $part (log $stem.$k.log)"
     k=$((k + 1))
 done
 for p in "${pids[@]}"; do
     wait "$p" || { echo "an expert failed: see $stem.*.log" >&2; exit 1; }
 done
 trap - EXIT
-target/release/examples/experts --bounds "$bounds" --out "$out" "${parts[@]}"
+# Packed to a temporary file first: a kept expert may come from OUT itself.
+target/release/examples/experts --bounds "$bounds" --out "$out.tmp" "${parts[@]}"
+mv "$out.tmp" "$out"
