@@ -605,22 +605,7 @@ impl State {
         crop: usize,
         _dev: &Device,
     ) -> Result<(f64, f64)> {
-        let n = 3 * crop * crop;
-        let mut x = vec![0f32; batch * n];
-        pool.sample(&mut self.rng, batch, crop, &mut x);
-        let band = self.band;
-        let lams: Vec<f32> = (0..batch)
-            .map(|_| sample_lambda_in(&mut self.rng, band))
-            .collect();
-        let mut z = vec![0f32; batch * n];
-        self.rng.fill_normal(&mut z);
-        for (b, &l) in lams.iter().enumerate() {
-            let (a, s) = (alpha_f(l), sigma_f(l));
-            for i in b * n..(b + 1) * n {
-                z[i] = a * x[i] + s * z[i];
-            }
-        }
-        let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
+        let (x, z, lams, w) = sample_batch(&mut self.rng, pool, batch, crop, self.band);
         let quantized: HashMap<String, Vec<f32>> = match &self.qat {
             Some(q) => crate::prior::engine::conv_layers(&self.cfg)
                 .into_iter()
@@ -701,6 +686,31 @@ impl State {
         self.step += 1;
         Ok((lv, gnorm))
     }
+}
+
+/// A training batch drawn with `rng`: clean crops `x`, noisy `z`, their log-SNRs and loss
+/// weights.
+fn sample_batch(
+    rng: &mut Rng,
+    pool: &CropPool,
+    batch: usize,
+    crop: usize,
+    band: Option<(f32, f32)>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = 3 * crop * crop;
+    let mut x = vec![0f32; batch * n];
+    pool.sample(rng, batch, crop, &mut x);
+    let lams: Vec<f32> = (0..batch).map(|_| sample_lambda_in(rng, band)).collect();
+    let mut z = vec![0f32; batch * n];
+    rng.fill_normal(&mut z);
+    for (b, &l) in lams.iter().enumerate() {
+        let (a, s) = (alpha_f(l), sigma_f(l));
+        for i in b * n..(b + 1) * n {
+            z[i] = a * x[i] + s * z[i];
+        }
+    }
+    let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
+    (x, z, lams, w)
 }
 
 /// Seconds of training steps (fwd + bwd + AdamW + EMA) of a freshly initialised `cfg` network on
@@ -1220,34 +1230,18 @@ mod gradient_error {
         st.restore(Path::new(&ckpt), "deep", &dev).unwrap();
         let pool = CropPool::load(Path::new(&data), 64, 1600).unwrap();
         let grads = |st: &State, seed: u64, p: Products| -> Vec<f64> {
-            let mut rng = Rng::new(seed);
             let (batch, crop) = (16, 64);
-            let n = 3 * crop * crop;
-            let mut x = vec![0f32; batch * n];
-            pool.sample(&mut rng, batch, crop, &mut x);
-            let lams: Vec<f32> = (0..batch)
-                .map(|_| sample_lambda_in(&mut rng, band))
-                .collect();
-            let mut z = vec![0f32; batch * n];
-            rng.fill_normal(&mut z);
-            for (b, &l) in lams.iter().enumerate() {
-                let (a, s) = (alpha_f(l), sigma_f(l));
-                for i in b * n..(b + 1) * n {
-                    z[i] = a * x[i] + s * z[i];
-                }
-            }
-            let w: Vec<f32> = lams.iter().map(|&l| loss_weight(l)).collect();
+            let (x, z, lams, w) = sample_batch(&mut Rng::new(seed), &pool, batch, crop, band);
             let mut engine = Engine::from_named(&st.cfg, |k| st.params[st.index[k]].as_slice());
             engine.set_products(p);
-            let (h, wd) = (crop, crop);
             let b = Batch {
                 x: &x,
                 z: &z,
                 lambdas: &lams,
                 weights: &w,
                 n: batch,
-                h,
-                w: wd,
+                h: crop,
+                w: crop,
             };
             let g = loss_and_gradients(&engine, &b).1;
             st.names
