@@ -105,25 +105,15 @@ impl PackedB {
     /// Pack `b`, row-major `(k, n)`, reusing this one's buffer.
     pub(crate) fn repack(&mut self, b: &[f32], k: usize, n: usize) {
         assert!(b.len() >= k * n);
+        assert!(cpu_has_bf16(), "bf16 products need AVX-512 BF16");
         let (pairs, stride) = (k.div_ceil(2), n.div_ceil(16) * 16);
         (self.k, self.pairs, self.cols, self.stride) = (k, pairs, n, stride);
         self.data.clear();
         self.data.resize(pairs * stride, 0);
         #[cfg(target_arch = "x86_64")]
-        if cpu_has_bf16() {
-            // SAFETY: the CPU has AVX-512 F/BW/BF16; sizes as asserted above.
-            unsafe { avx512::pack_b(b, k, n, stride, &mut self.data) };
-            return;
-        }
-        for (q, d) in self.data.chunks_mut(stride).enumerate() {
-            for (j, d) in d[..n].iter_mut().enumerate() {
-                let hi = if 2 * q + 1 < k {
-                    b[(2 * q + 1) * n + j]
-                } else {
-                    0.0
-                };
-                *d = pair(b[2 * q * n + j], hi);
-            }
+        // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
+        unsafe {
+            avx512::pack_b(b, k, n, stride, &mut self.data)
         }
     }
 
@@ -134,21 +124,17 @@ impl PackedB {
 }
 
 /// Pack the left operand `a`, row-major `(m, k)`, into `dst` as `(m, ceil(k / 2))` pairs.
+/// Needs [`Products::Bf16`] to be available (as does [`PackedB`]).
 pub(crate) fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut Vec<u32>) {
     assert!(a.len() >= m * k);
+    assert!(cpu_has_bf16(), "bf16 products need AVX-512 BF16");
     let pairs = k.div_ceil(2);
     dst.clear();
     dst.resize(m * pairs, 0);
     #[cfg(target_arch = "x86_64")]
-    if cpu_has_bf16() {
-        // SAFETY: the CPU has AVX-512 F/BW/BF16; sizes as asserted above.
-        unsafe { avx512::pack_rows(a, m, k, dst) };
-        return;
-    }
-    for (row, d) in a.chunks(k).zip(dst.chunks_mut(pairs)) {
-        for (q, d) in d.iter_mut().enumerate() {
-            *d = pair(row[2 * q], row.get(2 * q + 1).copied().unwrap_or(0.0));
-        }
+    // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
+    unsafe {
+        avx512::pack_rows(a, m, k, dst)
     }
 }
 
@@ -399,6 +385,10 @@ mod tests {
 
     #[test]
     fn vector_and_scalar_rounding_agree() {
+        if !Products::Bf16.available() {
+            eprintln!("skipped: this CPU lacks AVX-512 BF16");
+            return;
+        }
         let xs: Vec<f32> = (0..1000)
             .map(|i| ((i as f32) * 0.7311).sin() * 10f32.powi(i % 9 - 4))
             .chain([
@@ -414,8 +404,15 @@ mod tests {
         let mut packed = Vec::new();
         pack_rows(&xs, 1, xs.len(), &mut packed);
         assert_eq!(packed, scalar);
-        // Ties go to even: 1 + 2^-8 rounds down to 1, 1 + 3 * 2^-8 up to 1 + 2^-6.
+    }
+
+    #[test]
+    fn rounding_ties_to_even() {
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: down to the even 1; 1 + 3 * 2^-8 up to
+        // the even 1 + 2^-6.
         assert_eq!(bf16(1.0 + f32::EPSILON * 32768.0), 0x3F80);
         assert_eq!(bf16(1.0 + 3.0 * f32::EPSILON * 32768.0), 0x3F82);
+        assert_eq!(bf16(f32::MAX), 0x7F80, "overflow rounds to infinity");
+        assert_eq!(bf16(f32::NAN) & 0x7FC0, 0x7FC0, "NaN stays a quiet NaN");
     }
 }
