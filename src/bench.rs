@@ -79,6 +79,8 @@ pub struct BenchReport {
     pub train_step_gflops: Option<f64>,
     /// The same step with bf16 products (f32 sums), where the CPU has AVX-512 BF16.
     pub train_step_bf16_seconds: Option<f64>,
+    /// The kernel of those products: `amx` (AMX-BF16 tiles) or `avx512`.
+    pub train_bf16_kernel: Option<String>,
     /// Encoder work per coded step besides the network, 768x512.
     pub encode_step_seconds: Option<f64>,
     /// Decoder work per step besides the network, 768x512 (`denoise`).
@@ -201,6 +203,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         r.train_step_gflops = Some(3.0 * cfg.flops_per_pixel() * (16 * 64 * 64) as f64 / 1e9 / s);
         if Products::Bf16.available() {
             r.train_step_bf16_seconds = Some(best(step(Products::Bf16)?));
+            r.train_bf16_kernel = Some(crate::prior::bf16::kernel_name().into());
         }
     }
     if opts.codec {
@@ -251,6 +254,7 @@ impl BenchReport {
                 "\"integer_forward_seconds\":{},\"integer_portable_seconds\":{},",
                 "\"train_step_seconds\":{},",
                 "\"train_step_gflops\":{},\"train_step_bf16_seconds\":{},",
+                "\"train_bf16_kernel\":{},",
                 "\"encode_step_seconds\":{},",
                 "\"decode_step_seconds\":{}}}"
             ),
@@ -268,6 +272,7 @@ impl BenchReport {
             opt(self.train_step_seconds),
             opt(self.train_step_gflops),
             opt(self.train_step_bf16_seconds),
+            ostr(&self.train_bf16_kernel),
             opt(self.encode_step_seconds),
             opt(self.decode_step_seconds),
         )
@@ -324,8 +329,9 @@ impl BenchReport {
         if let (Some(t), Some(g)) = (self.train_step_seconds, self.train_step_gflops) {
             s += &line("train step 16x64²", t, format!("{g:6.1} GFLOP/s"));
             if let Some(b) = self.train_step_bf16_seconds {
+                let kernel = self.train_bf16_kernel.as_deref().unwrap_or("?");
                 s += &line(
-                    "train step 16x64², bf16",
+                    &format!("train step 16x64², bf16 ({kernel})"),
                     b,
                     format!("{:6.1} GFLOP/s, {:.2}x f32", g * t / b, t / b),
                 );

@@ -71,8 +71,9 @@ pub struct TrainOptions {
     /// Train only on log-SNRs in `[lo, hi]` (the usual distribution, restricted): a
     /// lambda-routed expert.
     pub lambda_band: Option<(f32, f32)>,
-    /// How the forward and backward passes multiply: bf16 products (f32 sums) about double the
-    /// GEMM rate where the CPU has AVX-512 BF16 (the default there), f32 otherwise.
+    /// How the backward pass multiplies (the forward pass is always f32): bf16 products (f32
+    /// sums) about double its GEMM rate where the CPU has AVX-512 BF16 (the default there), f32
+    /// otherwise.
     pub products: Products,
 }
 

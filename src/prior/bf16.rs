@@ -10,6 +10,11 @@
 //! first), which is what `vdpbf16ps` multiplies: the left operand by rows (`(m, k)` as
 //! `(m, ceil(k / 2))` pairs), the right by columns of pairs (`(k, n)` as
 //! `(ceil(k / 2), n)` pairs, `n` padded to 16 lanes).
+//!
+//! Where the CPU has AMX (AMX-BF16 tiles) and the OS lets the process use them, the same
+//! packed operands go through `tdpbf16ps`, 16 x 16 outputs over 32 products per instruction,
+//! several times `vdpbf16ps`'s rate: the packing above is already the tiles' layout (a row of
+//! 16 pairs is a 64-byte tile row). `DIFFC_AMX=off` keeps AVX-512 BF16.
 
 /// How the training engine multiplies matrices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +75,69 @@ fn cpu_has_bf16() -> bool {
     }
 }
 
+/// The kernels that multiply packed operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// `vdpbf16ps`: 16 lanes, one pair each.
+    Avx512,
+    /// `tdpbf16ps` on AMX tiles.
+    Amx,
+}
+
+impl Kernel {
+    /// AMX where it can run (unless `DIFFC_AMX=off`), else AVX-512 BF16.
+    fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let off = std::env::var("DIFFC_AMX").is_ok_and(|v| v == "off");
+            if !off && amx_ready() {
+                Kernel::Amx
+            } else {
+                Kernel::Avx512
+            }
+        })
+    }
+
+    /// The kernels this machine can run (for tests and benchmarks).
+    #[cfg(test)]
+    fn available() -> Vec<Kernel> {
+        let mut k = vec![Kernel::Avx512];
+        if amx_ready() {
+            k.push(Kernel::Amx);
+        }
+        k
+    }
+}
+
+/// The kernel bf16 products run on here: `amx` or `avx512` (for reports).
+pub fn kernel_name() -> &'static str {
+    match Kernel::best() {
+        Kernel::Amx => "amx",
+        Kernel::Avx512 => "avx512",
+    }
+}
+
+/// Whether this process may run AMX-BF16 tiles: the CPU has them and, on Linux, the kernel
+/// granted the tile data state (asked once; other systems keep AVX-512).
+fn amx_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            cpu_has_bf16() && amx::request()
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+/// Zero values after a packed left operand: AMX reads the summed dimension 16 pairs at a
+/// time, so the last row's last tile may read up to 15 pairs past the end (multiplied by the
+/// zero rows that pad [`PackedB`]).
+const SLACK: usize = 16;
+
 /// `x` rounded to bf16 (nearest, ties to even), as the high half of its bits. NaNs stay NaNs.
 fn bf16(x: f32) -> u32 {
     let b = x.to_bits();
@@ -84,7 +152,7 @@ fn pair(lo: f32, hi: f32) -> u32 {
 }
 
 /// The right operand `(k, n)`, packed: `data[q * stride + j]` holds rows `2q` and `2q + 1` of
-/// column `j` (zero past `k` and `n`).
+/// column `j` (zero past `k` and `n`, and in the pair rows up to a multiple of 16).
 #[derive(Default)]
 pub(crate) struct PackedB {
     k: usize,
@@ -109,7 +177,7 @@ impl PackedB {
         let (pairs, stride) = (k.div_ceil(2), n.div_ceil(16) * 16);
         (self.k, self.pairs, self.cols, self.stride) = (k, pairs, n, stride);
         self.data.clear();
-        self.data.resize(pairs * stride, 0);
+        self.data.resize(pairs.div_ceil(16) * 16 * stride, 0);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
         unsafe {
@@ -123,14 +191,14 @@ impl PackedB {
     }
 }
 
-/// Pack the left operand `a`, row-major `(m, k)`, into `dst` as `(m, ceil(k / 2))` pairs.
-/// Needs [`Products::Bf16`] to be available (as does [`PackedB`]).
+/// Pack the left operand `a`, row-major `(m, k)`, into `dst` as `(m, ceil(k / 2))` pairs
+/// (and [`SLACK`] zeros). Needs [`Products::Bf16`] to be available (as does [`PackedB`]).
 pub(crate) fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut Vec<u32>) {
     assert!(a.len() >= m * k);
     assert!(cpu_has_bf16(), "bf16 products need AVX-512 BF16");
     let pairs = k.div_ceil(2);
     dst.clear();
-    dst.resize(m * pairs, 0);
+    dst.resize(m * pairs + SLACK, 0);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
     unsafe {
@@ -138,12 +206,13 @@ pub(crate) fn pack_rows(a: &[f32], m: usize, k: usize, dst: &mut Vec<u32>) {
     }
 }
 
-/// Pack the transpose of `a`, row-major `(m, n)`, into `dst` as `(n, ceil(m / 2))` pairs.
+/// Pack the transpose of `a`, row-major `(m, n)`, into `dst` as `(n, ceil(m / 2))` pairs (and
+/// [`SLACK`] zeros).
 pub(crate) fn pack_transposed(a: &[f32], m: usize, n: usize, dst: &mut Vec<u32>) {
     assert!(a.len() >= m * n);
     let pairs = m.div_ceil(2);
     dst.clear();
-    dst.resize(n * pairs, 0);
+    dst.resize(n * pairs + SLACK, 0);
     for q in 0..pairs {
         let lo = &a[2 * q * n..(2 * q + 1) * n];
         let hi = (2 * q + 1 < m).then(|| &a[(2 * q + 1) * n..(2 * q + 2) * n]);
@@ -156,12 +225,196 @@ pub(crate) fn pack_transposed(a: &[f32], m: usize, n: usize, dst: &mut Vec<u32>)
 /// `dst (rows, b.cols) = a x b`, or `+=` when `accumulate`; `a` is `(rows, b.pairs)` packed by
 /// [`pack_rows`] or [`pack_transposed`]. Needs [`Products::Bf16`] to be available.
 pub(crate) fn gemm(dst: &mut [f32], a: &[u32], rows: usize, b: &PackedB, accumulate: bool) {
-    assert!(dst.len() >= rows * b.cols && a.len() >= rows * b.pairs);
+    gemm_with(Kernel::best(), dst, a, rows, b, accumulate)
+}
+
+fn gemm_with(
+    kernel: Kernel,
+    dst: &mut [f32],
+    a: &[u32],
+    rows: usize,
+    b: &PackedB,
+    accumulate: bool,
+) {
+    assert!(dst.len() >= rows * b.cols && a.len() >= rows * b.pairs + SLACK);
     assert!(cpu_has_bf16(), "bf16 products need AVX-512 BF16");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
-    unsafe {
-        avx512::gemm(dst, a, rows, b, accumulate)
+    match kernel {
+        // SAFETY: the CPU has AVX-512 F/BW/BF16 (asserted); sizes as asserted above.
+        Kernel::Avx512 => unsafe { avx512::gemm(dst, a, rows, b, accumulate) },
+        #[cfg(target_os = "linux")]
+        Kernel::Amx => {
+            assert!(amx_ready(), "AMX tiles are not available");
+            // SAFETY: tiles granted (asserted); `a` has its slack and `b` its zero pair rows
+            // up to a multiple of 16 (asserted above, and by construction).
+            unsafe { amx::gemm(dst, a, rows, b, accumulate) }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Kernel::Amx => unreachable!("AMX is only used on Linux"),
+    }
+}
+
+/// AMX-BF16 tiles through inline assembly (stable Rust has no AMX intrinsics). Tile registers
+/// are this module's alone: every [`gemm`] loads its configuration and releases the tiles.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use std::arch::asm;
+
+    use super::PackedB;
+
+    /// Whether the CPU has AMX-TILE and AMX-BF16 and Linux granted this process the tile data
+    /// state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`; kernels before 5.16 refuse).
+    pub(super) fn request() -> bool {
+        use std::arch::x86_64::__cpuid_count;
+        // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 CPU.
+        let (max, edx) = unsafe { (__cpuid_count(0, 0).eax, __cpuid_count(7, 0).edx) };
+        if max < 7 || edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
+            return false;
+        }
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: u64 = 0x1023;
+        const XFEATURE_XTILEDATA: u64 = 18;
+        let ret: i64;
+        // SAFETY: a plain Linux system call with integer arguments; it only changes which
+        // register state the kernel saves for this process.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret == 0
+    }
+
+    /// The 64-byte tile configuration (palette 1): `tmm0`-`tmm3` outputs and `tmm4` the left
+    /// operand, `rows` x 16 values; `tmm5` the right, 16 pair rows x 16 columns.
+    #[repr(C, align(64))]
+    struct Config {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    impl Config {
+        fn new(rows: usize) -> Config {
+            let mut c = Config {
+                palette: 1,
+                start_row: 0,
+                reserved: [0; 14],
+                colsb: [0; 16],
+                rows: [0; 16],
+            };
+            for t in 0..6 {
+                c.colsb[t] = 64;
+                c.rows[t] = if t == 5 { 16 } else { rows as u8 };
+            }
+            c
+        }
+    }
+
+    /// Output columns per pass: four 16-column tiles.
+    const COLS: usize = 64;
+
+    /// `tmm{T} += tmm4 x (the 16 x 16 pair tile at p, row stride s bytes)`.
+    macro_rules! product {
+        ($t:literal, $p:expr, $s:expr) => {
+            asm!(
+                "tileloadd tmm5, [{p} + {s}*1]",
+                concat!("tdpbf16ps tmm", $t, ", tmm4, tmm5"),
+                p = in(reg) $p,
+                s = in(reg) $s,
+                options(nostack, readonly),
+            )
+        };
+    }
+
+    /// Store `tmm{T}` to the 16 x 16 floats at `p` (row stride `s` bytes).
+    macro_rules! store {
+        ($t:literal, $p:expr, $s:expr) => {
+            asm!(
+                concat!("tilestored [{p} + {s}*1], tmm", $t),
+                p = in(reg) $p,
+                s = in(reg) $s,
+                options(nostack),
+            )
+        };
+    }
+
+    /// [`super::gemm`] on tiles: 16 output rows x up to 64 columns at a time over all pairs,
+    /// then added to (or written over) `dst`.
+    pub(super) unsafe fn gemm(dst: &mut [f32], a: &[u32], rows: usize, b: &PackedB, acc: bool) {
+        let (n, lda, ldb) = (b.cols, b.pairs, b.stride);
+        let chunks = b.pairs.div_ceil(16);
+        let mut out = [0f32; 16 * COLS];
+        let mut configured = 0;
+        for i in (0..rows).step_by(16) {
+            let r = 16.min(rows - i);
+            if r != configured {
+                let cfg = Config::new(r);
+                asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
+                configured = r;
+            }
+            for j in (0..n).step_by(COLS) {
+                let tiles = (n - j).div_ceil(16).min(4);
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem)
+                );
+                for q in 0..chunks {
+                    let ap = a.as_ptr().add(i * lda + 16 * q);
+                    asm!(
+                        "tileloadd tmm4, [{p} + {s}*1]",
+                        p = in(reg) ap,
+                        s = in(reg) lda * 4,
+                        options(nostack, readonly),
+                    );
+                    let bp = b.data.as_ptr().add(16 * q * ldb + j);
+                    product!("0", bp, ldb * 4);
+                    if tiles > 1 {
+                        product!("1", bp.add(16), ldb * 4);
+                    }
+                    if tiles > 2 {
+                        product!("2", bp.add(32), ldb * 4);
+                    }
+                    if tiles > 3 {
+                        product!("3", bp.add(48), ldb * 4);
+                    }
+                }
+                let op = out.as_mut_ptr();
+                store!("0", op, COLS * 4);
+                if tiles > 1 {
+                    store!("1", op.add(16), COLS * 4);
+                }
+                if tiles > 2 {
+                    store!("2", op.add(32), COLS * 4);
+                }
+                if tiles > 3 {
+                    store!("3", op.add(48), COLS * 4);
+                }
+                let w = COLS.min(n - j);
+                for (y, got) in out.chunks(COLS).take(r).enumerate() {
+                    let d = &mut dst[(i + y) * n + j..(i + y) * n + j + w];
+                    if acc {
+                        d.iter_mut().zip(got).for_each(|(d, v)| *d += v);
+                    } else {
+                        d.copy_from_slice(&got[..w]);
+                    }
+                }
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
     }
 }
 
@@ -346,6 +599,18 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX-512 BF16");
             return;
         }
+        // Every kernel this machine has (AMX tiles too, where they run); the shapes cross
+        // each kernel's block edges: rows by 8 and 16, pairs by 16, columns by 16, 48 and 64.
+        for kernel in Kernel::available() {
+            eprintln!("kernel {kernel:?}");
+            products_at_every_edge(kernel);
+        }
+    }
+
+    fn products_at_every_edge(kernel: Kernel) {
+        let gemm = |dst: &mut [f32], a: &[u32], rows, b: &PackedB, acc| {
+            gemm_with(kernel, dst, a, rows, b, acc)
+        };
         for &(m, k, n) in &[
             (1, 1, 1),
             (7, 3, 5),
@@ -355,6 +620,8 @@ mod tests {
             (56, 432, 48),
             (3, 64, 144),
             (21, 96, 100),
+            (40, 300, 200),
+            (16, 31, 64),
         ] {
             let (a, b) = (exact(m * k, 1), exact(k * n, 2));
             let want = reference(&a, &b, m, k, n);
@@ -363,11 +630,14 @@ mod tests {
             let pb = PackedB::from_rows(&b, k, n);
             let mut got = vec![f32::NAN; m * n];
             gemm(&mut got, &pa, m, &pb, false);
-            assert_eq!(got, want, "a x b, m {m} k {k} n {n}");
+            assert_eq!(got, want, "{kernel:?}: a x b, m {m} k {k} n {n}");
             // Accumulating adds to what is there.
             gemm(&mut got, &pa, m, &pb, true);
             let twice: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
-            assert_eq!(got, twice, "a x b accumulated, m {m} k {k} n {n}");
+            assert_eq!(
+                got, twice,
+                "{kernel:?}: a x b accumulated, m {m} k {k} n {n}"
+            );
             // The weight gradient: a^T b over the rows of b, from (k, m)-shaped `a`.
             let at = exact(k * m, 3);
             let mut dw = vec![1.0f32; m * n];
@@ -379,7 +649,7 @@ mod tests {
                     want_t[i * n + j] += (0..k).map(|q| at[q * m + i] * b[q * n + j]).sum::<f32>();
                 }
             }
-            assert_eq!(dw, want_t, "a^T b, m {m} k {k} n {n}");
+            assert_eq!(dw, want_t, "{kernel:?}: a^T b, m {m} k {k} n {n}");
         }
     }
 
@@ -403,7 +673,8 @@ mod tests {
         let scalar: Vec<u32> = xs.chunks(2).map(|p| pair(p[0], p[1])).collect();
         let mut packed = Vec::new();
         pack_rows(&xs, 1, xs.len(), &mut packed);
-        assert_eq!(packed, scalar);
+        assert_eq!(packed[..scalar.len()], scalar);
+        assert_eq!(packed[scalar.len()..], [0; SLACK]);
     }
 
     #[test]
