@@ -350,21 +350,22 @@ mod amx {
     }
 
     /// [`super::gemm`] on tiles: 16 output rows x up to 64 columns at a time over all pairs,
-    /// then added to (or written over) `dst`.
+    /// then added to (or written over) `dst`. Columns outside, rows inside: a 64-column panel
+    /// of `b` stays in cache while every row block passes over it.
     pub(super) unsafe fn gemm(dst: &mut [f32], a: &[u32], rows: usize, b: &PackedB, acc: bool) {
         let (n, lda, ldb) = (b.cols, b.pairs, b.stride);
         let chunks = b.pairs.div_ceil(16);
         let mut out = [0f32; 16 * COLS];
         let mut configured = 0;
-        for i in (0..rows).step_by(16) {
-            let r = 16.min(rows - i);
-            if r != configured {
-                let cfg = Config::new(r);
-                asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
-                configured = r;
-            }
-            for j in (0..n).step_by(COLS) {
-                let tiles = (n - j).div_ceil(16).min(4);
+        for j in (0..n).step_by(COLS) {
+            let tiles = (n - j).div_ceil(16).min(4);
+            for i in (0..rows).step_by(16) {
+                let r = 16.min(rows - i);
+                if r != configured {
+                    let cfg = Config::new(r);
+                    asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
+                    configured = r;
+                }
                 asm!(
                     "tilezero tmm0",
                     "tilezero tmm1",
