@@ -349,6 +349,23 @@ mod amx {
         };
     }
 
+    /// `$op!` on the first `$tiles` of `tmm0`-`tmm3`, the tile `t` at `$p + 16 t` (asm names
+    /// tile registers literally, hence the unrolling).
+    macro_rules! on_tiles {
+        ($tiles:expr, $op:ident, $p:expr, $s:expr) => {
+            $op!("0", $p, $s);
+            if $tiles > 1 {
+                $op!("1", $p.add(16), $s);
+            }
+            if $tiles > 2 {
+                $op!("2", $p.add(32), $s);
+            }
+            if $tiles > 3 {
+                $op!("3", $p.add(48), $s);
+            }
+        };
+    }
+
     /// [`super::gemm`] on tiles: 16 output rows x up to 64 columns at a time over all pairs,
     /// then added to (or written over) `dst`. Columns outside, rows inside: a 64-column panel
     /// of `b` stays in cache while every row block passes over it.
@@ -382,28 +399,10 @@ mod amx {
                         options(nostack, readonly),
                     );
                     let bp = b.data.as_ptr().add(16 * q * ldb + j);
-                    product!("0", bp, ldb * 4);
-                    if tiles > 1 {
-                        product!("1", bp.add(16), ldb * 4);
-                    }
-                    if tiles > 2 {
-                        product!("2", bp.add(32), ldb * 4);
-                    }
-                    if tiles > 3 {
-                        product!("3", bp.add(48), ldb * 4);
-                    }
+                    on_tiles!(tiles, product, bp, ldb * 4);
                 }
                 let op = out.as_mut_ptr();
-                store!("0", op, COLS * 4);
-                if tiles > 1 {
-                    store!("1", op.add(16), COLS * 4);
-                }
-                if tiles > 2 {
-                    store!("2", op.add(32), COLS * 4);
-                }
-                if tiles > 3 {
-                    store!("3", op.add(48), COLS * 4);
-                }
+                on_tiles!(tiles, store, op, COLS * 4);
                 let w = COLS.min(n - j);
                 for (y, got) in out.chunks(COLS).take(r).enumerate() {
                     let d = &mut dst[(i + y) * n + j..(i + y) * n + j + w];
