@@ -714,22 +714,23 @@ fn four_mirror_images_known_answers() {
     }
 }
 
-/// The default prior (`models/shipped/deep-int8.safetensors`): three `deep` networks (8-bit,
+/// The default prior (`models/shipped/deep-int8.safetensors`): four `deep` networks (8-bit,
 /// with 10-bit weights and 11-bit maps at half resolution), log-SNR experts
 /// (spec/reconstruction.md#log-snr-experts), over four mirror images. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x845A_19B0_AC29_F5C0;
-const DEEP_INT8_MODEL_ID: u64 = 0xCC46_DA1F_88E6_16BF;
-const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 9] = [
-    (24, 40, -4.0, 0x8F5A_58C0_BDE3_4102),
-    (24, 40, -1.0, 0xC625_3F02_BB83_2F31),
-    (24, 40, 0.5, 0x2921_D132_1046_2D30),
-    (24, 40, 1.0, 0x58AC_0989_AA25_5A28),
-    (24, 40, 3.0, 0x7AB5_C8E9_1C90_76A3),
-    (24, 40, 3.26, 0x32E9_E9A7_E187_E01E),
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x55D6_3B2F_1CD3_B095;
+const DEEP_INT8_MODEL_ID: u64 = 0x55DB_FD4E_45B2_2D7E;
+const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
+    (24, 40, -4.0, 0xB8E9_4982_7561_D777),
+    (24, 40, -1.0, 0xD4AF_3148_7B28_403E),
+    (24, 40, 0.5, 0x14E6_D086_06F9_18CD),
+    (24, 40, 1.0, 0xED36_A22F_1C63_9A31),
+    (24, 40, 3.0, 0x7EB6_CE90_6F38_A994),
+    (24, 40, 3.26, 0x027B_0AE9_8620_C35C),
+    (24, 40, 4.0, 0x390F_CC10_0BC1_9E58),
     (24, 40, 4.5, 0x59CB_DC1C_B208_E24D),
     (24, 40, 9.0, 0xBA8A_E0F1_47EE_7E3C),
-    (13, 29, 3.26, 0x1C08_38F6_B529_8AD7),
+    (13, 29, 3.26, 0x719A_2F3A_CEB9_E955),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
@@ -759,7 +760,7 @@ fn experts_prior_known_answers() {
     assert_eq!(shipped.model_id(), DEEP_INT8_MODEL_ID);
     let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
     let parts = experts::parse(&weights).unwrap();
-    assert_eq!(parts.bounds, [3.0, 4.5]);
+    assert_eq!(parts.bounds, [3.0, 4.0, 4.5]);
     // An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
     let err = IntDenoiser::from_safetensors_bytes("x", "tiny", parts.experts[0])
         .err()

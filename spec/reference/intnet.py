@@ -67,6 +67,8 @@ MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
+          "deep-int8-s125732": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-s125732-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s95064": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-s95064-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s89359": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
@@ -622,20 +624,21 @@ INT8_KNOWN_ANSWERS = {
 # with 10-bit weights and 11-bit maps at half resolution (spec/reconstruction.md#log-snr-experts,
 # spec/integer-network.md), over four mirror images, pinned the same way (`experts_prior_known_answers`
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
-# multiscale halvings, and both bounds exactly.
+# multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0x845A19B0AC29F5C0
-DEEP8_MODEL_ID = 0xCC46DA1F88E616BF
+DEEP8_WEIGHTS_FNV = 0x55D63B2F1CD3B095
+DEEP8_MODEL_ID = 0x55DBFD4E45B22D7E
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0x8F5A58C0BDE34102,
-    (24, 40, -1.0): 0xC6253F02BB832F31,
-    (24, 40, 0.5): 0x2921D13210462D30,
-    (24, 40, 1.0): 0x58AC0989AA255A28,
-    (24, 40, 3.0): 0x7AB5C8E91C9076A3,
-    (24, 40, 3.26): 0x32E9E9A7E187E01E,
+    (24, 40, -4.0): 0xB8E949827561D777,
+    (24, 40, -1.0): 0xD4AF31487B28403E,
+    (24, 40, 0.5): 0x14E6D08606F918CD,
+    (24, 40, 1.0): 0xED36A22F1C639A31,
+    (24, 40, 3.0): 0x7EB6CE906F38A994,
+    (24, 40, 3.26): 0x027B0AE98620C35C,
+    (24, 40, 4.0): 0x390FCC100BC19E58,
     (24, 40, 4.5): 0x59CBDC1CB208E24D,
     (24, 40, 9.0): 0xBA8AE0F147EE7E3C,
-    (13, 29, 3.26): 0x1C0838F6B5298AD7,
+    (13, 29, 3.26): 0x719A2F3ACEB9E955,
 }
 
 
@@ -753,7 +756,7 @@ def self_check(path=DEFAULT_WEIGHTS):
     experts = open(DEEP8_WEIGHTS, "rb").read()
     prior_x = check_pins(experts, "deep-int8", DEEP8_WEIGHTS_FNV, DEEP8_MODEL_ID,
                          DEEP8_KNOWN_ANSWERS)
-    assert len(prior_x.nets) == 3 and prior_x.bounds == [3.0, 4.5], prior_x.bounds
+    assert len(prior_x.nets) == 4 and prior_x.bounds == [3.0, 4.0, 4.5], prior_x.bounds
     # An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
     try:
         IntNet(parse_experts(experts)[1][0], "tiny")
@@ -795,9 +798,9 @@ def self_check(path=DEFAULT_WEIGHTS):
 
 
 # Where new pins are computed (`--pins`): every expert, directly and through the multiscale
-# halvings, both default bounds exactly, an odd size.
+# halvings, every default bound exactly, an odd size.
 PIN_CASES = [(24, 40, -4.0), (24, 40, -1.0), (24, 40, 0.5), (24, 40, 1.0), (24, 40, 3.0),
-             (24, 40, 3.26),
+             (24, 40, 3.26), (24, 40, 4.0),
              (24, 40, 4.5), (24, 40, 9.0), (13, 29, 3.26)]
 
 
