@@ -1145,6 +1145,12 @@ mod tests {
             channels: [12, 8, 16],
             depth: [2, 3, 3],
             up_depth: [2, 2],
+            // A non-local mean joins an existing layer: its new inputs start unread.
+            nonlocal: Some(crate::prior::net::NonLocal {
+                layer: 0,
+                k: 3,
+                radius: 2,
+            }),
             ..small.clone()
         };
         let dir = std::env::temp_dir().join(format!("diffc-grow-test-{}", std::process::id()));

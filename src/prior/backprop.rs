@@ -18,11 +18,13 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::bf16::Products;
+use super::engine::with_nonlocal_mean;
 use super::engine::{
     compose_x, conv_forward, conv_layers, gathered_gemm, input_map, up_into, weight_grad, Conv,
     Engine, Gather, Map, Pool,
 };
 use super::net::sigma_f;
+use super::nonlocal::{concat_mean_back, Dims, NonLocal};
 
 /// One training batch: clean images `x` and noisy `z`, planar `(N, 3, H, W)`, per-sample
 /// log-SNR and loss weight. The loss is `mean_n weight_n * mean((x_hat_n - x_n)^2)`.
@@ -61,13 +63,48 @@ struct Acts {
 }
 
 fn stack_forward(pool: &mut Pool, layers: &[Conv], emb: &[f32], input: &Map) -> Vec<Map> {
+    stack_forward_joined(pool, layers, emb, input, None).0
+}
+
+/// The input of the layer that receives a non-local mean, kept for the backward pass.
+struct Joined {
+    layer: usize,
+    /// `[x, mean]`, twice the channels of `x`.
+    map: Map,
+    /// The matches the mean averaged ([`super::nonlocal::matches`]).
+    idx: Vec<u32>,
+    k: usize,
+}
+
+/// A stack of ReLU 3x3 layers whose layer `nl.layer` (if any) receives `[x, non-local mean]`.
+fn stack_forward_joined(
+    pool: &mut Pool,
+    layers: &[Conv],
+    emb: &[f32],
+    input: &Map,
+    nl: Option<NonLocal>,
+) -> (Vec<Map>, Option<Joined>) {
     let mut outs: Vec<Map> = Vec::with_capacity(layers.len());
-    for l in layers {
+    let mut joined = None;
+    for (i, l) in layers.iter().enumerate() {
         let x = outs.last().unwrap_or(input);
-        let y = conv_forward(pool, l, emb, x, Gather::Taps3x3, true);
+        let y = match nl.filter(|nl| nl.layer == i) {
+            Some(nl) => {
+                let (map, idx) = with_nonlocal_mean(pool, x, nl);
+                let y = conv_forward(pool, l, emb, &map, Gather::Taps3x3, true);
+                joined = Some(Joined {
+                    layer: i,
+                    map,
+                    idx,
+                    k: nl.k,
+                });
+                y
+            }
+            None => conv_forward(pool, l, emb, x, Gather::Taps3x3, true),
+        };
         outs.push(y);
     }
-    outs
+    (outs, joined)
 }
 
 /// `dy *= (0 < y < cap)`: through a ReLU whose output was `y`, clipped at `cap` when the map
@@ -136,17 +173,37 @@ fn stack_backward(
     mut dy: Map,
     need_dx: bool,
     products: Products,
+    joined: Option<&Joined>,
 ) -> Option<Map> {
     for i in (0..layers.len()).rev() {
         relu_back(&mut dy, &outs[i], layers[i].act_cap());
-        let x = if i == 0 { input } else { &outs[i - 1] };
+        let plain = if i == 0 { input } else { &outs[i - 1] };
+        let joined = joined.filter(|j| j.layer == i);
+        let x = joined.map_or(plain, |j| &j.map);
         let (dw, db) = weight_grad(&dy, Gather::Pointwise, x, Gather::Taps3x3, products);
         col.layer(&names[i], dw, db);
         if i == 0 && !need_dx {
             return None;
         }
         let adj = layers[i].mirrored_taps();
-        let dx = gathered_gemm(pool, &dy, Gather::Taps3x3, &adj, x.c, products, |_, _| {});
+        let mut dx = gathered_gemm(pool, &dy, Gather::Taps3x3, &adj, x.c, products, |_, _| {});
+        if let Some(j) = joined {
+            let d = Dims {
+                n: plain.n,
+                h: plain.h,
+                w: plain.w,
+                c: plain.c,
+            };
+            let data = concat_mean_back(&dx.data, d, &j.idx, j.k);
+            let folded = Map {
+                n: d.n,
+                h: d.h,
+                w: d.w,
+                c: d.c,
+                data,
+            };
+            pool.give(std::mem::replace(&mut dx, folded).data);
+        }
         pool.give(std::mem::replace(&mut dy, dx).data);
     }
     Some(dy)
@@ -173,7 +230,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
     let enc2 = stack_forward(&mut pool, &engine.enc2, &emb, &d1);
     let s2 = enc2.last().expect("depth > 0");
     let d2 = conv_forward(&mut pool, &engine.down2, &emb, s2, Gather::Unshuffle, true);
-    let mid = stack_forward(&mut pool, &engine.mid, &emb, &d2);
+    let (mid, joined) = stack_forward_joined(&mut pool, &engine.mid, &emb, &d2, cfg.nonlocal);
     let mut u2 = s2.clone();
     up_into(&engine.up2, &emb, mid.last().expect("depth > 0"), &mut u2);
     let dec2 = stack_forward(&mut pool, &engine.dec2, &emb, &u2);
@@ -256,6 +313,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         dy,
         true,
         p,
+        None,
     )
     .expect("need_dx");
 
@@ -293,6 +351,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ddec2,
         true,
         p,
+        None,
     )
     .expect("need_dx");
     let (mut ds2, dmid) = up(
@@ -314,6 +373,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         dmid,
         true,
         p,
+        joined.as_ref(),
     )
     .expect("need_dx");
 
@@ -352,6 +412,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ds2,
         true,
         p,
+        None,
     )
     .expect("need_dx");
     down(
@@ -374,6 +435,7 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ds1,
         false,
         p,
+        None,
     );
 
     // The per-image biases come from the lambda embedding: fold them into it.
@@ -586,9 +648,13 @@ mod tests {
         assert!(norm(&clipped[&format!("{}.w", out.0)]) > 0.0);
     }
 
-    /// Both test networks against autograd.
+    /// The test networks against autograd.
     fn compare_nets(products: Products, tol: f32) {
-        for (name, shape) in [("test", (3, 16, 24)), ("tiny", (2, 16, 16))] {
+        for (name, shape) in [
+            ("test", (3, 16, 24)),
+            ("test-nl", (2, 32, 40)),
+            ("tiny", (2, 16, 16)),
+        ] {
             compare(&NetConfig::by_name(name).unwrap(), shape, products, tol);
         }
     }

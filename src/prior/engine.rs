@@ -26,6 +26,7 @@ use rayon::prelude::*;
 
 use super::bf16::{self, PackedB, Products};
 use super::net::{alpha_f, lambda_features, sigma_f, DenoiserNet, NetConfig};
+use super::nonlocal::{concat_mean, matches, Dims, NonLocal};
 
 /// Bytes of gathered input one block may hold (a block is at least 16 pixels).
 const BLOCK_BYTES: usize = 96 << 10;
@@ -230,7 +231,9 @@ pub(crate) fn conv_layers(cfg: &NetConfig) -> Vec<(String, usize, usize)> {
     v.push(("down1".into(), 4 * c1, c2));
     stack(&mut v, "enc2", c2, c2, cfg.depth[1]);
     v.push(("down2".into(), 4 * c2, c3));
-    stack(&mut v, "mid", c3, c3, cfg.depth[2]);
+    for i in 0..cfg.depth[2] {
+        v.push((format!("mid.{i}"), 9 * cfg.mid_cin(i), c3));
+    }
     v.push(("up2".into(), c3, 4 * c2));
     stack(&mut v, "dec2", c2, c2, cfg.up_depth[0]);
     v.push(("up1".into(), c2, 4 * c1));
@@ -411,7 +414,19 @@ impl Engine {
         let x = run(&mut pool, x, &self.enc2);
         let mut s2 = x;
         let x = conv(&mut pool, &self.down2, &emb, &s2, Gather::Unshuffle, true);
-        let x = run(&mut pool, x, &self.mid);
+        let x = self.mid.iter().enumerate().fold(x, |x, (i, l)| {
+            let x = match self.cfg.nonlocal.filter(|nl| nl.layer == i) {
+                Some(nl) => {
+                    let (joined, _) = with_nonlocal_mean(&mut pool, &x, nl);
+                    pool.give(x.data);
+                    joined
+                }
+                None => x,
+            };
+            let y = conv(&mut pool, l, &emb, &x, Gather::Taps3x3, true);
+            pool.give(x.data);
+            y
+        });
         up_into(&self.up2, &emb, &x, &mut s2);
         pool.give(x.data);
         let x = run(&mut pool, s2, &self.dec2);
@@ -425,6 +440,25 @@ impl Engine {
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         out
     }
+}
+
+/// `[x, its non-local mean]` (twice the channels) and the matches it averaged.
+pub(crate) fn with_nonlocal_mean(pool: &mut Pool, x: &Map, nl: NonLocal) -> (Map, Vec<u32>) {
+    let d = Dims {
+        n: x.n,
+        h: x.h,
+        w: x.w,
+        c: x.c,
+    };
+    let idx = matches(&x.data, d, nl);
+    let mut data = pool.take(2 * x.data.len());
+    concat_mean(&x.data, d, &idx, nl.k, &mut data);
+    let joined = Map {
+        c: 2 * x.c,
+        data,
+        ..*x
+    };
+    (joined, idx)
 }
 
 /// The network's input at half resolution: 12 unshuffled channels of `z` (planar
@@ -912,6 +946,7 @@ pub(crate) mod tests {
     #[test]
     fn matches_graph_on_random_weights() {
         compare(&NetConfig::by_name("test").unwrap(), 24, 40);
+        compare(&NetConfig::by_name("test-nl").unwrap(), 32, 48);
         compare(&NetConfig::by_name("tiny").unwrap(), 48, 72);
     }
 }

@@ -758,6 +758,11 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
     use safetensors::tensor::Dtype;
     use safetensors::SafeTensors;
     let cfg = NetConfig::by_name(arch).ok_or_else(|| Error::UnknownModel(arch.to_string()))?;
+    if cfg.nonlocal.is_some() {
+        return Err(bad(format!(
+            "{arch} matches blocks non-locally: it has no integer form yet"
+        )));
+    }
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
     let fmt = meta
         .metadata()

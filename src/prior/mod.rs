@@ -72,6 +72,7 @@ pub mod intnet;
 pub mod mirrors;
 pub mod multiscale;
 pub mod net;
+pub mod nonlocal;
 #[cfg(feature = "train")]
 pub mod quantize;
 

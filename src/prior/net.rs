@@ -27,6 +27,8 @@ use super::{Denoiser, Planes};
 use crate::error::{Error, Result};
 
 pub use super::fnv1a64;
+pub use super::nonlocal::NonLocal;
+use super::nonlocal::{concat_mean, concat_mean_back, matches, Dims};
 
 /// Architecture hyper-parameters of a [`DenoiserNet`].
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +43,8 @@ pub struct NetConfig {
     pub n_freq: usize,
     /// Width of the lambda-embedding MLP.
     pub emb_dim: usize,
+    /// Block matching at 1/8 resolution ([`NonLocal`]), if any.
+    pub nonlocal: Option<NonLocal>,
 }
 
 impl Default for NetConfig {
@@ -51,6 +55,7 @@ impl Default for NetConfig {
             up_depth: [2, 2],
             n_freq: 16,
             emb_dim: 128,
+            nonlocal: None,
         }
     }
 }
@@ -82,6 +87,16 @@ impl NetConfig {
                 up_depth: [3, 3],
                 ..NetConfig::default()
             }),
+            // Non-local pilot: `deep` with block matching before the third 1/8-resolution
+            // layer (the 8 nearest of the 15x15 positions around, 120 pixels across).
+            "deep-nl" => Some(NetConfig {
+                nonlocal: Some(NonLocal {
+                    layer: 2,
+                    k: 8,
+                    radius: 7,
+                }),
+                ..NetConfig::by_name("deep")?
+            }),
             // Prior-v2 pilot grown from `tiny`: 64 channels at 1/2 and 128 at 1/4 resolution
             // (FFDNet-style capacity at high resolution); ~1.6x tiny's FLOPs.
             "wide" => Some(NetConfig {
@@ -95,8 +110,27 @@ impl NetConfig {
                 up_depth: [1, 1],
                 n_freq: 4,
                 emb_dim: 8,
+                nonlocal: None,
+            }),
+            "test-nl" => Some(NetConfig {
+                nonlocal: Some(NonLocal {
+                    layer: 0,
+                    k: 3,
+                    radius: 2,
+                }),
+                ..NetConfig::by_name("test")?
             }),
             _ => None,
+        }
+    }
+
+    /// Input channels of layer `i` of the 1/8-resolution stack: twice the channels where the
+    /// non-local mean joins the map.
+    pub fn mid_cin(&self, i: usize) -> usize {
+        let c = self.channels[2];
+        match self.nonlocal {
+            Some(nl) if nl.layer == i => 2 * c,
+            _ => c,
         }
     }
 
@@ -110,7 +144,8 @@ impl NetConfig {
     pub fn receptive_radius(&self) -> usize {
         let r_half = 1 + self.up_depth[1];
         let r_quarter = r_half.div_ceil(2) + self.up_depth[0];
-        let r_eighth = r_quarter.div_ceil(2) + self.depth[2];
+        let r_eighth =
+            r_quarter.div_ceil(2) + self.depth[2] + self.nonlocal.map_or(0, |nl| nl.radius);
         let r_quarter = 2 * r_eighth + 1 + self.depth[1];
         let r_half = 2 * r_quarter + 1 + self.depth[0];
         2 * r_half + 1
@@ -125,6 +160,11 @@ impl NetConfig {
         f += (self.depth[0] - 1) as f64 * conv(c1, c1, 4.0);
         f += pw(4 * c1, c2, 16.0) + self.depth[1] as f64 * conv(c2, c2, 16.0);
         f += pw(4 * c2, c3, 64.0) + self.depth[2] as f64 * conv(c3, c3, 64.0);
+        if let Some(nl) = self.nonlocal {
+            // The receiving layer's second half, and the distances to every candidate.
+            let window = ((2 * nl.radius + 1) * (2 * nl.radius + 1)) as f64;
+            f += conv(c3, c3, 64.0) + 3.0 * window * c3 as f64 / 64.0;
+        }
         f += pw(c3, 4 * c2, 64.0) + self.up_depth[0] as f64 * conv(c2, c2, 16.0);
         f += pw(c2, 4 * c1, 16.0) + self.up_depth[1] as f64 * conv(c1, c1, 4.0);
         f += conv(c1, 12, 4.0);
@@ -347,6 +387,45 @@ impl candle_core::CustomOp2 for ReluMask {
 }
 
 /// `relu(y + b)` with `y` `(N, P, C)` and `b` `(N, C)` broadcast over `P`.
+/// `(N, H, W, C)` -> `(N, H, W, 2 C)`: the map and its non-local mean ([`super::nonlocal`]);
+/// the backward pass holds the matches fixed.
+struct NonLocalMean(NonLocal);
+
+fn nhwc(l: &Layout) -> candle_core::Result<Dims> {
+    let (n, h, w, c) = dims4(l)?;
+    Ok(Dims { n, h, w, c })
+}
+
+impl candle_core::CustomOp1 for NonLocalMean {
+    fn name(&self) -> &'static str {
+        "nonlocal-mean"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l)?;
+        let d = nhwc(l)?;
+        let idx = matches(x, d, self.0);
+        let mut out = vec![0f32; 2 * x.len()];
+        concat_mean(x, d, &idx, self.0.k, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((d.n, d.h, d.w, 2 * d.c))))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (n, h, w, c) = arg.dims4()?;
+        let d = Dims { n, h, w, c };
+        let x: Vec<f32> = arg.flatten_all()?.to_vec1()?;
+        let g: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
+        let idx = matches(&x, d, self.0);
+        let dx = concat_mean_back(&g, d, &idx, self.0.k);
+        Ok(Some(Tensor::from_vec(dx, (n, h, w, c), arg.device())?))
+    }
+}
+
 fn bias_relu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if y.device().is_cpu() {
         y.contiguous()?.apply_op2(&b.contiguous()?, BiasRelu)
@@ -539,7 +618,18 @@ impl DenoiserNet {
             down1: Conv::new(vb.pp("down1"), 4 * c1, c2, false, e, false)?,
             enc2: stack("enc2", c2, c2, cfg.depth[1])?,
             down2: Conv::new(vb.pp("down2"), 4 * c2, c3, false, e, false)?,
-            mid: stack("mid", c3, c3, cfg.depth[2])?,
+            mid: (0..cfg.depth[2])
+                .map(|i| {
+                    Conv::new(
+                        vb.pp(format!("mid.{i}")),
+                        cfg.mid_cin(i),
+                        c3,
+                        true,
+                        e,
+                        false,
+                    )
+                })
+                .collect::<candle_core::Result<_>>()?,
             up2: Conv::new(vb.pp("up2"), c3, 4 * c2, false, e, false)?,
             dec2: stack("dec2", c2, c2, cfg.up_depth[0])?,
             up1: Conv::new(vb.pp("up1"), c2, 4 * c1, false, e, false)?,
@@ -622,7 +712,10 @@ impl DenoiserNet {
         }
         let s2 = x.clone();
         x = self.down2.forward_relu(&unshuffle(&x)?, &emb)?;
-        for l in &self.mid {
+        for (i, l) in self.mid.iter().enumerate() {
+            if let Some(nl) = self.cfg.nonlocal.filter(|nl| nl.layer == i) {
+                x = x.contiguous()?.apply_op1(NonLocalMean(nl))?;
+            }
             x = l.forward_relu(&x, &emb)?;
         }
         x = (shuffle(&self.up2.forward(&x, &emb)?)? + s2)?.relu()?;
