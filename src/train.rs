@@ -1145,12 +1145,8 @@ mod tests {
             channels: [12, 8, 16],
             depth: [2, 3, 3],
             up_depth: [2, 2],
-            // A non-local mean joins an existing layer: its new inputs start unread.
-            nonlocal: Some(crate::prior::net::NonLocal {
-                layer: 0,
-                k: 3,
-                radius: 2,
-            }),
+            // Block matching's input planes join the first layer: they start unread.
+            nonlocal: NetConfig::by_name("test-nl").unwrap().nonlocal,
             ..small.clone()
         };
         let dir = std::env::temp_dir().join(format!("diffc-grow-test-{}", std::process::id()));

@@ -18,13 +18,11 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::bf16::Products;
-use super::engine::with_nonlocal_mean;
 use super::engine::{
     compose_x, conv_forward, conv_layers, gathered_gemm, input_map, up_into, weight_grad, Conv,
     Engine, Gather, Map, Pool,
 };
 use super::net::sigma_f;
-use super::nonlocal::{concat_mean_back, Dims, NonLocal};
 
 /// One training batch: clean images `x` and noisy `z`, planar `(N, 3, H, W)`, per-sample
 /// log-SNR and loss weight. The loss is `mean_n weight_n * mean((x_hat_n - x_n)^2)`.
@@ -63,48 +61,13 @@ struct Acts {
 }
 
 fn stack_forward(pool: &mut Pool, layers: &[Conv], emb: &[f32], input: &Map) -> Vec<Map> {
-    stack_forward_joined(pool, layers, emb, input, None).0
-}
-
-/// The input of the layer that receives a non-local mean, kept for the backward pass.
-struct Joined {
-    layer: usize,
-    /// `[x, mean]`, twice the channels of `x`.
-    map: Map,
-    /// The matches the mean averaged ([`super::nonlocal::matches`]).
-    idx: Vec<u32>,
-    k: usize,
-}
-
-/// A stack of ReLU 3x3 layers whose layer `nl.layer` (if any) receives `[x, non-local mean]`.
-fn stack_forward_joined(
-    pool: &mut Pool,
-    layers: &[Conv],
-    emb: &[f32],
-    input: &Map,
-    nl: Option<NonLocal>,
-) -> (Vec<Map>, Option<Joined>) {
     let mut outs: Vec<Map> = Vec::with_capacity(layers.len());
-    let mut joined = None;
-    for (i, l) in layers.iter().enumerate() {
+    for l in layers {
         let x = outs.last().unwrap_or(input);
-        let y = match nl.filter(|nl| nl.layer == i) {
-            Some(nl) => {
-                let (map, idx) = with_nonlocal_mean(pool, x, nl);
-                let y = conv_forward(pool, l, emb, &map, Gather::Taps3x3, true);
-                joined = Some(Joined {
-                    layer: i,
-                    map,
-                    idx,
-                    k: nl.k,
-                });
-                y
-            }
-            None => conv_forward(pool, l, emb, x, Gather::Taps3x3, true),
-        };
+        let y = conv_forward(pool, l, emb, x, Gather::Taps3x3, true);
         outs.push(y);
     }
-    (outs, joined)
+    outs
 }
 
 /// `dy *= (0 < y < cap)`: through a ReLU whose output was `y`, clipped at `cap` when the map
@@ -173,37 +136,17 @@ fn stack_backward(
     mut dy: Map,
     need_dx: bool,
     products: Products,
-    joined: Option<&Joined>,
 ) -> Option<Map> {
     for i in (0..layers.len()).rev() {
         relu_back(&mut dy, &outs[i], layers[i].act_cap());
-        let plain = if i == 0 { input } else { &outs[i - 1] };
-        let joined = joined.filter(|j| j.layer == i);
-        let x = joined.map_or(plain, |j| &j.map);
+        let x = if i == 0 { input } else { &outs[i - 1] };
         let (dw, db) = weight_grad(&dy, Gather::Pointwise, x, Gather::Taps3x3, products);
         col.layer(&names[i], dw, db);
         if i == 0 && !need_dx {
             return None;
         }
         let adj = layers[i].mirrored_taps();
-        let mut dx = gathered_gemm(pool, &dy, Gather::Taps3x3, &adj, x.c, products, |_, _| {});
-        if let Some(j) = joined {
-            let d = Dims {
-                n: plain.n,
-                h: plain.h,
-                w: plain.w,
-                c: plain.c,
-            };
-            let data = concat_mean_back(&dx.data, d, &j.idx, j.k);
-            let folded = Map {
-                n: d.n,
-                h: d.h,
-                w: d.w,
-                c: d.c,
-                data,
-            };
-            pool.give(std::mem::replace(&mut dx, folded).data);
-        }
+        let dx = gathered_gemm(pool, &dy, Gather::Taps3x3, &adj, x.c, products, |_, _| {});
         pool.give(std::mem::replace(&mut dy, dx).data);
     }
     Some(dy)
@@ -223,14 +166,14 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
     let (feats, e1, emb) = engine.embed(b.lambdas);
 
     // Forward, keeping every activation.
-    let x0 = input_map(&mut pool, b.z, n, h, w, b.lambdas);
+    let x0 = input_map(&mut pool, b.z, n, h, w, b.lambdas, cfg.nonlocal);
     let enc1 = stack_forward(&mut pool, &engine.enc1, &emb, &x0);
     let s1 = enc1.last().expect("depth > 0");
     let d1 = conv_forward(&mut pool, &engine.down1, &emb, s1, Gather::Unshuffle, true);
     let enc2 = stack_forward(&mut pool, &engine.enc2, &emb, &d1);
     let s2 = enc2.last().expect("depth > 0");
     let d2 = conv_forward(&mut pool, &engine.down2, &emb, s2, Gather::Unshuffle, true);
-    let (mid, joined) = stack_forward_joined(&mut pool, &engine.mid, &emb, &d2, cfg.nonlocal);
+    let mid = stack_forward(&mut pool, &engine.mid, &emb, &d2);
     let mut u2 = s2.clone();
     up_into(&engine.up2, &emb, mid.last().expect("depth > 0"), &mut u2);
     let dec2 = stack_forward(&mut pool, &engine.dec2, &emb, &u2);
@@ -313,7 +256,6 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         dy,
         true,
         p,
-        None,
     )
     .expect("need_dx");
 
@@ -351,7 +293,6 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ddec2,
         true,
         p,
-        None,
     )
     .expect("need_dx");
     let (mut ds2, dmid) = up(
@@ -373,7 +314,6 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         dmid,
         true,
         p,
-        joined.as_ref(),
     )
     .expect("need_dx");
 
@@ -412,7 +352,6 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ds2,
         true,
         p,
-        None,
     )
     .expect("need_dx");
     down(
@@ -435,7 +374,6 @@ pub fn loss_and_gradients(engine: &Engine, b: &Batch) -> (f64, Gradients) {
         ds1,
         false,
         p,
-        None,
     );
 
     // The per-image biases come from the lambda embedding: fold them into it.

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::bf16::{self, PackedB, Products};
 use super::net::{alpha_f, lambda_features, sigma_f, DenoiserNet, NetConfig};
-use super::nonlocal::{concat_mean, matches, Dims, NonLocal};
+use super::nonlocal::{block_mean, NonLocal};
 
 /// Bytes of gathered input one block may hold (a block is at least 16 pixels).
 const BLOCK_BYTES: usize = 96 << 10;
@@ -227,13 +227,11 @@ pub(crate) fn conv_layers(cfg: &NetConfig) -> Vec<(String, usize, usize)> {
             v.push((format!("{name}.{i}"), 9 * if i == 0 { cin } else { c }, c));
         }
     };
-    stack(&mut v, "enc1", 14, c1, cfg.depth[0]);
+    stack(&mut v, "enc1", cfg.in_channels(), c1, cfg.depth[0]);
     v.push(("down1".into(), 4 * c1, c2));
     stack(&mut v, "enc2", c2, c2, cfg.depth[1]);
     v.push(("down2".into(), 4 * c2, c3));
-    for i in 0..cfg.depth[2] {
-        v.push((format!("mid.{i}"), 9 * cfg.mid_cin(i), c3));
-    }
+    stack(&mut v, "mid", c3, c3, cfg.depth[2]);
     v.push(("up2".into(), c3, 4 * c2));
     stack(&mut v, "dec2", c2, c2, cfg.up_depth[0]);
     v.push(("up1".into(), c2, 4 * c1));
@@ -399,7 +397,7 @@ impl Engine {
         );
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         let (_, _, emb) = self.embed(&[lambda]);
-        let mut x = input_map(&mut pool, z, 1, h, w, &[lambda]);
+        let mut x = input_map(&mut pool, z, 1, h, w, &[lambda], self.cfg.nonlocal);
 
         let run = |pool: &mut Pool, x: Map, layers: &[Conv]| -> Map {
             layers.iter().fold(x, |x, l| {
@@ -414,19 +412,7 @@ impl Engine {
         let x = run(&mut pool, x, &self.enc2);
         let mut s2 = x;
         let x = conv(&mut pool, &self.down2, &emb, &s2, Gather::Unshuffle, true);
-        let x = self.mid.iter().enumerate().fold(x, |x, (i, l)| {
-            let x = match self.cfg.nonlocal.filter(|nl| nl.layer == i) {
-                Some(nl) => {
-                    let (joined, _) = with_nonlocal_mean(&mut pool, &x, nl);
-                    pool.give(x.data);
-                    joined
-                }
-                None => x,
-            };
-            let y = conv(&mut pool, l, &emb, &x, Gather::Taps3x3, true);
-            pool.give(x.data);
-            y
-        });
+        let x = run(&mut pool, x, &self.mid);
         up_into(&self.up2, &emb, &x, &mut s2);
         pool.give(x.data);
         let x = run(&mut pool, s2, &self.dec2);
@@ -442,27 +428,9 @@ impl Engine {
     }
 }
 
-/// `[x, its non-local mean]` (twice the channels) and the matches it averaged.
-pub(crate) fn with_nonlocal_mean(pool: &mut Pool, x: &Map, nl: NonLocal) -> (Map, Vec<u32>) {
-    let d = Dims {
-        n: x.n,
-        h: x.h,
-        w: x.w,
-        c: x.c,
-    };
-    let idx = matches(&x.data, d, nl);
-    let mut data = pool.take(2 * x.data.len());
-    concat_mean(&x.data, d, &idx, nl.k, &mut data);
-    let joined = Map {
-        c: 2 * x.c,
-        data,
-        ..*x
-    };
-    (joined, idx)
-}
-
 /// The network's input at half resolution: 12 unshuffled channels of `z` (planar
-/// `(N, 3, H, W)`) and the two noise-level planes.
+/// `(N, 3, H, W)`), the two noise-level planes, and with block matching ([`NonLocal`]) 12
+/// unshuffled channels of `z`'s block-matched mean.
 pub(crate) fn input_map(
     pool: &mut Pool,
     z: &[f32],
@@ -470,32 +438,41 @@ pub(crate) fn input_map(
     h: usize,
     w: usize,
     lambdas: &[f32],
+    nl: Option<NonLocal>,
 ) -> Map {
     let (h2, w2) = (h / 2, w / 2);
-    let mut data = pool.take(n * h2 * w2 * 14);
-    data.par_chunks_mut(w2 * 14)
+    let matched = nl.map(|nl| block_mean(z, n, h, w, nl));
+    let c = if nl.is_some() { 26 } else { 14 };
+    let mut data = pool.take(n * h2 * w2 * c);
+    data.par_chunks_mut(w2 * c)
         .enumerate()
         .for_each(|(r, row)| {
             let (img, y) = (r / h2, r % h2);
             let l = lambdas[img];
             let planes = [l / 12.0, (1.0 / (1.0 + (l as f64).exp())) as f32];
-            let zi = &z[img * 3 * h * w..(img + 1) * 3 * h * w];
-            for (xx, px) in row.chunks_mut(14).enumerate() {
+            let at = img * 3 * h * w..(img + 1) * 3 * h * w;
+            let zi = &z[at.clone()];
+            let mi = matched.as_ref().map(|m| &m[at]);
+            for (xx, px) in row.chunks_mut(c).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
-                        for c in 0..3 {
-                            px[(dy * 2 + dx) * 3 + c] = zi[(c * h + 2 * y + dy) * w + 2 * xx + dx];
+                        for ch in 0..3 {
+                            let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
+                            px[(dy * 2 + dx) * 3 + ch] = zi[i];
+                            if let Some(mi) = mi {
+                                px[14 + (dy * 2 + dx) * 3 + ch] = mi[i];
+                            }
                         }
                     }
                 }
-                px[12..].copy_from_slice(&planes);
+                px[12..14].copy_from_slice(&planes);
             }
         });
     Map {
         n,
         h: h2,
         w: w2,
-        c: 14,
+        c,
         data,
     }
 }

@@ -27,8 +27,8 @@ use super::{Denoiser, Planes};
 use crate::error::{Error, Result};
 
 pub use super::fnv1a64;
+use super::nonlocal::block_mean;
 pub use super::nonlocal::NonLocal;
-use super::nonlocal::{concat_mean, concat_mean_back, matches, Dims};
 
 /// Architecture hyper-parameters of a [`DenoiserNet`].
 #[derive(Clone, Debug, PartialEq)]
@@ -43,7 +43,7 @@ pub struct NetConfig {
     pub n_freq: usize,
     /// Width of the lambda-embedding MLP.
     pub emb_dim: usize,
-    /// Block matching at 1/8 resolution ([`NonLocal`]), if any.
+    /// Block matching on the input ([`NonLocal`]), if any: its mean joins the input planes.
     pub nonlocal: Option<NonLocal>,
 }
 
@@ -87,13 +87,14 @@ impl NetConfig {
                 up_depth: [3, 3],
                 ..NetConfig::default()
             }),
-            // Non-local pilot: `deep` with block matching before the third 1/8-resolution
-            // layer (the 8 nearest of the 15x15 positions around, 120 pixels across).
+            // Non-local pilot: `deep` with the block-matched mean of the latent as input (8x8
+            // tiles, the 8 nearest blocks with corners within 16 pixels on a 2-pixel grid).
             "deep-nl" => Some(NetConfig {
                 nonlocal: Some(NonLocal {
-                    layer: 2,
+                    block: 8,
+                    radius: 16,
+                    step: 2,
                     k: 8,
-                    radius: 7,
                 }),
                 ..NetConfig::by_name("deep")?
             }),
@@ -114,9 +115,10 @@ impl NetConfig {
             }),
             "test-nl" => Some(NetConfig {
                 nonlocal: Some(NonLocal {
-                    layer: 0,
+                    block: 8,
+                    radius: 4,
+                    step: 2,
                     k: 3,
-                    radius: 2,
                 }),
                 ..NetConfig::by_name("test")?
             }),
@@ -124,13 +126,13 @@ impl NetConfig {
         }
     }
 
-    /// Input channels of layer `i` of the 1/8-resolution stack: twice the channels where the
-    /// non-local mean joins the map.
-    pub fn mid_cin(&self, i: usize) -> usize {
-        let c = self.channels[2];
-        match self.nonlocal {
-            Some(nl) if nl.layer == i => 2 * c,
-            _ => c,
+    /// Channels of the half-resolution input map: the unshuffled latent and two noise-level
+    /// planes, and the unshuffled block-matched mean with [`NonLocal`].
+    pub fn in_channels(&self) -> usize {
+        if self.nonlocal.is_some() {
+            26
+        } else {
+            14
         }
     }
 
@@ -144,11 +146,11 @@ impl NetConfig {
     pub fn receptive_radius(&self) -> usize {
         let r_half = 1 + self.up_depth[1];
         let r_quarter = r_half.div_ceil(2) + self.up_depth[0];
-        let r_eighth =
-            r_quarter.div_ceil(2) + self.depth[2] + self.nonlocal.map_or(0, |nl| nl.radius);
+        let r_eighth = r_quarter.div_ceil(2) + self.depth[2];
         let r_quarter = 2 * r_eighth + 1 + self.depth[1];
         let r_half = 2 * r_quarter + 1 + self.depth[0];
-        2 * r_half + 1
+        // A tile's mean reads the blocks within `radius` of it.
+        2 * r_half + 1 + self.nonlocal.map_or(0, |nl| nl.radius + nl.block)
     }
 
     /// Multiply-adds x 2 per input pixel of one forward pass (convolutions and 1x1 layers only).
@@ -156,15 +158,15 @@ impl NetConfig {
         let [c1, c2, c3] = self.channels;
         let conv = |cin: usize, cout: usize, area: f64| 2.0 * 9.0 * (cin * cout) as f64 / area;
         let pw = |cin: usize, cout: usize, area: f64| 2.0 * (cin * cout) as f64 / area;
-        let mut f = conv(14, c1, 4.0);
+        let mut f = conv(self.in_channels(), c1, 4.0);
+        if let Some(nl) = self.nonlocal {
+            // Distances to every candidate: 3 values per pixel, a sub, a multiply and an add.
+            let side = (2 * nl.radius / nl.step + 1) as f64;
+            f += 3.0 * 3.0 * side * side;
+        }
         f += (self.depth[0] - 1) as f64 * conv(c1, c1, 4.0);
         f += pw(4 * c1, c2, 16.0) + self.depth[1] as f64 * conv(c2, c2, 16.0);
         f += pw(4 * c2, c3, 64.0) + self.depth[2] as f64 * conv(c3, c3, 64.0);
-        if let Some(nl) = self.nonlocal {
-            // The receiving layer's second half, and the distances to every candidate.
-            let window = ((2 * nl.radius + 1) * (2 * nl.radius + 1)) as f64;
-            f += conv(c3, c3, 64.0) + 3.0 * window * c3 as f64 / 64.0;
-        }
         f += pw(c3, 4 * c2, 64.0) + self.up_depth[0] as f64 * conv(c2, c2, 16.0);
         f += pw(c2, 4 * c1, 16.0) + self.up_depth[1] as f64 * conv(c1, c1, 4.0);
         f += conv(c1, 12, 4.0);
@@ -387,45 +389,6 @@ impl candle_core::CustomOp2 for ReluMask {
 }
 
 /// `relu(y + b)` with `y` `(N, P, C)` and `b` `(N, C)` broadcast over `P`.
-/// `(N, H, W, C)` -> `(N, H, W, 2 C)`: the map and its non-local mean ([`super::nonlocal`]);
-/// the backward pass holds the matches fixed.
-struct NonLocalMean(NonLocal);
-
-fn nhwc(l: &Layout) -> candle_core::Result<Dims> {
-    let (n, h, w, c) = dims4(l)?;
-    Ok(Dims { n, h, w, c })
-}
-
-impl candle_core::CustomOp1 for NonLocalMean {
-    fn name(&self) -> &'static str {
-        "nonlocal-mean"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l)?;
-        let d = nhwc(l)?;
-        let idx = matches(x, d, self.0);
-        let mut out = vec![0f32; 2 * x.len()];
-        concat_mean(x, d, &idx, self.0.k, &mut out);
-        Ok((CpuStorage::F32(out), Shape::from((d.n, d.h, d.w, 2 * d.c))))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (n, h, w, c) = arg.dims4()?;
-        let d = Dims { n, h, w, c };
-        let x: Vec<f32> = arg.flatten_all()?.to_vec1()?;
-        let g: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
-        let idx = matches(&x, d, self.0);
-        let dx = concat_mean_back(&g, d, &idx, self.0.k);
-        Ok(Some(Tensor::from_vec(dx, (n, h, w, c), arg.device())?))
-    }
-}
-
 fn bias_relu(y: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     if y.device().is_cpu() {
         y.contiguous()?.apply_op2(&b.contiguous()?, BiasRelu)
@@ -614,22 +577,11 @@ impl DenoiserNet {
             cfg: cfg.clone(),
             emb1,
             emb2,
-            enc1: stack("enc1", 14, c1, cfg.depth[0])?,
+            enc1: stack("enc1", cfg.in_channels(), c1, cfg.depth[0])?,
             down1: Conv::new(vb.pp("down1"), 4 * c1, c2, false, e, false)?,
             enc2: stack("enc2", c2, c2, cfg.depth[1])?,
             down2: Conv::new(vb.pp("down2"), 4 * c2, c3, false, e, false)?,
-            mid: (0..cfg.depth[2])
-                .map(|i| {
-                    Conv::new(
-                        vb.pp(format!("mid.{i}")),
-                        cfg.mid_cin(i),
-                        c3,
-                        true,
-                        e,
-                        false,
-                    )
-                })
-                .collect::<candle_core::Result<_>>()?,
+            mid: stack("mid", c3, c3, cfg.depth[2])?,
             up2: Conv::new(vb.pp("up2"), c3, 4 * c2, false, e, false)?,
             dec2: stack("dec2", c2, c2, cfg.up_depth[0])?,
             up1: Conv::new(vb.pp("up1"), c2, 4 * c1, false, e, false)?,
@@ -702,6 +654,14 @@ impl DenoiserNet {
 
         let zt = z.permute((0, 2, 3, 1))?.contiguous()?; // (B, H, W, 3)
         let mut x = Tensor::cat(&[unshuffle(&zt)?, planes.contiguous()?], 3)?;
+        if let Some(nl) = self.cfg.nonlocal {
+            // A function of the input alone: no gradient flows through the matching.
+            let zv: Vec<f32> = z.flatten_all()?.to_vec1()?;
+            let m = Tensor::from_vec(block_mean(&zv, b, h, w, nl), (b, 3, h, w), dev)?
+                .permute((0, 2, 3, 1))?
+                .contiguous()?;
+            x = Tensor::cat(&[x, unshuffle(&m)?], 3)?;
+        }
         for l in &self.enc1 {
             x = l.forward_relu(&x, &emb)?;
         }
@@ -712,10 +672,7 @@ impl DenoiserNet {
         }
         let s2 = x.clone();
         x = self.down2.forward_relu(&unshuffle(&x)?, &emb)?;
-        for (i, l) in self.mid.iter().enumerate() {
-            if let Some(nl) = self.cfg.nonlocal.filter(|nl| nl.layer == i) {
-                x = x.contiguous()?.apply_op1(NonLocalMean(nl))?;
-            }
+        for l in &self.mid {
             x = l.forward_relu(&x, &emb)?;
         }
         x = (shuffle(&self.up2.forward(&x, &emb)?)? + s2)?.relu()?;

@@ -72,7 +72,7 @@ fn quantile(v: &[f32], q: f64) -> f32 {
 fn map_quantiles(e: &Engine, z: &[f32], h: usize, w: usize, lambda: f32, q: f64) -> Vec<f32> {
     let mut pool = Pool::default();
     let (_, _, emb) = e.embed(&[lambda]);
-    let mut x = input_map(&mut pool, z, 1, h, w, &[lambda]);
+    let mut x = input_map(&mut pool, z, 1, h, w, &[lambda], e.cfg.nonlocal);
     let roles = layer_roles(e.config());
     let convs = e.convs();
     let [d0, d1, _] = e.config().depth;
