@@ -88,12 +88,12 @@ impl NetConfig {
                 ..NetConfig::default()
             }),
             // Non-local pilot: `deep` with the block-matched mean of the latent as input (8x8
-            // tiles, the 8 nearest blocks with corners within 16 pixels on a 2-pixel grid).
+            // tiles, the 8 nearest blocks with corners within 16 pixels, at every pixel).
             "deep-nl" => Some(NetConfig {
                 nonlocal: Some(NonLocal {
                     block: 8,
                     radius: 16,
-                    step: 2,
+                    step: 1,
                     k: 8,
                 }),
                 ..NetConfig::by_name("deep")?
