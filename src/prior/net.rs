@@ -160,9 +160,9 @@ impl NetConfig {
         let pw = |cin: usize, cout: usize, area: f64| 2.0 * (cin * cout) as f64 / area;
         let mut f = conv(self.in_channels(), c1, 4.0);
         if let Some(nl) = self.nonlocal {
-            // Distances to every candidate: 3 values per pixel, a sub, a multiply and an add.
+            // Distances to every candidate: a multiply-add (after a subtraction) per value.
             let side = (2 * nl.radius / nl.step + 1) as f64;
-            f += 3.0 * 3.0 * side * side;
+            f += 2.0 * 3.0 * side * side;
         }
         f += (self.depth[0] - 1) as f64 * conv(c1, c1, 4.0);
         f += pw(4 * c1, c2, 16.0) + self.depth[1] as f64 * conv(c2, c2, 16.0);
