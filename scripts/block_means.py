@@ -4,7 +4,11 @@
 `radius` pixels of its own on a grid of `step` pixels, itself included) against the clean photo,
 with the matches found on the noisy photo and, as an upper bound, on the clean one.
 
-  scripts/block_means.py [--sigma 15] [--k 8] [--radius 16] [--steps 2,1] DIR [IMAGE ...]
+  scripts/block_means.py [--sigma 15] [--k 8] [--radius 16] [--steps 2,1] [--guide rgb|luma]
+                         DIR [IMAGE ...]
+
+--guide luma matches on the sum of the three channels (what the network does since session 17,
+on the quantized latent; `rgb`, the default, on all three).
 
 Same seeded noise for every image (NumPy, seed 0, in the codec's [-1, 1] scale). This is an
 analysis aid in float; the network's own matching is the Rust one.
@@ -66,6 +70,7 @@ def main():
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--radius", type=int, default=16)
     ap.add_argument("--steps", default="2,1")
+    ap.add_argument("--guide", choices=("rgb", "luma"), default="rgb")
     a = ap.parse_args()
     files = [os.path.join(a.dir, f) for f in a.images] or sorted(glob.glob(os.path.join(a.dir, "*.png")))
     steps = [int(s) for s in a.steps.split(",")]
@@ -78,6 +83,8 @@ def main():
         row = [psnr(z, x)]
         for s in steps:
             for guide in (z, x):
+                if a.guide == "luma":
+                    guide = guide.sum(0, keepdims=True)
                 row.append(psnr(block_mean(z, guide, a.radius, s, a.k), x))
         print(f"{os.path.basename(f):>18} " + " ".join(f"{v:18.2f}" for v in row))
 

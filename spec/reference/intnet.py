@@ -60,7 +60,10 @@ FRAC_BITS = 8
 STRIDE = 8
 
 ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
-         "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3))}
+         "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3)),
+         # `deep` with block matching (spec/integer-network.md#block-matching).
+         "deep-nl": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3),
+                         matching=dict(block=8, radius=16, step=1, k=8))}
 # Named models: architecture, multiscale thresholds and mirror images averaged
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
@@ -189,7 +192,7 @@ def conv_layers(arch):
         for i in range(n):
             v.append(("%s.%d" % (name, i), 9 * (cin if i == 0 else c), c, "taps3x3", "relu"))
 
-    stack("enc1", 14, c1, d0)
+    stack("enc1", 26 if a.get("matching") else 14, c1, d0)
     v.append(("down1", 4 * c1, c2, "unshuffle", "relu"))
     stack("enc2", c2, c2, d1)
     v.append(("down2", 4 * c2, c3, "unshuffle", "relu"))
@@ -200,6 +203,50 @@ def conv_layers(arch):
     stack("dec1", c1, c1, u1)
     v.append(("out", 9 * c1, 12, "taps3x3", "output"))
     return v
+
+
+def block_mean(q, block, radius, step, k):
+    """The block-matched mean M (int64, planar (3, H, W)) of the quantized latent q (int64,
+    planar (3, H, W), H and W multiples of block): spec/integer-network.md#block-matching."""
+    _, h, w = q.shape
+    b = block
+    g = (q[0] + q[1] + q[2]) >> 6
+    th, tw = h // b, w // b
+    offsets = [(dy, dx) for dy in range(-radius, radius + 1, step)
+               for dx in range(-radius, radius + 1, step) if (dy, dx) != (0, 0)]
+    ty = np.arange(th)[:, None] * b
+    tx = np.arange(tw)[None, :] * b
+    # Distances of every tile to the candidate at each offset (in candidate order); outside the
+    # image: no candidate (int64 max sorts last, and is then dropped).
+    none = np.iinfo(np.int64).max
+    pad = ((radius, radius + b), (radius, radius + b))
+    gp = np.pad(g, pad)
+    dist = np.empty((len(offsets), th, tw), dtype=np.int64)
+    for n, (dy, dx) in enumerate(offsets):
+        d = (gp[radius + dy:radius + dy + h, radius + dx:radius + dx + w] - g) ** 2
+        d = d.reshape(th, b, tw, b).sum(axis=(1, 3))
+        inside = (ty + dy >= 0) & (ty + dy + b <= h) & (tx + dx >= 0) & (tx + dx + b <= w)
+        dist[n] = np.where(inside, d, none)
+    # The tile first, then the candidates by distance, ties in candidate order (stable sort);
+    # missing ones are the tile again.
+    order = np.argsort(dist, axis=0, kind="stable")[:k - 1]
+    chosen = [(np.zeros((th, tw), dtype=np.int64), np.zeros((th, tw), dtype=np.int64))]
+    offs = np.array(offsets + [(0, 0)], dtype=np.int64)
+    for m in range(k - 1):
+        if m < len(offsets):
+            sel = order[m]
+            real = np.take_along_axis(dist, sel[None], axis=0)[0] != none
+            sel = np.where(real, sel, len(offsets))
+        else:
+            sel = np.full((th, tw), len(offsets))
+        chosen.append((offs[sel, 0], offs[sel, 1]))
+    s = np.zeros_like(q)
+    ys = np.arange(h)[:, None]
+    xs = np.arange(w)[None, :]
+    for dy, dx in chosen:
+        s += q[:, ys + np.repeat(np.repeat(dy, b, 0), b, 1), xs + np.repeat(np.repeat(dx, b, 0),
+                                                                           b, 1)]
+    return (s + k // 2) // k
 
 
 def round_half_away(x):
@@ -374,15 +421,19 @@ class IntNet:
         # Input quantization: round(z * 2^12) half away from zero, clamped, NaN -> 0. The f32
         # product is exact (a power of two) unless it overflows, and clamping comes first here
         # (equivalent: the bounds are integers), so binary64 does it exactly.
-        v = np.clip(z.astype(np.float64) * float(1 << IN_LOG2), -IN_MAX, IN_MAX)
-        q = (np.sign(v) * np.floor(np.abs(v) + 0.5))
-        q = np.where(np.isnan(q), 0.0, q).astype(np.int64)
-        x = np.empty((h // 2, w // 2, 14), dtype=np.int64)
-        x[:, :, :12] = q.reshape(3, h // 2, 2, w // 2, 2).transpose(1, 3, 2, 4, 0) \
-            .reshape(h // 2, w // 2, 12)
+        q = quantize(z)
+        a = ARCHS[self.arch]
+        nl = a.get("matching")
+        x = np.empty((h // 2, w // 2, 26 if nl else 14), dtype=np.int64)
+
+        def unshuffle(p):
+            return p.reshape(3, h // 2, 2, w // 2, 2).transpose(1, 3, 2, 4, 0) \
+                .reshape(h // 2, w // 2, 12)
+        x[:, :, :12] = unshuffle(q)
         x[:, :, 12] = pl[0]
         x[:, :, 13] = pl[1]
-        a = ARCHS[self.arch]
+        if nl:
+            x[:, :, 14:] = unshuffle(block_mean(q, **nl))
         d0, d1 = a["depth"][0], a["depth"][1]
         skips = []
         out = None
@@ -583,6 +634,41 @@ def x_hash(x):
     return fnv1a64(np.ascontiguousarray(x, dtype="<f4").tobytes())
 
 
+def repeats_latent(h, w):
+    """z[c][y][x] = ((((x mod 12) 37 + (y mod 10) 11 + 5 c) mod 64) - 32) / 64: a pattern
+    that repeats every 12 columns and 10 rows, so block matching meets exact ties."""
+    y = np.arange(h)[:, None]
+    x = np.arange(w)[None, :]
+    return np.stack([((((x % 12) * 37 + (y % 10) * 11 + 5 * c) % 64) - 32).astype(F32) / F32(64)
+                     for c in range(3)])
+
+
+def quantize(z):
+    """q(z) of the input map: round(z * 2^12) half away from zero, clamped, NaN -> 0."""
+    v = np.clip(z.astype(np.float64) * float(1 << IN_LOG2), -IN_MAX, IN_MAX)
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.where(np.isnan(q), 0.0, q).astype(np.int64)
+
+
+# Block matching alone, with deep-nl's parameters (spec/integer-network.md#block-matching):
+# (latent, H, W) -> FNV-1a 64 of the mean M of the quantized latent, planar, each value as 4
+# little-endian bytes (int32). `block_matching_known_answers` in src/prior/nonlocal.rs reads
+# this table.
+BLOCK_MEAN_KNOWN_ANSWERS = {
+    ("test", 24, 40): 0x66F00D46DCF2B46A,
+    ("test", 48, 64): 0xC682B46F4D157180,
+    ("repeats", 48, 64): 0x4EC57B7BF3F8AAED,
+}
+
+
+def check_block_means():
+    m = ARCHS["deep-nl"]["matching"]
+    for (latent, h, w), want in BLOCK_MEAN_KNOWN_ANSWERS.items():
+        z = (test_latent if latent == "test" else repeats_latent)(h, w)
+        got = fnv1a64(block_mean(quantize(z), **m).astype("<i4").tobytes())
+        assert got == want, "block mean of %s %dx%d: %016x" % (latent, h, w, got)
+
+
 # The shipped file models/shipped/tiny-int.safetensors: FNV-1a 64 of its bytes, its model id.
 WEIGHTS_FNV = 0x4A03FD2055749242
 MODEL_ID = 0x27A834E9D6F9F1EE
@@ -771,6 +857,7 @@ def self_check(path=DEFAULT_WEIGHTS):
             raise AssertionError("experts file with %s accepted" % what)
         except WeightError:
             pass
+    check_block_means()
     four = Prior(open(INT8_WEIGHTS, "rb").read(), "tiny-int8")
     four.mirrors = 4
     assert model_id(open(INT8_WEIGHTS, "rb").read(), four.thresholds, 4) == MIRROR4_MODEL_ID
@@ -791,9 +878,11 @@ def self_check(path=DEFAULT_WEIGHTS):
             rejected = True
         assert rejected == reject, "%s: %s" % (what, "rejected" if rejected else "accepted")
     print("intnet.py: model ids %016x, %016x and %016x, %d + %d + %d known answers match the "
-          "Rust priors, %d + %d weight-file validation vectors (%.1f s)"
+          "Rust priors, %d block-matching known answers, %d + %d weight-file validation vectors "
+          "(%.1f s)"
           % (prior.model_id, prior8.model_id, prior_x.model_id, len(KNOWN_ANSWERS),
-             len(INT8_KNOWN_ANSWERS), len(DEEP8_KNOWN_ANSWERS), len(MUTATIONS),
+             len(INT8_KNOWN_ANSWERS), len(DEEP8_KNOWN_ANSWERS), len(BLOCK_MEAN_KNOWN_ANSWERS),
+             len(MUTATIONS),
              len(EXPERTS_MUTATIONS), time.time() - t0))
 
 

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::bf16::{self, PackedB, Products};
 use super::net::{alpha_f, lambda_features, sigma_f, DenoiserNet, NetConfig};
-use super::nonlocal::{block_mean, NonLocal};
+use super::nonlocal::{block_mean, input_channels, NonLocal};
 
 /// Bytes of gathered input one block may hold (a block is at least 16 pixels).
 const BLOCK_BYTES: usize = 96 << 10;
@@ -442,7 +442,7 @@ pub(crate) fn input_map(
 ) -> Map {
     let (h2, w2) = (h / 2, w / 2);
     let matched = nl.map(|nl| block_mean(z, n, h, w, nl));
-    let c = if nl.is_some() { 26 } else { 14 };
+    let c = input_channels(nl);
     let mut data = pool.take(n * h2 * w2 * c);
     data.par_chunks_mut(w2 * c)
         .enumerate()

@@ -29,6 +29,7 @@ use super::engine::{conv_layers, gather_rows, Gather};
 pub use super::intkernel::Kernels;
 use super::intkernel::{self, PackedWeights, Requant};
 use super::net::NetConfig;
+use super::nonlocal::{block_mean_int, input_channels, NonLocal};
 use crate::error::{Error, Result};
 
 /// Format version of integer weight files (the `format` entry of their metadata).
@@ -421,7 +422,9 @@ impl IntNet {
         );
         let (rq, planes) = self.conditioning(lambda);
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut x = input_map(z, h, w, planes, take(&mut pool, (h / 2) * (w / 2) * 14));
+        let c = self.cfg.in_channels();
+        let buf = take(&mut pool, (h / 2) * (w / 2) * c);
+        let mut x = input_map(z, h, w, planes, self.cfg.nonlocal, buf);
         let roles = layer_roles(&self.cfg);
         let [d0, d1, _] = self.cfg.depth;
         let mut skips: Vec<IMap> = Vec::new();
@@ -602,29 +605,43 @@ pub fn quantize_input(v: f32) -> i16 {
 }
 
 /// The input map at half resolution: 12 unshuffled channels of `z` (planar `(3, H, W)`),
-/// channel `(dy 2 + dx) 3 + c`, then the two noise planes.
-fn input_map(z: &[f32], h: usize, w: usize, planes: [i16; 2], mut data: Vec<i16>) -> IMap {
+/// channel `(dy 2 + dx) 3 + c`, the two noise planes, and with block matching 12 unshuffled
+/// channels of the quantized latent's block-matched mean.
+fn input_map(
+    z: &[f32],
+    h: usize,
+    w: usize,
+    planes: [i16; 2],
+    nl: Option<NonLocal>,
+    mut data: Vec<i16>,
+) -> IMap {
     let (h2, w2) = (h / 2, w / 2);
-    debug_assert_eq!(data.len(), h2 * w2 * 14);
-    data.par_chunks_mut(w2 * 14)
+    let q: Vec<i16> = z.par_iter().map(|&v| quantize_input(v)).collect();
+    let matched = nl.map(|nl| block_mean_int(&q, h, w, nl));
+    let c = input_channels(nl);
+    debug_assert_eq!(data.len(), h2 * w2 * c);
+    data.par_chunks_mut(w2 * c)
         .enumerate()
         .for_each(|(y, row)| {
-            for (xx, px) in row.chunks_mut(14).enumerate() {
+            for (xx, px) in row.chunks_mut(c).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
-                        for c in 0..3 {
-                            px[(dy * 2 + dx) * 3 + c] =
-                                quantize_input(z[(c * h + 2 * y + dy) * w + 2 * xx + dx]);
+                        for ch in 0..3 {
+                            let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
+                            px[(dy * 2 + dx) * 3 + ch] = q[i];
+                            if let Some(m) = &matched {
+                                px[14 + (dy * 2 + dx) * 3 + ch] = m[i];
+                            }
                         }
                     }
                 }
-                px[12..].copy_from_slice(&planes);
+                px[12..14].copy_from_slice(&planes);
             }
         });
     IMap {
         h: h2,
         w: w2,
-        c: 14,
+        c,
         amax: IN_MAX,
         data,
     }
@@ -758,11 +775,6 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
     use safetensors::tensor::Dtype;
     use safetensors::SafeTensors;
     let cfg = NetConfig::by_name(arch).ok_or_else(|| Error::UnknownModel(arch.to_string()))?;
-    if cfg.nonlocal.is_some() {
-        return Err(bad(format!(
-            "{arch} matches blocks non-locally: it has no integer form yet"
-        )));
-    }
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
     let fmt = meta
         .metadata()
@@ -992,6 +1004,76 @@ mod tests {
         let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
         assert!(whole == tiled, "tiles differ from the whole image");
         assert_eq!(d.predict_x(&z, 2.5).unwrap().data, whole);
+    }
+
+    /// An integer network of architecture `arch` with pseudo-random weights whose maps are
+    /// neither empty nor saturated.
+    fn synthetic(cfg: NetConfig) -> IntNet {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let layers = conv_layers(&cfg)
+            .into_iter()
+            .zip(layer_roles(&cfg))
+            .enumerate()
+            .map(|(i, ((name, k, cout), (_, finish)))| IntLayerParts {
+                name,
+                k,
+                cout,
+                w: (0..k * cout).map(|_| (next() % 15) as i16 - 7).collect(),
+                mult: vec![1 << 30; cout],
+                // Inputs of ~2^13 (the latent) or ~2^7 (maps), ~sqrt(k) * 4 weights: ~2^7 out.
+                shift: vec![if i == 0 { 44 } else { 37 }; cout],
+                bias: (0..2 * cout)
+                    .map(|_| (next() % 4001) as i32 - 2000)
+                    .collect(),
+                amax: 255,
+                finish,
+            })
+            .collect();
+        let grid = LambdaGrid {
+            first: 0,
+            per_unit: 1,
+            points: 2,
+        };
+        IntNet::new(cfg, grid, vec![100, -200, 300, 400], layers).unwrap()
+    }
+
+    #[test]
+    fn block_matching_tiles_and_threads_give_the_same_bits() {
+        // A search radius much larger than the network's own receptive field, so that a halo
+        // without it would show.
+        let mut cfg = NetConfig::by_name("test-nl").unwrap();
+        cfg.nonlocal = cfg.nonlocal.map(|nl| NonLocal {
+            radius: 40,
+            step: 5,
+            ..nl
+        });
+        let net = synthetic(cfg.clone());
+        // Repeats every 24 columns and 40 rows, so blocks match far off.
+        let mut z = ramp(301, 283);
+        let (h, w) = (301, 283);
+        for (i, v) in z.data.iter_mut().enumerate() {
+            let (y, x) = ((i / w) % h, i % w);
+            *v = 0.5 * *v + 0.02 * ((y % 40) as f32 - 20.0) + 0.03 * ((x % 24) as f32 - 12.0);
+        }
+        let f = |win: &[f32], hh: usize, ww: usize| net.predict_x(win, hh, ww, 0.7);
+        let whole = crate::prior::net::predict_tiled(&cfg, &z, 1 << 20, &f);
+        let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
+        assert!(whole == tiled, "tiles differ from the whole image");
+        let v = |threads| {
+            in_pool(threads, || {
+                net.predict_v(&z.data[..3 * 48 * 72], 48, 72, 0.3)
+            })
+        };
+        let one = v(1);
+        assert_eq!(v(3), one);
+        // The network is not trivial: its output varies.
+        assert!(one.iter().any(|&x| x != one[0]));
     }
 
     #[test]

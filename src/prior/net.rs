@@ -129,11 +129,7 @@ impl NetConfig {
     /// Channels of the half-resolution input map: the unshuffled latent and two noise-level
     /// planes, and the unshuffled block-matched mean with [`NonLocal`].
     pub fn in_channels(&self) -> usize {
-        if self.nonlocal.is_some() {
-            26
-        } else {
-            14
-        }
+        super::nonlocal::input_channels(self.nonlocal)
     }
 
     /// Total spatial down-sampling factor: input height and width must be multiples of it.

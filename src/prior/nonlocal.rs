@@ -8,8 +8,17 @@
 //! their pixels, and the mean of the `k` nearest (the tile itself first, always) takes its
 //! place. The network receives that matched mean beside the latent and learns how far to trust
 //! it. It depends on the latent only, so no gradient flows through it.
+//!
+//! Matching is on integers so that the float network (training) and the integer network (the
+//! codec, bit-exact everywhere) pick the same blocks: the *guide* is the sum of the three
+//! quantized channels ([`quantize_input`]) shifted right by [`GUIDE_SHIFT`], matched on luma
+//! as CBM3D does (measured on the block means alone: as good as the three channels, at a third
+//! of the work). Every distance then fits `i32` exactly, so their order is defined to the bit
+//! (`spec/integer-network.md#block-matching`).
 
 use rayon::prelude::*;
+
+use super::intnet::quantize_input;
 
 /// Block matching's parameters (all in pixels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,102 +33,247 @@ pub struct NonLocal {
     pub k: usize,
 }
 
+/// Channels of the network's half-resolution input map: 12 of the unshuffled latent, the two
+/// noise-level planes, and with block matching 12 of the unshuffled block-matched mean.
+pub(crate) fn input_channels(nl: Option<NonLocal>) -> usize {
+    if nl.is_some() {
+        26
+    } else {
+        14
+    }
+}
+
+/// The guide is `floor((q0 + q1 + q2) / 2^GUIDE_SHIFT)`: values in `[-1536, 1535]`, so a
+/// difference squared is below `3071^2` and a distance over `block^2 <= 64` pixels below `2^31`.
+pub const GUIDE_SHIFT: u32 = 6;
+
+/// Largest block side for which every distance fits `i32` (see [`GUIDE_SHIFT`]).
+pub const MAX_BLOCK: usize = 8;
+
+/// The guide of one quantized image, planar `(3, h, w)` in, `(h, w)` out.
+pub(crate) fn guide(q: &[i16], h: usize, w: usize) -> Vec<i16> {
+    let n = h * w;
+    assert_eq!(q.len(), 3 * n);
+    (0..n)
+        .map(|i| ((q[i] as i32 + q[n + i] as i32 + q[2 * n + i] as i32) >> GUIDE_SHIFT) as i16)
+        .collect()
+}
+
 /// The block-matched mean of `z`, planar `(n, 3, h, w)` like `z`; `h` and `w` are multiples of
-/// `nl.block`.
+/// `nl.block`. The float network's input: blocks chosen on the quantized latent's guide, their
+/// float values averaged.
 pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) -> Vec<f32> {
-    let b = nl.block;
-    assert!(b > 0 && nl.step > 0 && nl.k > 0 && h.is_multiple_of(b) && w.is_multiple_of(b));
     assert_eq!(z.len(), n * 3 * h * w);
-    let (th, tw) = (h / b, w / b);
-    // The k corners (y, x) matched to each tile, row-major over (n, th, tw).
-    let mut corners = vec![(0u32, 0u32); n * th * tw * nl.k];
-    corners
-        .par_chunks_mut(tw * nl.k)
-        .enumerate()
-        .for_each_init(Vec::new, |best, (row, out)| {
-            let (img, ty) = (row / th, row % th);
-            let zi = &z[img * 3 * h * w..(img + 1) * 3 * h * w];
-            for tx in 0..tw {
-                let o = &mut out[tx * nl.k..(tx + 1) * nl.k];
-                match_tile(zi, h, w, nl, (ty * b, tx * b), best, o);
-            }
-        });
     let mut out = vec![0f32; z.len()];
     let inv = 1.0 / nl.k as f32;
-    out.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
-        let (img, ch, y) = (r / (3 * h), (r / h) % 3, r % h);
-        let plane = &z[(img * 3 + ch) * h * w..(img * 3 + ch + 1) * h * w];
-        let (ty, dy) = (y / b, y % b);
-        for tx in 0..tw {
-            let at = ((img * th + ty) * tw + tx) * nl.k;
-            let dst = &mut row[tx * b..(tx + 1) * b];
-            for &(cy, cx) in &corners[at..at + nl.k] {
-                let src = (cy as usize + dy) * w + cx as usize;
-                for (d, s) in dst.iter_mut().zip(&plane[src..src + b]) {
-                    *d += s;
-                }
-            }
-            for d in dst.iter_mut() {
-                *d *= inv;
-            }
-        }
+    for (zi, oi) in z.chunks(3 * h * w).zip(out.chunks_mut(3 * h * w)) {
+        let q: Vec<i16> = zi.iter().map(|&v| quantize_input(v)).collect();
+        let corners = match_blocks(&guide(&q, h, w), h, w, nl);
+        gather_means(zi, h, w, nl, &corners, oi, |s: f32| s * inv);
+    }
+    out
+}
+
+/// The block-matched mean of one quantized image (planar `(3, h, w)`), in integers: the sum of
+/// the `k` blocks' values, `floor((sum + k/2) / k)`. The integer network's input.
+pub(crate) fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
+    let corners = match_blocks(&guide(q, h, w), h, w, nl);
+    let mut out = vec![0i16; q.len()];
+    let k = nl.k as i32;
+    // The mean of values in the i16 range stays in it.
+    gather_means(q, h, w, nl, &corners, &mut out, |s: i32| {
+        (s + k / 2).div_euclid(k) as i16
     });
     out
 }
 
-/// The `k` blocks of one image (planar `(3, h, w)`) nearest to the tile at `(y0, x0)`: the
-/// tile itself first, then by increasing squared distance, ties to the earlier candidate in
-/// row-major order of the search grid. Fewer than `k` candidates repeat the tile.
-fn match_tile(
-    z: &[f32],
+/// `out` = `finish(sum of the k chosen blocks)`, pixel by pixel, for one planar `(3, h, w)`
+/// image and its tiles' `corners` (`k` per tile, row-major).
+fn gather_means<T, S>(
+    src: &[T],
     h: usize,
     w: usize,
     nl: NonLocal,
-    (y0, x0): (usize, usize),
-    best: &mut Vec<(f32, (u32, u32))>,
-    out: &mut [(u32, u32)],
-) {
-    let (b, r, k) = (nl.block, nl.radius as isize, nl.k);
-    let own = (y0 as u32, x0 as u32);
-    best.clear();
-    best.push((f32::NEG_INFINITY, own));
-    let offsets = || (-r..=r).step_by(nl.step);
-    for dy in offsets() {
-        let cy = y0 as isize + dy;
-        if cy < 0 || cy as usize + b > h {
-            continue;
-        }
-        for dx in offsets() {
-            let cx = x0 as isize + dx;
-            if cx < 0 || cx as usize + b > w || (dy == 0 && dx == 0) {
-                continue;
-            }
-            let (cy, cx) = (cy as usize, cx as usize);
-            let mut acc = [0f32; 8];
-            for ch in 0..3 {
-                for i in 0..b {
-                    let a = &z[(ch * h + y0 + i) * w + x0..][..b];
-                    let c = &z[(ch * h + cy + i) * w + cx..][..b];
-                    for (j, (a, c)) in a.iter().zip(c).enumerate() {
-                        acc[j % 8] += (a - c) * (a - c);
+    corners: &[(u32, u32)],
+    out: &mut [T],
+    finish: impl Fn(S) -> T + Sync,
+) where
+    T: Copy + Send + Sync + Into<S>,
+    S: Copy + Default + std::ops::AddAssign,
+{
+    let (b, k) = (nl.block, nl.k);
+    let tw = w / b;
+    out.par_chunks_mut(w)
+        .enumerate()
+        .for_each_init(Vec::new, |sums: &mut Vec<S>, (r, row)| {
+            let (ch, y) = (r / h, r % h);
+            let plane = &src[ch * h * w..(ch + 1) * h * w];
+            let (ty, dy) = (y / b, y % b);
+            for tx in 0..tw {
+                sums.clear();
+                sums.resize(b, S::default());
+                let at = (ty * tw + tx) * k;
+                for &(cy, cx) in &corners[at..at + k] {
+                    let from = (cy as usize + dy) * w + cx as usize;
+                    for (s, &v) in sums.iter_mut().zip(&plane[from..from + b]) {
+                        *s += v.into();
                     }
                 }
+                for (d, &s) in row[tx * b..(tx + 1) * b].iter_mut().zip(sums.iter()) {
+                    *d = finish(s);
+                }
             }
-            let dist: f32 = acc.iter().sum();
-            if best.len() == k && dist >= best[k - 1].0 {
+        });
+}
+
+/// The `k` blocks matched to every tile of a guide `(h, w)`, row-major over the tiles: the tile
+/// itself first, then the other candidates by increasing distance, ties to the earlier candidate
+/// in row-major order of the offsets `(dy, dx)`, each in `-radius..=radius` on the `step` grid;
+/// candidates lie inside the image; fewer than `k` candidates repeat the tile.
+pub(crate) fn match_blocks(g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<(u32, u32)> {
+    let b = nl.block;
+    assert!(b > 0 && b <= MAX_BLOCK && nl.step > 0 && nl.k > 0);
+    assert!(h.is_multiple_of(b) && w.is_multiple_of(b) && g.len() == h * w);
+    let (th, tw) = (h / b, w / b);
+    let mut corners = vec![(0u32, 0u32); th * tw * nl.k];
+    corners
+        .par_chunks_mut(tw * nl.k)
+        .enumerate()
+        .for_each_init(Band::default, |band, (ty, out)| {
+            band.run(g, h, w, nl, ty, out)
+        });
+    corners
+}
+
+/// One row of tiles being matched: every offset is tried on the whole row at once, so the
+/// distances are sums of squared differences along contiguous image rows.
+#[derive(Default)]
+struct Band {
+    /// Per pixel of the band's width: the squared differences summed over the block's rows.
+    rows: Vec<i32>,
+    /// Per tile: the best distances so far and their corners, `k` slots, `len` used.
+    dist: Vec<i32>,
+    at: Vec<(u32, u32)>,
+    len: Vec<usize>,
+}
+
+impl Band {
+    fn run(
+        &mut self,
+        g: &[i16],
+        h: usize,
+        w: usize,
+        nl: NonLocal,
+        ty: usize,
+        out: &mut [(u32, u32)],
+    ) {
+        let (b, k, r) = (nl.block, nl.k, nl.radius as isize);
+        let (tw, y0) = (w / b, ty * b);
+        let own = |tx: usize| (y0 as u32, (tx * b) as u32);
+        self.dist.clear();
+        self.dist.resize(tw * k, 0);
+        self.at.clear();
+        self.at
+            .extend((0..tw).flat_map(|tx| std::iter::repeat_n(own(tx), k)));
+        self.len.clear();
+        self.len.resize(tw, 1);
+        // The tile itself is first whatever its distance: -1 sorts before every other.
+        for tx in 0..tw {
+            self.dist[tx * k] = -1;
+        }
+        self.rows.resize(w, 0);
+        let offsets = || (-r..=r).step_by(nl.step);
+        for dy in offsets() {
+            let cy = y0 as isize + dy;
+            if cy < 0 || cy as usize + b > h {
                 continue;
             }
-            // After every entry at most as far: earlier candidates win ties.
-            let at = best.partition_point(|e| e.0 <= dist);
-            if best.len() == k {
-                best.pop();
+            let cy = cy as usize;
+            for dx in offsets() {
+                if dy == 0 && dx == 0 {
+                    continue;
+                }
+                // Tiles whose candidate `(cy, tx b + dx)` lies inside the image.
+                let lo = if dx < 0 {
+                    (-dx as usize).div_ceil(b)
+                } else {
+                    0
+                };
+                let hi = (w as isize - b as isize - dx).div_euclid(b as isize) + 1;
+                let hi = (hi.max(0) as usize).min(tw);
+                if lo >= hi {
+                    continue;
+                }
+                let (x0, x1) = (lo * b, hi * b);
+                let c0 = (x0 as isize + dx) as usize;
+                let rows = &mut self.rows[x0..x1];
+                rows.fill(0);
+                for i in 0..b {
+                    let a = &g[(y0 + i) * w + x0..(y0 + i) * w + x1];
+                    let c = &g[(cy + i) * w + c0..(cy + i) * w + c0 + (x1 - x0)];
+                    add_squared_differences(rows, a, c);
+                }
+                for (tx, d) in (lo..hi).zip(rows.chunks_exact(b)) {
+                    let d: i32 = d.iter().sum();
+                    let (dist, at) = (
+                        &mut self.dist[tx * k..(tx + 1) * k],
+                        &mut self.at[tx * k..(tx + 1) * k],
+                    );
+                    let len = &mut self.len[tx];
+                    if *len == k && d >= dist[k - 1] {
+                        continue;
+                    }
+                    // After every entry at most as far: earlier candidates win ties.
+                    let pos = dist[..*len].partition_point(|&e| e <= d);
+                    let end = (*len + 1).min(k);
+                    dist.copy_within(pos..end - 1, pos + 1);
+                    at.copy_within(pos..end - 1, pos + 1);
+                    dist[pos] = d;
+                    at[pos] = (cy as u32, (tx as isize * b as isize + dx) as u32);
+                    *len = end;
+                }
             }
-            best.insert(at, (dist, (cy as u32, cx as u32)));
+        }
+        // Unused slots still hold the tile's own corner.
+        out.copy_from_slice(&self.at);
+    }
+}
+
+/// `acc[i] += (a[i] - c[i])^2`: the hot loop of matching, vectorized for the widest
+/// instructions this CPU has (integers: every version gives the same sums).
+fn add_squared_differences(acc: &mut [i32], a: &[i16], c: &[i16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512 BW (checked above).
+            return unsafe { add_squared_differences_avx512(acc, a, c) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { add_squared_differences_avx2(acc, a, c) };
         }
     }
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = best.get(i).map_or(own, |e| e.1);
+    add_squared_differences_portable(acc, a, c)
+}
+
+#[inline(always)]
+fn add_squared_differences_portable(acc: &mut [i32], a: &[i16], c: &[i16]) {
+    for ((s, &a), &c) in acc.iter_mut().zip(a).zip(c) {
+        let d = a as i32 - c as i32;
+        *s += d * d;
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn add_squared_differences_avx512(acc: &mut [i32], a: &[i16], c: &[i16]) {
+    add_squared_differences_portable(acc, a, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_squared_differences_avx2(acc: &mut [i32], a: &[i16], c: &[i16]) {
+    add_squared_differences_portable(acc, a, c)
 }
 
 #[cfg(test)]
@@ -138,61 +292,202 @@ mod tests {
         (0..3 * h * w).map(|i| f((i / w) % h, i % w)).collect()
     }
 
+    /// The matching as the specification states it, one tile at a time: every candidate's
+    /// distance, a stable sort with the tile itself first, the first `k`, the tile repeated.
+    fn reference(g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<(u32, u32)> {
+        let (b, r) = (nl.block, nl.radius as isize);
+        let mut out = Vec::new();
+        for y0 in (0..h).step_by(b) {
+            for x0 in (0..w).step_by(b) {
+                let mut cands = vec![(-1i64, (y0 as u32, x0 as u32))];
+                for dy in (-r..=r).step_by(nl.step) {
+                    for dx in (-r..=r).step_by(nl.step) {
+                        let (cy, cx) = (y0 as isize + dy, x0 as isize + dx);
+                        let inside =
+                            cy >= 0 && cx >= 0 && cy as usize + b <= h && cx as usize + b <= w;
+                        if !inside || (dy == 0 && dx == 0) {
+                            continue;
+                        }
+                        let mut d = 0i64;
+                        for i in 0..b {
+                            for j in 0..b {
+                                let a = g[(y0 + i) * w + x0 + j] as i64;
+                                let c = g[(cy as usize + i) * w + cx as usize + j] as i64;
+                                d += (a - c) * (a - c);
+                            }
+                        }
+                        cands.push((d, (cy as u32, cx as u32)));
+                    }
+                }
+                cands.sort_by_key(|c| c.0);
+                out.extend((0..nl.k).map(|i| cands.get(i).map_or(cands[0].1, |c| c.1)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matching_agrees_with_the_specification() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (h, w, nl) in [
+            (16, 24, NL),
+            (16, 16, NonLocal { k: 40, ..NL }),
+            (
+                24,
+                32,
+                NonLocal {
+                    block: 8,
+                    radius: 5,
+                    step: 1,
+                    k: 8,
+                },
+            ),
+            (
+                8,
+                40,
+                NonLocal {
+                    block: 4,
+                    radius: 9,
+                    step: 3,
+                    k: 5,
+                },
+            ),
+        ] {
+            for coarse in [1i16, 400] {
+                // Few distinct values make ties; extreme ones the largest distances.
+                let g: Vec<i16> = (0..h * w)
+                    .map(|_| match next() % 7 {
+                        0 => -1536,
+                        1 => 1535,
+                        _ => ((next() % 3071) as i16 - 1536) / coarse * coarse,
+                    })
+                    .collect();
+                assert_eq!(
+                    match_blocks(&g, h, w, nl),
+                    reference(&g, h, w, nl),
+                    "{nl:?}"
+                );
+            }
+        }
+    }
+
+    /// `BLOCK_MEAN_KNOWN_ANSWERS` of `spec/reference/intnet.py`: `(latent, h, w, hash)`.
+    fn reference_pins() -> Vec<(String, usize, usize, u64)> {
+        let py = include_str!("../../spec/reference/intnet.py");
+        let at = py
+            .find("BLOCK_MEAN_KNOWN_ANSWERS = {")
+            .expect("table in intnet.py");
+        let table = &py[at..at + py[at..].find('}').expect("end of table")];
+        table
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l
+                    .split(|c: char| "(),:\" ".contains(c))
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                let hash = u64::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    hash,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn block_matching_known_answers() {
+        let nl = crate::prior::net::NetConfig::by_name("deep-nl")
+            .unwrap()
+            .nonlocal
+            .unwrap();
+        let pins = reference_pins();
+        assert_eq!(pins.len(), 3);
+        for (latent, h, w, want) in pins {
+            // intnet.py's test_latent and repeats_latent.
+            let z: Vec<f32> = (0..3 * h * w)
+                .map(|i| match latent.as_str() {
+                    "test" => ((i * 7919) % 2003) as f32 - 1001.0,
+                    _ => {
+                        let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+                        (((x % 12) * 37 + (y % 10) * 11 + 5 * c) % 64) as f32 - 32.0
+                    }
+                } / if latent == "test" { 512.0 } else { 64.0 })
+                .collect();
+            let q: Vec<i16> = z.iter().map(|&v| quantize_input(v)).collect();
+            let m = block_mean_int(&q, h, w, nl);
+            let bytes: Vec<u8> = m.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
+            let got = crate::prior::fnv1a64(&bytes);
+            assert_eq!(got, want, "{latent} {h}x{w}: {got:#018X}");
+        }
+    }
+
+    #[test]
+    fn the_guide_is_the_shifted_channel_sum() {
+        let q = [100i16, -32767, 32767, 5, -32767, 32767, -37, -32767, 32767];
+        // (100 + 5 - 37) >> 6 = 1; the extremes at -1536 and 1535.
+        assert_eq!(guide(&q, 1, 3), [1, -1536, 1535]);
+    }
+
     #[test]
     fn repeats_are_averaged_and_unique_blocks_kept() {
         // Columns 0-1 and 4-5 hold the same pattern plus opposite offsets; 2-3 are far away.
-        let f = |y: usize, x: usize| match x {
-            0 | 1 => (y * 2 + x) as f32 + 0.5,
-            4 | 5 => (y * 2 + x - 4) as f32 - 0.5,
-            _ => 100.0 + (y * 7 + x) as f32,
+        let f = |y: usize, x: usize| {
+            (match x {
+                0 | 1 => (y * 2 + x) as f32 + 0.5,
+                4 | 5 => (y * 2 + x - 4) as f32 - 0.5,
+                _ => 100.0 + (y * 7 + x) as f32,
+            }) / 128.0
         };
         let z = image(2, 6, f);
         let m = block_mean(&z, 1, 2, 6, NL);
-        // The two repeats meet in their mean; the far block's nearest is a repeat, so it moves
-        // (k = 2 always averages two), but towards the nearer one.
+        // The two repeats meet in their mean.
         let at = |y: usize, x: usize| m[y * 6 + x];
         for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-            assert_eq!(at(y, x), (y * 2 + x) as f32);
-            assert_eq!(at(y, x + 4), (y * 2 + x) as f32);
+            assert_eq!(at(y, x), (y * 2 + x) as f32 / 128.0);
+            assert_eq!(at(y, x + 4), (y * 2 + x) as f32 / 128.0);
         }
-        // k = 1 is the identity.
+        // k = 1 is the identity, in floats and in integers.
         assert_eq!(block_mean(&z, 1, 2, 6, NonLocal { k: 1, ..NL }), z);
+        let q: Vec<i16> = z.iter().map(|&v| quantize_input(v)).collect();
+        assert_eq!(block_mean_int(&q, 2, 6, NonLocal { k: 1, ..NL }), q);
+        // The integer mean rounds halves up: (32 + 33) / 2 -> 33, (-32 - 33) / 2 -> -32.
+        let q = [32i16, 0, 33, 0, -32, 0, -33, 0, 0, 0, 0, 0];
+        let m = block_mean_int(
+            &q,
+            1,
+            4,
+            NonLocal {
+                block: 1,
+                radius: 2,
+                step: 2,
+                k: 2,
+            },
+        );
+        assert_eq!(m, [33, 0, 33, 0, -32, 0, -32, 0, 0, 0, 0, 0]);
     }
 
     #[test]
     fn ties_go_to_the_earlier_candidate_and_images_stay_apart() {
-        // A flat image: every candidate ties, so the tile at (2, 2) takes (0, 0) first.
-        let mut out = [(9, 9); 3];
-        let z = image(6, 6, |_, _| 1.0);
-        match_tile(
-            &z,
-            6,
-            6,
-            NonLocal { k: 3, ..NL },
-            (2, 2),
-            &mut Vec::new(),
-            &mut out,
-        );
-        assert_eq!(out, [(2, 2), (0, 0), (0, 2)]);
+        // A flat image: every candidate ties, so the tile at (2, 2) takes (0, 0) next.
+        let g = vec![7i16; 36];
+        let m = match_blocks(&g, 6, 6, NonLocal { k: 3, ..NL });
+        assert_eq!(m[(3 + 1) * 3..(3 + 2) * 3], [(2, 2), (0, 0), (0, 2)]);
         // Two images: a batch gives each the mean it gives alone.
-        let a = image(4, 4, |y, x| (y * 4 + x) as f32);
-        let b = image(4, 4, |y, x| ((y * 5 + x * 3) % 7) as f32);
+        let a = image(4, 4, |y, x| (y * 4 + x) as f32 / 16.0);
+        let b = image(4, 4, |y, x| ((y * 5 + x * 3) % 7) as f32 / 8.0);
         let both = block_mean(&[a.clone(), b.clone()].concat(), 2, 4, 4, NL);
         assert_eq!(
             both,
             [block_mean(&a, 1, 4, 4, NL), block_mean(&b, 1, 4, 4, NL)].concat()
         );
-    }
-
-    #[test]
-    fn candidates_stay_inside_the_radius_and_the_image() {
-        let z = image(8, 8, |y, x| ((y * 13 + x * 7) % 11) as f32);
-        let mut out = [(0, 0); 9];
-        let nl = NonLocal { k: 9, ..NL };
-        match_tile(&z, 8, 8, nl, (0, 6), &mut Vec::new(), &mut out);
-        for (cy, cx) in out {
-            assert!(cy as usize + 2 <= 8 && cx as usize + 2 <= 8);
-            assert!((cy as isize).abs() <= 4 && (cx as isize - 6).abs() <= 4);
-        }
     }
 }

@@ -255,11 +255,6 @@ pub fn quantize(
     size: usize,
     opts: &QuantOptions,
 ) -> Result<IntNet> {
-    if e.config().nonlocal.is_some() {
-        return Err(crate::Error::Model(
-            "a network with non-local matching has no integer form yet".into(),
-        ));
-    }
     let ranges = calibrate(e, calib, size, opts);
     quantize_with_ranges(e, &ranges, opts)
 }
