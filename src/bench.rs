@@ -73,6 +73,9 @@ pub struct BenchReport {
     pub integer_forward_seconds: Option<f64>,
     /// The same with the portable kernel (one run: it is slow).
     pub integer_portable_seconds: Option<f64>,
+    /// Block matching of `deep-nl` (its extra input planes, integer, exact) on 768x512: what
+    /// a pass of a network with block matching adds besides its wider first layer.
+    pub block_matching_seconds: Option<f64>,
     /// Training step, 16x64x64.
     pub train_step_seconds: Option<f64>,
     /// Its rate (3x the forward FLOPs).
@@ -189,6 +192,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             let p = prior::load_model_on(int_name, Kernels::Portable)?;
             r.integer_portable_seconds = Some(time(1, || p.predict_x(&z, 3.0))?);
         }
+        let nl = prior::net::NetConfig::by_name("deep-nl")
+            .and_then(|c| c.nonlocal)
+            .expect("deep-nl matches blocks");
+        let q: Vec<i16> = z
+            .data
+            .iter()
+            .map(|&v| prior::intnet::quantize_input(v))
+            .collect();
+        r.block_matching_seconds = Some(time(opts.repeats, || {
+            Ok(prior::nonlocal::block_mean_int(&q, h, w, nl))
+        })?);
     }
     if opts.train {
         let pool = CropPool::from_images(vec![Rgb8 {
@@ -252,6 +266,7 @@ impl BenchReport {
                 "\"graph_forward_seconds\":{},\"integer_model\":{},\"integer_kernels\":{},",
                 "\"integer_gflop\":{},",
                 "\"integer_forward_seconds\":{},\"integer_portable_seconds\":{},",
+                "\"block_matching_seconds\":{},",
                 "\"train_step_seconds\":{},",
                 "\"train_step_gflops\":{},\"train_step_bf16_seconds\":{},",
                 "\"train_bf16_kernel\":{},",
@@ -269,6 +284,7 @@ impl BenchReport {
             opt(self.integer_gflop),
             opt(self.integer_forward_seconds),
             opt(self.integer_portable_seconds),
+            opt(self.block_matching_seconds),
             opt(self.train_step_seconds),
             opt(self.train_step_gflops),
             opt(self.train_step_bf16_seconds),
@@ -323,6 +339,14 @@ impl BenchReport {
                     &format!("forward ({m}, portable)"),
                     p,
                     "DIFFC_KERNELS=portable".into(),
+                );
+            }
+            if let Some(b) = self.block_matching_seconds {
+                let passes = prior::mirror_count(m).max(1) as f64;
+                s += &line(
+                    "block matching (deep-nl, integer)",
+                    b,
+                    format!("{:.0}% of one pass of {m}", 100.0 * b * passes / t),
                 );
             }
         }

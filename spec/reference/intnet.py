@@ -563,7 +563,14 @@ class Prior:
         self.mirrors = m["mirrors"]
         parts = parse_experts(data)
         self.bounds, files = parts if parts else ([], [data])
-        self.nets = [IntNet(f, m["arch"], gemm) for f in files]
+        # One architecture for every expert, or one per expert ("deep,deep-nl,...").
+        archs = m["arch"].split(",")
+        if len(archs) == 1:
+            archs = archs * len(files)
+        if len(archs) != len(files):
+            raise WeightError("%d experts, but the architectures %s name %d"
+                              % (len(files), m["arch"], len(archs)))
+        self.nets = [IntNet(f, a, gemm) for f, a in zip(files, archs)]
         self.net = self.nets[0]
         self.model_id = model_id(data, self.thresholds, self.mirrors)
 

@@ -1077,6 +1077,35 @@ mod tests {
     }
 
     #[test]
+    fn experts_may_mix_architectures() {
+        let plain =
+            to_safetensors(&synthetic(NetConfig::by_name("test").unwrap()), "test").unwrap();
+        let nl = NetConfig::by_name("test-nl").unwrap();
+        let matched = to_safetensors(&synthetic(nl), "test-nl").unwrap();
+        let both = crate::prior::experts::pack(&[plain.clone(), matched.clone()], &[1.0]).unwrap();
+        let mixed = crate::prior::network_prior("test,test-nl", &both).unwrap();
+        let z = ramp(24, 40);
+        for (lambda, alone) in [(0.5, ("test", &plain)), (2.0, ("test-nl", &matched))] {
+            let want = crate::prior::network_prior(alone.0, alone.1).unwrap();
+            assert_eq!(
+                mixed.predict_x(&z, lambda).unwrap().data,
+                want.predict_x(&z, lambda).unwrap().data
+            );
+        }
+        // A list of another length, or one architecture for both, is refused.
+        let err = |arch: &str| {
+            crate::prior::network_prior(arch, &both)
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert!(err("test,test-nl,test").unwrap().contains("name 3"));
+        assert!(
+            err("test").is_some(),
+            "a block-matching network loaded as plain"
+        );
+    }
+
+    #[test]
     fn files_round_trip_byte_for_byte() {
         let net = from_safetensors("tiny", shipped()).unwrap();
         assert_eq!(to_safetensors(&net, "tiny").unwrap(), shipped());

@@ -99,7 +99,8 @@ pub const DEFAULT_ARCH: &str = "tiny";
 pub struct ModelEntry {
     /// Name users select it by.
     pub name: &'static str,
-    /// Architecture name.
+    /// Architecture name; for log-SNR experts of several architectures, one per expert,
+    /// comma-separated (`deep,deep-nl,deep-nl,deep`).
     pub arch: &'static str,
     /// Thresholds below which the network runs on a 2x-averaged latent, once per threshold
     /// passed ([`multiscale::Multiscale`]); measured for `tiny` with `examples/train --check` on
@@ -321,6 +322,23 @@ pub fn arch(name: &str) -> &str {
     entry(name).map_or(name, |m| m.arch)
 }
 
+/// The architecture of each of a named model's `n` experts: [`arch`] for all of them, or its
+/// comma-separated list, which must name `n`.
+fn expert_archs(name: &str, n: usize) -> Result<Vec<&str>> {
+    let a = arch(name);
+    if !a.contains(',') {
+        return Ok(vec![a; n]);
+    }
+    let list: Vec<&str> = a.split(',').collect();
+    if list.len() != n {
+        return Err(Error::Model(format!(
+            "{n} experts, but the architectures {a} name {}",
+            list.len()
+        )));
+    }
+    Ok(list)
+}
+
 /// Stream id of a network: FNV-1a 64 of its safetensors bytes, continued over
 /// `"diffc-multiscale-v1"` and each threshold as 8 little-endian bytes of its f64 when the
 /// network is evaluated at several scales, then over `"diffc-mirrors-v1"` and the count as one
@@ -381,10 +399,12 @@ fn network_prior_on(
 ) -> Result<Arc<dyn Denoiser>> {
     let net: Arc<dyn Denoiser> = if experts::is_experts_file(bytes) {
         let parts = experts::parse(bytes)?;
+        let archs = expert_archs(name, parts.experts.len())?;
         let nets = parts
             .experts
             .iter()
-            .map(|b| bare_network(name, b, kernels))
+            .zip(archs)
+            .map(|(b, a)| bare_network(name, a, b, kernels))
             .collect::<Result<Vec<_>>>()?;
         Arc::new(experts::Experts::new(
             name,
@@ -393,7 +413,7 @@ fn network_prior_on(
             nets,
         ))
     } else {
-        bare_network(name, bytes, kernels)?
+        bare_network(name, arch(name), bytes, kernels)?
     };
     // The network already hashed its weights; each wrapper adds its suffix.
     let t = multiscale_thresholds(name);
@@ -414,19 +434,19 @@ fn network_prior_on(
 /// One network (integer or float, told apart by the file's metadata) without any wrapper.
 fn bare_network(
     name: &str,
+    arch: &str,
     bytes: &[u8],
     kernels: Option<intkernel::Kernels>,
 ) -> Result<Arc<dyn Denoiser>> {
     Ok(if intnet::is_integer_file(bytes) {
-        let net = intnet::IntDenoiser::from_safetensors_bytes(name, arch(name), bytes)?;
+        let net = intnet::IntDenoiser::from_safetensors_bytes(name, arch, bytes)?;
         Arc::new(match kernels {
             Some(k) => net.with_kernels(k)?,
             None => net,
         })
     } else {
         Arc::new(
-            net::NetDenoiser::from_safetensors_bytes(arch(name), bytes, &default_device()?)?
-                .named(name),
+            net::NetDenoiser::from_safetensors_bytes(arch, bytes, &default_device()?)?.named(name),
         )
     })
 }

@@ -76,7 +76,7 @@ pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) 
 
 /// The block-matched mean of one quantized image (planar `(3, h, w)`), in integers: the sum of
 /// the `k` blocks' values, `floor((sum + k/2) / k)`. The integer network's input.
-pub(crate) fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
+pub fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
     let corners = match_blocks(&guide(q, h, w), h, w, nl);
     let mut out = vec![0i16; q.len()];
     let k = nl.k as i32;
@@ -149,8 +149,12 @@ pub(crate) fn match_blocks(g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<(
 /// distances are sums of squared differences along contiguous image rows.
 #[derive(Default)]
 struct Band {
-    /// Per pixel of the band's width: the squared differences summed over the block's rows.
+    /// Per tile: its distance to the candidate at the current offset.
     rows: Vec<i32>,
+    /// Per tile: the distance a candidate must be below to enter its list.
+    bound: Vec<i32>,
+    /// The tiles (from the first of the current offset) whose candidate enters.
+    hits: Vec<u32>,
     /// Per tile: the best distances so far and their corners, `k` slots, `len` used.
     dist: Vec<i32>,
     at: Vec<(u32, u32)>,
@@ -181,7 +185,10 @@ impl Band {
         for tx in 0..tw {
             self.dist[tx * k] = -1;
         }
-        self.rows.resize(w, 0);
+        // A candidate enters when nearer than this: anything while slots are free.
+        self.bound.clear();
+        self.bound.resize(tw, if k > 1 { i32::MAX } else { -1 });
+        self.rows.resize(tw, 0);
         let offsets = || (-r..=r).step_by(nl.step);
         for dy in offsets() {
             let cy = y0 as isize + dy;
@@ -204,25 +211,18 @@ impl Band {
                 if lo >= hi {
                     continue;
                 }
-                let (x0, x1) = (lo * b, hi * b);
+                let x0 = lo * b;
+                let dist = &mut self.rows[..hi - lo];
                 let c0 = (x0 as isize + dx) as usize;
-                let rows = &mut self.rows[x0..x1];
-                rows.fill(0);
-                for i in 0..b {
-                    let a = &g[(y0 + i) * w + x0..(y0 + i) * w + x1];
-                    let c = &g[(cy + i) * w + c0..(cy + i) * w + c0 + (x1 - x0)];
-                    add_squared_differences(rows, a, c);
-                }
-                for (tx, d) in (lo..hi).zip(rows.chunks_exact(b)) {
-                    let d: i32 = d.iter().sum();
+                tile_distances(g, w, b, y0 * w + x0, cy * w + c0, dist);
+                nearer(dist, &self.bound[lo..hi], &mut self.hits);
+                for &j in &self.hits {
+                    let (tx, d) = (lo + j as usize, self.rows[j as usize]);
                     let (dist, at) = (
                         &mut self.dist[tx * k..(tx + 1) * k],
                         &mut self.at[tx * k..(tx + 1) * k],
                     );
                     let len = &mut self.len[tx];
-                    if *len == k && d >= dist[k - 1] {
-                        continue;
-                    }
                     // After every entry at most as far: earlier candidates win ties.
                     let pos = dist[..*len].partition_point(|&e| e <= d);
                     let end = (*len + 1).min(k);
@@ -231,6 +231,9 @@ impl Band {
                     dist[pos] = d;
                     at[pos] = (cy as u32, (tx as isize * b as isize + dx) as u32);
                     *len = end;
+                    if end == k {
+                        self.bound[tx] = dist[k - 1];
+                    }
                 }
             }
         }
@@ -239,41 +242,104 @@ impl Band {
     }
 }
 
-/// `acc[i] += (a[i] - c[i])^2`: the hot loop of matching, vectorized for the widest
-/// instructions this CPU has (integers: every version gives the same sums).
-fn add_squared_differences(acc: &mut [i32], a: &[i16], c: &[i16]) {
+/// The distances of `out.len()` tiles side by side: tile `t` is the `b x b` block of `g` (rows
+/// `w` apart) at `a + t b` against the one at `c + t b`. The hot loop of matching, vectorized
+/// for the widest instructions this CPU has (integers: every version gives the same sums).
+fn tile_distances(g: &[i16], w: usize, b: usize, a: usize, c: usize, out: &mut [i32]) {
+    let span = (b - 1) * w + out.len() * b;
+    assert!(a + span <= g.len() && c + span <= g.len());
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512 BW (checked above).
-            return unsafe { add_squared_differences_avx512(acc, a, c) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { add_squared_differences_avx2(acc, a, c) };
-        }
+    if b == 8 && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512 BW (checked above); every block read lies in `g`
+        // (asserted above).
+        return unsafe { avx512::tile_distances8(g, w, a, c, out) };
     }
-    add_squared_differences_portable(acc, a, c)
-}
-
-#[inline(always)]
-fn add_squared_differences_portable(acc: &mut [i32], a: &[i16], c: &[i16]) {
-    for ((s, &a), &c) in acc.iter_mut().zip(a).zip(c) {
-        let d = a as i32 - c as i32;
-        *s += d * d;
+    for (t, o) in out.iter_mut().enumerate() {
+        let mut d = 0i32;
+        for i in 0..b {
+            let (ra, rc) = (a + i * w + t * b, c + i * w + t * b);
+            for (&x, &y) in g[ra..ra + b].iter().zip(&g[rc..rc + b]) {
+                let e = x as i32 - y as i32;
+                d += e * e;
+            }
+        }
+        *o = d;
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn add_squared_differences_avx512(acc: &mut [i32], a: &[i16], c: &[i16]) {
-    add_squared_differences_portable(acc, a, c)
+/// `hits` = the indices `j` with `d[j] < bound[j]`, in order.
+fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) {
+    hits.clear();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512 F (checked above).
+        return unsafe { avx512::nearer(d, bound, hits) };
+    }
+    hits.extend(
+        (0..d.len().min(bound.len()) as u32).filter(|&j| d[j as usize] < bound[j as usize]),
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn add_squared_differences_avx2(acc: &mut [i32], a: &[i16], c: &[i16]) {
-    add_squared_differences_portable(acc, a, c)
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::tile_distances`] for 8x8 blocks, four tiles (32 values of a row) at a time:
+    /// differences in `i16` (guides lie in `[-1536, 1535]`), squared and summed in pairs into
+    /// `i32` (`vpmaddwd`), over the 8 rows, then each tile's four pair sums added.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn tile_distances8(g: &[i16], w: usize, a: usize, c: usize, out: &mut [i32]) {
+        let n = out.len();
+        let p = g.as_ptr();
+        let mut t = 0;
+        while t < n {
+            let tiles = (n - t).min(4);
+            let mask: __mmask32 = if tiles == 4 {
+                !0
+            } else {
+                (1u32 << (8 * tiles)) - 1
+            };
+            let mut acc = _mm512_setzero_si512();
+            for i in 0..8 {
+                // SAFETY (caller): rows `a + i w + 8 t ..` and `c + ...` hold `8 tiles` values.
+                let x = _mm512_maskz_loadu_epi16(mask, p.add(a + i * w + 8 * t));
+                let y = _mm512_maskz_loadu_epi16(mask, p.add(c + i * w + 8 * t));
+                let d = _mm512_sub_epi16(x, y);
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
+            }
+            // Each tile's four lanes summed into its first: add the neighbour, then the pair.
+            let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b10_11_00_01>(acc));
+            let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b01_00_11_10>(acc));
+            let sums = _mm512_maskz_compress_epi32(0x1111, acc);
+            let keep: __mmask16 = (1u16 << tiles) - 1;
+            // SAFETY: `out[t..t + tiles]` is in bounds.
+            _mm512_mask_storeu_epi32(out.as_mut_ptr().add(t), keep, sums);
+            t += tiles;
+        }
+    }
+
+    /// [`super::nearer`], sixteen at a time: most candidates are rejected by one compare.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) {
+        let n = d.len().min(bound.len());
+        let mut j = 0;
+        while j < n {
+            let m: __mmask16 = if n - j >= 16 {
+                !0
+            } else {
+                (1u16 << (n - j)) - 1
+            };
+            // SAFETY: the masked lanes lie inside both slices.
+            let x = _mm512_maskz_loadu_epi32(m, d.as_ptr().add(j));
+            let y = _mm512_maskz_loadu_epi32(m, bound.as_ptr().add(j));
+            let mut bits = _mm512_mask_cmplt_epi32_mask(m, x, y);
+            while bits != 0 {
+                hits.push(j as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+            j += 16;
+        }
+    }
 }
 
 #[cfg(test)]
