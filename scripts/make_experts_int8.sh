@@ -4,6 +4,8 @@
 # each), then the integer networks packed with their routing bounds. The recipe of
 # `deep-int8` (models/README.md).
 # Usage: scripts/make_experts_int8.sh ARCH OUT.safetensors BOUNDS EXPERT [EXPERT ...]
+#   ARCH: one architecture for every expert, or one per expert, comma-separated
+#   (deep,deep-nl,deep-nl,deep: the model table's entry must name the same list);
 #   EXPERT is CKPT:LO,HI[:STEPS] (fine-tune CKPT inside its training band [LO, HI] for STEPS
 #   steps, default $STEPS or 3000) or keep:FILE#K (expert K of the experts file FILE, unchanged),
 #   e.g. scripts/make_experts_int8.sh deep models/shipped/deep-int8.safetensors 3,4.5 \
@@ -28,6 +30,11 @@ if [[ ${#b[@]} -ne $(($# - 1)) ]]; then
     echo "$# experts need $(($# - 1)) bounds, got ${#b[@]} ($bounds)" >&2
     exit 2
 fi
+IFS=, read -r -a archs <<<"$arch"
+if [[ ${#archs[@]} -ne 1 && ${#archs[@]} -ne $# ]]; then
+    echo "$# experts need 1 or $# architectures, got ${#archs[@]} ($arch)" >&2
+    exit 2
+fi
 for spec in "$@"; do
     [[ $spec == keep:*#* || $spec == *:*,* ]] ||
         { echo "expert $spec: want CKPT:LO,HI[:STEPS] or keep:FILE#K" >&2; exit 2; }
@@ -49,10 +56,12 @@ for spec in "$@"; do
     IFS=: read -r ckpt band steps <<<"$spec"
     part="$stem.$k.safetensors"
     parts+=("$part")
-    RAYON_NUM_THREADS=1 BAND="$band" scripts/make_int8.sh "$ckpt" "$arch" "$part" \
+    a=${archs[0]}
+    [[ ${#archs[@]} -eq 1 ]] || a=${archs[$k]}
+    RAYON_NUM_THREADS=1 BAND="$band" scripts/make_int8.sh "$ckpt" "$a" "$part" \
         "${steps:-${STEPS:-3000}}" >"$stem.$k.log" 2>&1 &
     pids+=($!)
-    echo "expert $k: $ckpt, band $band, ${steps:-${STEPS:-3000}} steps -> $part (log $stem.$k.log)"
+    echo "expert $k ($a): $ckpt, band $band, ${steps:-${STEPS:-3000}} steps -> $part (log $stem.$k.log)"
     k=$((k + 1))
 done
 for p in "${pids[@]}"; do

@@ -1051,6 +1051,7 @@ mod tests {
         cfg.nonlocal = cfg.nonlocal.map(|nl| NonLocal {
             radius: 40,
             step: 5,
+            grids: 2,
             ..nl
         });
         let net = synthetic(cfg.clone());

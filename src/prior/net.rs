@@ -88,13 +88,15 @@ impl NetConfig {
                 ..NetConfig::default()
             }),
             // Non-local pilot: `deep` with the block-matched mean of the latent as input (8x8
-            // tiles, the 8 nearest blocks with corners within 16 pixels, at every pixel).
+            // tiles, the 8 nearest blocks with corners within 16 pixels, at every pixel, and a
+            // second grid of tiles half a block inside the first).
             "deep-nl" => Some(NetConfig {
                 nonlocal: Some(NonLocal {
                     block: 8,
                     radius: 16,
                     step: 1,
                     k: 8,
+                    grids: 2,
                 }),
                 ..NetConfig::by_name("deep")?
             }),
@@ -119,6 +121,7 @@ impl NetConfig {
                     radius: 4,
                     step: 2,
                     k: 3,
+                    grids: 1,
                 }),
                 ..NetConfig::by_name("test")?
             }),
@@ -145,8 +148,14 @@ impl NetConfig {
         let r_eighth = r_quarter.div_ceil(2) + self.depth[2];
         let r_quarter = 2 * r_eighth + 1 + self.depth[1];
         let r_half = 2 * r_quarter + 1 + self.depth[0];
-        // A tile's mean reads the blocks within `radius` of it.
-        2 * r_half + 1 + self.nonlocal.map_or(0, |nl| nl.radius + nl.block)
+        // A tile's mean reads the blocks within `radius` of it; the second grid's tiles only
+        // match inside the image without its frame of half a block.
+        let frame = |nl: NonLocal| if nl.grids == 2 { nl.block / 2 } else { 0 };
+        2 * r_half
+            + 1
+            + self
+                .nonlocal
+                .map_or(0, |nl| nl.radius + nl.block + frame(nl))
     }
 
     /// Multiply-adds x 2 per input pixel of one forward pass (convolutions and 1x1 layers only).

@@ -31,6 +31,9 @@ pub struct NonLocal {
     pub step: usize,
     /// Blocks averaged, the tile itself included.
     pub k: usize,
+    /// Tile grids: 1, or 2 with a second grid half a block inside the first, so that a pixel
+    /// averages the blocks of two overlapping tiles.
+    pub grids: usize,
 }
 
 /// Channels of the network's half-resolution input map: 12 of the unshuffled latent, the two
@@ -65,65 +68,133 @@ pub(crate) fn guide(q: &[i16], h: usize, w: usize) -> Vec<i16> {
 pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) -> Vec<f32> {
     assert_eq!(z.len(), n * 3 * h * w);
     let mut out = vec![0f32; z.len()];
-    let inv = 1.0 / nl.k as f32;
     for (zi, oi) in z.chunks(3 * h * w).zip(out.chunks_mut(3 * h * w)) {
         let q: Vec<i16> = zi.iter().map(|&v| quantize_input(v)).collect();
-        let corners = match_blocks(&guide(&q, h, w), h, w, nl);
-        gather_means(zi, h, w, nl, &corners, oi, |s: f32| s * inv);
+        let sums: Vec<f32> = block_sums(zi, &guide(&q, h, w), h, w, nl);
+        finish_means(&sums, h, w, nl, oi, |s, n| s / n as f32);
     }
     out
 }
 
 /// The block-matched mean of one quantized image (planar `(3, h, w)`), in integers: the sum of
-/// the `k` blocks' values, `floor((sum + k/2) / k)`. The integer network's input.
+/// the values of every block chosen for a pixel (`k` per tile covering it), `floor((sum + n/2)
+/// / n)` for `n` values. The integer network's input.
 pub fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
-    let corners = match_blocks(&guide(q, h, w), h, w, nl);
+    let sums: Vec<i32> = block_sums(q, &guide(q, h, w), h, w, nl);
     let mut out = vec![0i16; q.len()];
-    let k = nl.k as i32;
     // The mean of values in the i16 range stays in it.
-    gather_means(q, h, w, nl, &corners, &mut out, |s: i32| {
-        (s + k / 2).div_euclid(k) as i16
+    finish_means(&sums, h, w, nl, &mut out, |s, n| {
+        (s + n as i32 / 2).div_euclid(n as i32) as i16
     });
     out
 }
 
-/// `out` = `finish(sum of the k chosen blocks)`, pixel by pixel, for one planar `(3, h, w)`
-/// image and its tiles' `corners` (`k` per tile, row-major).
-fn gather_means<T, S>(
-    src: &[T],
+/// Half a block: how far the second tile grid ([`NonLocal::grids`] 2) lies inside the first.
+fn frame(nl: NonLocal) -> usize {
+    nl.block / 2
+}
+
+/// Whether the second grid exists for an `h x w` image (at least one tile of it fits).
+fn second_grid(nl: NonLocal, h: usize, w: usize) -> bool {
+    nl.grids == 2 && h >= 2 * nl.block && w >= 2 * nl.block
+}
+
+/// `out` = the mean of the chosen blocks' values at every pixel: `finish(sum, n)` with `n` = `k`
+/// per tile covering the pixel.
+fn finish_means<T: Send, S: Copy + Sync>(
+    sums: &[S],
     h: usize,
     w: usize,
     nl: NonLocal,
-    corners: &[(u32, u32)],
     out: &mut [T],
-    finish: impl Fn(S) -> T + Sync,
-) where
-    T: Copy + Send + Sync + Into<S>,
-    S: Copy + Default + std::ops::AddAssign,
-{
-    let (b, k) = (nl.block, nl.k);
-    let tw = w / b;
+    finish: impl Fn(S, u32) -> T + Sync,
+) {
+    let (o, two) = (frame(nl), second_grid(nl, h, w));
     out.par_chunks_mut(w)
+        .zip(sums.par_chunks(w))
         .enumerate()
-        .for_each_init(Vec::new, |sums: &mut Vec<S>, (r, row)| {
-            let (ch, y) = (r / h, r % h);
-            let plane = &src[ch * h * w..(ch + 1) * h * w];
-            let (ty, dy) = (y / b, y % b);
-            for tx in 0..tw {
-                sums.clear();
-                sums.resize(b, S::default());
-                let at = (ty * tw + tx) * k;
-                for &(cy, cx) in &corners[at..at + k] {
-                    let from = (cy as usize + dy) * w + cx as usize;
-                    for (s, &v) in sums.iter_mut().zip(&plane[from..from + b]) {
-                        *s += v.into();
-                    }
-                }
-                for (d, &s) in row[tx * b..(tx + 1) * b].iter_mut().zip(sums.iter()) {
-                    *d = finish(s);
-                }
+        .for_each(|(r, (row, s))| {
+            let y = r % h;
+            let inner_row = two && y >= o && y < h - o;
+            for (x, (d, &v)) in row.iter_mut().zip(s).enumerate() {
+                let covered = if inner_row && x >= o && x < w - o {
+                    2
+                } else {
+                    1
+                };
+                *d = finish(v, (covered * nl.k) as u32);
             }
         });
+}
+
+/// The sums of the values of the blocks chosen for every pixel's tiles, planar `(3, h, w)`:
+/// the tiles of the grid from the image's corner, and with [`NonLocal::grids`] 2 those of the
+/// same grid on the image without its outer frame of half a block (matched inside that
+/// smaller image), so that a pixel inside the frame averages two tiles' blocks.
+fn block_sums<T, S>(src: &[T], g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<S>
+where
+    T: Copy + Send + Sync + Into<S>,
+    S: Copy + Default + Send + std::ops::AddAssign,
+{
+    let mut sums = vec![S::default(); src.len()];
+    add_block_sums(
+        src,
+        (h, w),
+        (0, 0),
+        (h, w),
+        &match_blocks(g, h, w, nl),
+        nl,
+        &mut sums,
+    );
+    if second_grid(nl, h, w) {
+        let o = frame(nl);
+        let (ih, iw) = (h - 2 * o, w - 2 * o);
+        let inner: Vec<i16> = (o..h - o)
+            .flat_map(|y| g[y * w + o..y * w + w - o].iter().copied())
+            .collect();
+        let corners: Vec<(u32, u32)> = match_blocks(&inner, ih, iw, nl)
+            .into_iter()
+            .map(|(y, x)| (y + o as u32, x + o as u32))
+            .collect();
+        add_block_sums(src, (h, w), (o, o), (ih, iw), &corners, nl, &mut sums);
+    }
+    sums
+}
+
+/// Add to `sums` (planar `(3, h, w)`) the `k` chosen blocks of every tile of the grid whose
+/// tiles cover `size` pixels from `origin`; `corners` are absolute, `k` per tile, row-major.
+fn add_block_sums<T, S>(
+    src: &[T],
+    (h, w): (usize, usize),
+    (oy, ox): (usize, usize),
+    (gh, gw): (usize, usize),
+    corners: &[(u32, u32)],
+    nl: NonLocal,
+    sums: &mut [S],
+) where
+    T: Copy + Send + Sync + Into<S>,
+    S: Copy + Send + std::ops::AddAssign,
+{
+    let (b, k) = (nl.block, nl.k);
+    let tw = gw / b;
+    sums.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+        let (ch, y) = (r / h, r % h);
+        if y < oy || y >= oy + gh {
+            return;
+        }
+        let plane = &src[ch * h * w..(ch + 1) * h * w];
+        let (ty, dy) = ((y - oy) / b, (y - oy) % b);
+        for tx in 0..tw {
+            let at = (ty * tw + tx) * k;
+            let dst = &mut row[ox + tx * b..ox + (tx + 1) * b];
+            for &(cy, cx) in &corners[at..at + k] {
+                let from = (cy as usize + dy) * w + cx as usize;
+                for (s, &v) in dst.iter_mut().zip(&plane[from..from + b]) {
+                    *s += v.into();
+                }
+            }
+        }
+    });
 }
 
 /// The `k` blocks matched to every tile of a guide `(h, w)`, row-major over the tiles: the tile
@@ -351,6 +422,7 @@ mod tests {
         radius: 4,
         step: 2,
         k: 2,
+        grids: 1,
     };
 
     /// One image `(3, h, w)` whose every channel is `f(y, x)`.
@@ -412,6 +484,7 @@ mod tests {
                     radius: 5,
                     step: 1,
                     k: 8,
+                    grids: 1,
                 },
             ),
             (
@@ -422,6 +495,7 @@ mod tests {
                     radius: 9,
                     step: 3,
                     k: 5,
+                    grids: 1,
                 },
             ),
         ] {
@@ -497,6 +571,44 @@ mod tests {
     }
 
     #[test]
+    fn a_second_grid_averages_two_tiles_inside_its_frame() {
+        let (h, w) = (24, 32);
+        let one = NonLocal {
+            block: 8,
+            radius: 5,
+            step: 1,
+            k: 3,
+            grids: 1,
+        };
+        let q: Vec<i16> = (0..3 * h * w)
+            .map(|i| (((i * 7919) % 2003) as i32 * 13 - 13_000) as i16)
+            .collect();
+        // The second grid is the first on the image without its 4-pixel frame.
+        let (ih, iw) = (h - 8, w - 8);
+        let inner: Vec<i16> = (0..3 * ih * iw)
+            .map(|i| q[((i / (ih * iw)) * h + 4 + (i / iw) % ih) * w + 4 + i % iw])
+            .collect();
+        let outer: Vec<i32> = block_sums(&q, &guide(&q, h, w), h, w, one);
+        let inside: Vec<i32> = block_sums(&inner, &guide(&inner, ih, iw), ih, iw, one);
+        let got = block_mean_int(&q, h, w, NonLocal { grids: 2, ..one });
+        for (i, &m) in got.iter().enumerate() {
+            let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+            let inner_at = (4..h - 4).contains(&y) && (4..w - 4).contains(&x);
+            let (s, n) = if inner_at {
+                (outer[i] + inside[(c * ih + y - 4) * iw + x - 4], 6)
+            } else {
+                (outer[i], 3)
+            };
+            assert_eq!(m as i32, (s + n / 2).div_euclid(n), "({c}, {y}, {x})");
+        }
+        // Too small for a second tile: the first grid alone.
+        assert_eq!(
+            block_mean_int(&q[..3 * 8 * 32], 8, 32, NonLocal { grids: 2, ..one }),
+            block_mean_int(&q[..3 * 8 * 32], 8, 32, one)
+        );
+    }
+
+    #[test]
     fn the_guide_is_the_shifted_channel_sum() {
         let q = [100i16, -32767, 32767, 5, -32767, 32767, -37, -32767, 32767];
         // (100 + 5 - 37) >> 6 = 1; the extremes at -1536 and 1535.
@@ -536,6 +648,7 @@ mod tests {
                 radius: 2,
                 step: 2,
                 k: 2,
+                grids: 1,
             },
         );
         assert_eq!(m, [33, 0, 33, 0, -32, 0, -32, 0, 0, 0, 0, 0]);
