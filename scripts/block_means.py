@@ -5,10 +5,12 @@
 with the matches found on the noisy photo and, as an upper bound, on the clean one.
 
   scripts/block_means.py [--sigma 15] [--k 8] [--radius 16] [--steps 2,1] [--guide rgb|luma]
-                         DIR [IMAGE ...]
+                         [--grids 1|2] DIR [IMAGE ...]
 
 --guide luma matches on the sum of the three channels (what the network does since session 17,
-on the quantized latent; `rgb`, the default, on all three).
+on the quantized latent; `rgb`, the default, on all three). --grids 2 adds a second grid of
+tiles half a block inside the first (the same matching on the image without its 4-pixel frame),
+so that a pixel inside the frame averages two tiles' blocks (`deep-nl` since session 17).
 
 Same seeded noise for every image (NumPy, seed 0, in the codec's [-1, 1] scale). This is an
 analysis aid in float; the network's own matching is the Rust one.
@@ -58,6 +60,16 @@ def block_mean(z, guide, radius, step, k):
     return out
 
 
+def two_grids(z, guide, radius, step, k):
+    """block_mean with a second grid half a block inside the first, averaged where it covers."""
+    o = BLOCK // 2
+    _, h, w = z.shape
+    out = block_mean(z, guide, radius, step, k)
+    inner = block_mean(z[:, o:h - o, o:w - o], guide[:, o:h - o, o:w - o], radius, step, k)
+    out[:, o:h - o, o:w - o] = (out[:, o:h - o, o:w - o] + inner) / 2
+    return out
+
+
 def psnr(a, b):
     return 10 * np.log10(4.0 / np.mean((a - b) ** 2))
 
@@ -71,6 +83,7 @@ def main():
     ap.add_argument("--radius", type=int, default=16)
     ap.add_argument("--steps", default="2,1")
     ap.add_argument("--guide", choices=("rgb", "luma"), default="rgb")
+    ap.add_argument("--grids", type=int, choices=(1, 2), default=1)
     a = ap.parse_args()
     files = [os.path.join(a.dir, f) for f in a.images] or sorted(glob.glob(os.path.join(a.dir, "*.png")))
     steps = [int(s) for s in a.steps.split(",")]
@@ -85,7 +98,8 @@ def main():
             for guide in (z, x):
                 if a.guide == "luma":
                     guide = guide.sum(0, keepdims=True)
-                row.append(psnr(block_mean(z, guide, a.radius, s, a.k), x))
+                mean = two_grids if a.grids == 2 else block_mean
+                row.append(psnr(mean(z, guide, a.radius, s, a.k), x))
         print(f"{os.path.basename(f):>18} " + " ".join(f"{v:18.2f}" for v in row))
 
 
