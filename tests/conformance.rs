@@ -605,13 +605,19 @@ fn intnet_py_pins_of(prefix: &str) -> (u64, u64, Vec<KnownAnswer>) {
     let constant = |key: &str| -> u64 {
         let key = format!("{prefix}{key}");
         let key = key.as_str();
-        let at = py.find(key).unwrap_or_else(|| panic!("{key} in intnet.py")) + key.len();
+        // At the start of a line: `WEIGHTS_FNV` is also the end of `INT8_WEIGHTS_FNV`.
+        let at = py
+            .find(&format!("\n{key}"))
+            .unwrap_or_else(|| panic!("{key} in intnet.py"))
+            + 1
+            + key.len();
         let v = py[at..].lines().next().unwrap().trim();
         u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
     };
     let start = py
-        .find(&format!("{prefix}KNOWN_ANSWERS = {{"))
-        .expect("KNOWN_ANSWERS table in intnet.py");
+        .find(&format!("\n{prefix}KNOWN_ANSWERS = {{"))
+        .expect("KNOWN_ANSWERS table in intnet.py")
+        + 1;
     let end = start + py[start..].find("\n}").unwrap();
     let mut pins = Vec::new();
     for line in py[start..end].lines().skip(1) {
