@@ -221,7 +221,7 @@ pub(crate) fn match_blocks(g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<(
 #[derive(Default)]
 struct Band {
     /// Per tile: its distance to the candidate at the current offset.
-    rows: Vec<i32>,
+    near: Vec<i32>,
     /// Per tile: the distance a candidate must be below to enter its list.
     bound: Vec<i32>,
     /// The tiles (from the first of the current offset) whose candidate enters.
@@ -259,7 +259,7 @@ impl Band {
         // A candidate enters when nearer than this: anything while slots are free.
         self.bound.clear();
         self.bound.resize(tw, if k > 1 { i32::MAX } else { -1 });
-        self.rows.resize(tw, 0);
+        self.near.resize(tw, 0);
         let offsets = || (-r..=r).step_by(nl.step);
         for dy in offsets() {
             let cy = y0 as isize + dy;
@@ -283,12 +283,12 @@ impl Band {
                     continue;
                 }
                 let x0 = lo * b;
-                let dist = &mut self.rows[..hi - lo];
+                let dist = &mut self.near[..hi - lo];
                 let c0 = (x0 as isize + dx) as usize;
                 tile_distances(g, w, b, y0 * w + x0, cy * w + c0, dist);
                 nearer(dist, &self.bound[lo..hi], &mut self.hits);
                 for &j in &self.hits {
-                    let (tx, d) = (lo + j as usize, self.rows[j as usize]);
+                    let (tx, d) = (lo + j as usize, self.near[j as usize]);
                     let (dist, at) = (
                         &mut self.dist[tx * k..(tx + 1) * k],
                         &mut self.at[tx * k..(tx + 1) * k],
