@@ -9,7 +9,9 @@
 #   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
 #    BAND=LO,HI for a log-SNR expert: calibration and fine-tuning inside its training band;
 #    LAYER_WMAX=NAME=WMAX,... and LAYER_AMAX=NAME=AMAX,... for layers whose weights or maps get
-#    another width, e.g. 511 for 10-bit weights, 2047 for 11-bit maps)
+#    another width, e.g. 511 for 10-bit weights, 2047 for 11-bit maps;
+#    CROP / BATCH: the fine-tuning's crops, by default 128 / 4 for a block-matching network
+#    (`*-nl`: room for its 16-pixel search, as it trains) and the trainer's own otherwise)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -28,6 +30,11 @@ if [[ -n "${BAND:-}" ]]; then band_q=(--band "$BAND"); band_t=(--lambda-band "$B
 wide=()
 if [[ -n "${LAYER_WMAX:-}" ]]; then wide+=(--layer-wmax "$LAYER_WMAX"); fi
 if [[ -n "${LAYER_AMAX:-}" ]]; then wide+=(--layer-amax "$LAYER_AMAX"); fi
+crop=${CROP:-} batch=${BATCH:-}
+if [[ $arch == *-nl ]]; then crop=${crop:-128} batch=${batch:-4}; fi
+crops=()
+if [[ -n $crop ]]; then crops+=(--crop "$crop"); fi
+if [[ -n $batch ]]; then crops+=(--batch "$batch"); fi
 
 "$ex/ckpt_weights" "$ckpt" "$work/ema.safetensors" ema
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
@@ -37,7 +44,7 @@ if [[ $steps -gt 0 ]]; then
     cp "$ckpt" "$work/qat.ckpt.safetensors"
     "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
         --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
-        --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}"
+        --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}" "${crops[@]}"
     weights="$work/qat-param.safetensors"
     "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$weights" param
 fi

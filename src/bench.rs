@@ -178,14 +178,22 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     if opts.integer {
         // The default model as the codec runs it (at lambda 3: full resolution, one expert, a
-        // pass per mirror image).
+        // pass per mirror image; the sixth release's expert there matches blocks, so its
+        // passes include the matching).
         use crate::prior::intkernel::Kernels;
         let int_name = prior::DEFAULT_MODEL;
         let k = Kernels::detect();
         let q = prior::load_model_on(int_name, k)?;
         r.integer_model = Some(int_name.to_string());
         r.integer_kernels = Some(k.name().to_string());
-        r.integer_gflop = prior::net::NetConfig::by_name(prior::arch(int_name))
+        // The expert that runs at lambda 3 (experts may differ in architecture).
+        let expert = prior::expert_bounds(int_name)
+            .iter()
+            .filter(|&&b| 3.0 >= b)
+            .count();
+        let arch = prior::arch(int_name);
+        let arch = arch.split(',').nth(expert).unwrap_or(arch);
+        r.integer_gflop = prior::net::NetConfig::by_name(arch)
             .map(|c| c.flops_per_pixel() * (w * h * prior::mirror_count(int_name)) as f64 / 1e9);
         r.integer_forward_seconds = Some(time(opts.repeats, || q.predict_x(&z, 3.0))?);
         if k != Kernels::Portable {

@@ -720,23 +720,24 @@ fn four_mirror_images_known_answers() {
     }
 }
 
-/// The default prior (`models/shipped/deep-int8.safetensors`): four `deep` networks (8-bit,
-/// with 10-bit weights and 11-bit maps at half resolution), log-SNR experts
+/// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep`,
+/// `deep-nl`, `deep-nl`, `deep` (8-bit, with 10-bit weights and 11-bit maps at half
+/// resolution), log-SNR experts
 /// (spec/reconstruction.md#log-snr-experts), over four mirror images. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x55D6_3B2F_1CD3_B095;
-const DEEP_INT8_MODEL_ID: u64 = 0x55DB_FD4E_45B2_2D7E;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x57FF_6849_9C28_4521;
+const DEEP_INT8_MODEL_ID: u64 = 0x63B5_0E6D_385C_BE32;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
     (24, 40, -4.0, 0xB8E9_4982_7561_D777),
     (24, 40, -1.0, 0xD4AF_3148_7B28_403E),
     (24, 40, 0.5, 0x14E6_D086_06F9_18CD),
     (24, 40, 1.0, 0xED36_A22F_1C63_9A31),
-    (24, 40, 3.0, 0x7EB6_CE90_6F38_A994),
-    (24, 40, 3.26, 0x027B_0AE9_8620_C35C),
-    (24, 40, 4.0, 0x390F_CC10_0BC1_9E58),
+    (24, 40, 3.0, 0x3778_FBDD_EEC0_2897),
+    (24, 40, 3.26, 0xCE92_8CE2_EC29_9801),
+    (24, 40, 4.0, 0xFFF9_59B7_988E_9FEF),
     (24, 40, 4.5, 0x59CB_DC1C_B208_E24D),
     (24, 40, 9.0, 0xBA8A_E0F1_47EE_7E3C),
-    (13, 29, 3.26, 0x719A_2F3A_CEB9_E955),
+    (13, 29, 3.26, 0xA9E8_7D51_4EF1_82DB),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
@@ -773,12 +774,15 @@ fn experts_prior_known_answers() {
         .expect("a deep file refused as tiny")
         .to_string();
     assert!(err.contains("not part of architecture tiny"), "{err}");
+    let archs: Vec<&str> = diffc::prior::arch("deep-int8").split(',').collect();
+    assert_eq!(archs, ["deep", "deep-nl", "deep-nl", "deep"]);
     for k in [Kernels::Portable, Kernels::best()] {
         let nets: Vec<Arc<dyn Denoiser>> = parts
             .experts
             .iter()
-            .map(|b| {
-                let net = IntDenoiser::from_safetensors_bytes("deep-int8", "deep", b)
+            .zip(&archs)
+            .map(|(b, &arch)| {
+                let net = IntDenoiser::from_safetensors_bytes("deep-int8", arch, b)
                     .unwrap()
                     .with_kernels(k)
                     .unwrap();

@@ -6,7 +6,7 @@ use diffc::{
     psnr, Decoder, Encoder, EncoderOptions, Image, Limits, Method, RateTarget, ReconstructOptions,
 };
 
-/// The stream id of the shipped default model (`models/shipped/deep-int8.safetensors`, three
+/// The stream id of the shipped default model (`models/shipped/deep-int8.safetensors`, four
 /// 8-bit integer networks as log-SNR experts, with its multiscale thresholds; `diffc models`
 /// prints it). Streams name their model by this id, so
 /// changing it orphans every stream coded with the old weights.
@@ -14,20 +14,22 @@ use diffc::{
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0x55DB_FD4E_45B2_2D7E;
+const SHIPPED_MODEL_ID: u64 = 0x63B5_0E6D_385C_BE32;
 
 /// Id of `deep-int8-fast`: the default's weights over two mirror images instead of four. Moves
 /// with [`SHIPPED_MODEL_ID`].
-const FAST_MODEL_ID: u64 = 0x55DB_FF4E_45B2_30E4;
+const FAST_MODEL_ID: u64 = 0x63B5_086D_385C_B400;
 
-/// Ids of other models this build embeds, so their streams decode: the first, second, third
-/// and fourth releases of prior v2 (the last two with their two-mirror variants), the previous default `tiny-int8` (until prior v2,
+/// Ids of other models this build embeds, so their streams decode: the first to fifth releases
+/// of prior v2 (the last three with their two-mirror variants), the previous default `tiny-int8` (until prior v2,
 /// 2026-11-30), the float network it was made from (the default before it), the 11-bit integer
 /// network and earlier releases. `(name, id)`; an entry leaves only when its weights leave
 /// `models/shipped/`.
 const EARLIER_MODEL_IDS: &[(&str, u64)] = &[
     ("deep-int8-s83020", 0x4EA0_20BD_FCB7_8059),
     ("deep-int8-s89359", 0x4FEB_3980_6751_3A36),
+    ("deep-int8-s161868", 0x55DB_FD4E_45B2_2D7E),
+    ("deep-int8-s161868-fast", 0x55DB_FF4E_45B2_30E4),
     ("deep-int8-s125732", 0xCC46_DA1F_88E6_16BF),
     ("deep-int8-s125732-fast", 0xCC46_D81F_88E6_1359),
     ("deep-int8-s95064", 0x2393_78C7_6E30_92D9),

@@ -68,8 +68,12 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
-          "deep-int8": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
-          "deep-int8-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
+          "deep-int8": dict(arch="deep,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
+                            mirrors=4),
+          "deep-int8-fast": dict(arch="deep,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
+                                 mirrors=2),
+          "deep-int8-s161868": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-s161868-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s125732": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-s125732-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s95064": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
@@ -732,19 +736,19 @@ INT8_KNOWN_ANSWERS = {
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0x55D63B2F1CD3B095
-DEEP8_MODEL_ID = 0x55DBFD4E45B22D7E
+DEEP8_WEIGHTS_FNV = 0x57FF68499C284521
+DEEP8_MODEL_ID = 0x63B50E6D385CBE32
 DEEP8_KNOWN_ANSWERS = {
     (24, 40, -4.0): 0xB8E949827561D777,
     (24, 40, -1.0): 0xD4AF31487B28403E,
     (24, 40, 0.5): 0x14E6D08606F918CD,
     (24, 40, 1.0): 0xED36A22F1C639A31,
-    (24, 40, 3.0): 0x7EB6CE906F38A994,
-    (24, 40, 3.26): 0x027B0AE98620C35C,
-    (24, 40, 4.0): 0x390FCC100BC19E58,
+    (24, 40, 3.0): 0x3778FBDDEEC02897,
+    (24, 40, 3.26): 0xCE928CE2EC299801,
+    (24, 40, 4.0): 0xFFF959B7988E9FEF,
     (24, 40, 4.5): 0x59CBDC1CB208E24D,
     (24, 40, 9.0): 0xBA8AE0F147EE7E3C,
-    (13, 29, 3.26): 0x719A2F3ACEB9E955,
+    (13, 29, 3.26): 0xA9E87D514EF182DB,
 }
 
 
