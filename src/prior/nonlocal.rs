@@ -82,9 +82,16 @@ pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) 
 pub fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
     let sums: Vec<i32> = block_sums(q, &guide(q, h, w), h, w, nl);
     let mut out = vec![0i16; q.len()];
-    // The mean of values in the i16 range stays in it.
+    // The mean of values in the i16 range stays in it. `n` is `k` or `2k`, a power of two
+    // for the shipped `k`: then the floor division is a shift (an integer divide per value
+    // was a tenth of the matching's time).
     finish_means(&sums, h, w, nl, &mut out, |s, n| {
-        (s + n as i32 / 2).div_euclid(n as i32) as i16
+        let t = s + n as i32 / 2;
+        if n.is_power_of_two() {
+            (t >> n.trailing_zeros()) as i16
+        } else {
+            t.div_euclid(n as i32) as i16
+        }
     });
     out
 }
@@ -206,36 +213,73 @@ pub(crate) fn match_blocks(g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<(
     assert!(b > 0 && b <= MAX_BLOCK && nl.step > 0 && nl.k > 0);
     assert!(h.is_multiple_of(b) && w.is_multiple_of(b) && g.len() == h * w);
     let (th, tw) = (h / b, w / b);
+    let padded = Padded::new(g, h, w, nl.radius);
     let mut corners = vec![(0u32, 0u32); th * tw * nl.k];
     corners
         .par_chunks_mut(tw * nl.k)
         .enumerate()
         .for_each_init(Band::default, |band, (ty, out)| {
-            band.run(g, h, w, nl, ty, out)
+            band.run(&padded, h, w, nl, ty, out)
         });
     corners
+}
+
+/// The guide with `pad` columns on either side, so that a row of tiles can be compared with
+/// the blocks at any horizontal offset up to `pad` without bounds per tile: the distances of
+/// candidates outside the image are computed on the padding and never used.
+struct Padded {
+    g: Vec<i16>,
+    /// Row length: `w + 2 pad`.
+    stride: usize,
+    pad: usize,
+}
+
+impl Padded {
+    fn new(g: &[i16], h: usize, w: usize, pad: usize) -> Self {
+        let stride = w + 2 * pad;
+        let mut p = vec![0i16; h * stride];
+        for (row, src) in p.chunks_mut(stride).zip(g.chunks(w)) {
+            row[pad..pad + w].copy_from_slice(src);
+        }
+        Padded { g: p, stride, pad }
+    }
+
+    /// Index of image pixel `(y, x)`; `x` may lie up to `pad` outside the image.
+    fn at(&self, y: usize, x: isize) -> usize {
+        y * self.stride + (x + self.pad as isize) as usize
+    }
 }
 
 /// One row of tiles being matched: every offset is tried on the whole row at once, so the
 /// distances are sums of squared differences along contiguous image rows.
 #[derive(Default)]
 struct Band {
-    /// Per tile: its distance to the candidate at the current offset.
-    near: Vec<i32>,
-    /// Per tile: the distance a candidate must be below to enter its list.
+    /// For the current vertical offset: every tile's distance to its candidate at every
+    /// horizontal offset, `[dx][tile]`.
+    table: Vec<i32>,
+    /// Per tile: a candidate may enter its list only if its distance is below this.
     bound: Vec<i32>,
-    /// The tiles (from the first of the current offset) whose candidate enters.
+    /// The tiles (from the first of the current offset) that may take their candidate.
     hits: Vec<u32>,
-    /// Per tile: the best distances so far and their corners, `k` slots, `len` used.
-    dist: Vec<i32>,
+    /// Per tile: the best candidates so far, `k` slots, `len` used, as sort keys (the
+    /// distance, then the candidate's place in the specification's order of offsets: see
+    /// [`Band::key`]) and corners.
+    keys: Vec<i64>,
     at: Vec<(u32, u32)>,
     len: Vec<usize>,
 }
 
 impl Band {
+    /// The order of the specification, distance first and ties to the earlier offset, as one
+    /// number: candidates may then be tried in any order (the nearest offsets first, which
+    /// fill the lists with good candidates early and keep most later ones out).
+    fn key(d: i32, offset: usize) -> i64 {
+        ((d as i64) << 32) | offset as i64
+    }
+
     fn run(
         &mut self,
-        g: &[i16],
+        g: &Padded,
         h: usize,
         w: usize,
         nl: NonLocal,
@@ -245,8 +289,8 @@ impl Band {
         let (b, k, r) = (nl.block, nl.k, nl.radius as isize);
         let (tw, y0) = (w / b, ty * b);
         let own = |tx: usize| (y0 as u32, (tx * b) as u32);
-        self.dist.clear();
-        self.dist.resize(tw * k, 0);
+        self.keys.clear();
+        self.keys.resize(tw * k, 0);
         self.at.clear();
         self.at
             .extend((0..tw).flat_map(|tx| std::iter::repeat_n(own(tx), k)));
@@ -254,20 +298,24 @@ impl Band {
         self.len.resize(tw, 1);
         // The tile itself is first whatever its distance: -1 sorts before every other.
         for tx in 0..tw {
-            self.dist[tx * k] = -1;
+            self.keys[tx * k] = -1;
         }
-        // A candidate enters when nearer than this: anything while slots are free.
+        // Anything may enter while slots are free.
         self.bound.clear();
         self.bound.resize(tw, if k > 1 { i32::MAX } else { -1 });
-        self.near.resize(tw, 0);
-        let offsets = || (-r..=r).step_by(nl.step);
-        for dy in offsets() {
+        let dxs: Vec<isize> = (-r..=r).step_by(nl.step).collect();
+        // Vertical offsets nearest first; `iy` is the offset's row in the specification's order.
+        let mut dys: Vec<(usize, isize)> = dxs.iter().copied().enumerate().collect();
+        dys.sort_by_key(|&(_, dy)| (dy.abs(), dy));
+        self.table.resize(dxs.len() * tw, 0);
+        for (iy, dy) in dys {
             let cy = y0 as isize + dy;
             if cy < 0 || cy as usize + b > h {
                 continue;
             }
             let cy = cy as usize;
-            for dx in offsets() {
+            row_distances(g, b, tw, y0, cy, &dxs, &mut self.table);
+            for (ix, &dx) in dxs.iter().enumerate() {
                 if dy == 0 && dx == 0 {
                     continue;
                 }
@@ -282,28 +330,35 @@ impl Band {
                 if lo >= hi {
                     continue;
                 }
-                let x0 = lo * b;
-                let dist = &mut self.near[..hi - lo];
-                let c0 = (x0 as isize + dx) as usize;
-                tile_distances(g, w, b, y0 * w + x0, cy * w + c0, dist);
-                nearer(dist, &self.bound[lo..hi], &mut self.hits);
+                let near = &self.table[ix * tw..(ix + 1) * tw];
+                nearer(&near[lo..hi], &self.bound[lo..hi], &mut self.hits);
                 for &j in &self.hits {
-                    let (tx, d) = (lo + j as usize, self.near[j as usize]);
-                    let (dist, at) = (
-                        &mut self.dist[tx * k..(tx + 1) * k],
+                    let tx = lo + j as usize;
+                    let key = Self::key(near[tx], iy * dxs.len() + ix);
+                    let (keys, at) = (
+                        &mut self.keys[tx * k..(tx + 1) * k],
                         &mut self.at[tx * k..(tx + 1) * k],
                     );
                     let len = &mut self.len[tx];
-                    // After every entry at most as far: earlier candidates win ties.
-                    let pos = dist[..*len].partition_point(|&e| e <= d);
+                    if *len == k && key > keys[k - 1] {
+                        // As near as the last, but a later offset.
+                        continue;
+                    }
+                    // The farther ones move up a slot, the last one out when the list is full.
                     let end = (*len + 1).min(k);
-                    dist.copy_within(pos..end - 1, pos + 1);
-                    at.copy_within(pos..end - 1, pos + 1);
-                    dist[pos] = d;
+                    let mut pos = end - 1;
+                    while keys[pos - 1] > key {
+                        keys[pos] = keys[pos - 1];
+                        at[pos] = at[pos - 1];
+                        pos -= 1;
+                    }
+                    keys[pos] = key;
                     at[pos] = (cy as u32, (tx as isize * b as isize + dx) as u32);
                     *len = end;
                     if end == k {
-                        self.bound[tx] = dist[k - 1];
+                        // Distances below 2^31 - 1 (see GUIDE_SHIFT): equal ones still
+                        // compete on their offsets.
+                        self.bound[tx] = (keys[k - 1] >> 32) as i32 + 1;
                     }
                 }
             }
@@ -313,28 +368,40 @@ impl Band {
     }
 }
 
-/// The distances of `out.len()` tiles side by side: tile `t` is the `b x b` block of `g` (rows
-/// `w` apart) at `a + t b` against the one at `c + t b`. The hot loop of matching, vectorized
-/// for the widest instructions this CPU has (integers: every version gives the same sums).
-fn tile_distances(g: &[i16], w: usize, b: usize, a: usize, c: usize, out: &mut [i32]) {
-    let span = (b - 1) * w + out.len() * b;
-    assert!(a + span <= g.len() && c + span <= g.len());
+/// `table[i tw + t]` = the distance of tile `t` of the row at `y0` (a `b x b` block of the
+/// guide) to the block at `(cy, t b + dxs[i])`. The hot loop of matching, vectorized for the
+/// widest instructions this CPU has (integers: every version gives the same sums).
+fn row_distances(
+    g: &Padded,
+    b: usize,
+    tw: usize,
+    y0: usize,
+    cy: usize,
+    dxs: &[isize],
+    table: &mut [i32],
+) {
+    assert!(table.len() >= dxs.len() * tw);
+    assert!(dxs.iter().all(|d| d.unsigned_abs() <= g.pad));
+    assert!((y0.max(cy) + b) * g.stride <= g.g.len());
     #[cfg(target_arch = "x86_64")]
     if b == 8 && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX-512 BW (checked above); every block read lies in `g`
-        // (asserted above).
-        return unsafe { avx512::tile_distances8(g, w, a, c, out) };
+        // SAFETY: the CPU has AVX-512 BW (checked above); every row read lies in the padded
+        // guide (asserted above: offsets within the padding, rows inside the image).
+        return unsafe { avx512::row_distances8(g, tw, y0, cy, dxs, table) };
     }
-    for (t, o) in out.iter_mut().enumerate() {
-        let mut d = 0i32;
-        for i in 0..b {
-            let (ra, rc) = (a + i * w + t * b, c + i * w + t * b);
-            for (&x, &y) in g[ra..ra + b].iter().zip(&g[rc..rc + b]) {
-                let e = x as i32 - y as i32;
-                d += e * e;
+    for (i, &dx) in dxs.iter().enumerate() {
+        for (t, o) in table[i * tw..(i + 1) * tw].iter_mut().enumerate() {
+            let x = (t * b) as isize;
+            let mut d = 0i32;
+            for r in 0..b {
+                let (ra, rc) = (g.at(y0 + r, x), g.at(cy + r, x + dx));
+                for (&p, &q) in g.g[ra..ra + b].iter().zip(&g.g[rc..rc + b]) {
+                    let e = p as i32 - q as i32;
+                    d += e * e;
+                }
             }
+            *o = d;
         }
-        *o = d;
     }
 }
 
@@ -355,36 +422,50 @@ fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// [`super::tile_distances`] for 8x8 blocks, four tiles (32 values of a row) at a time:
-    /// differences in `i16` (guides lie in `[-1536, 1535]`), squared and summed in pairs into
-    /// `i32` (`vpmaddwd`), over the 8 rows, then each tile's four pair sums added.
+    /// [`super::row_distances`] for 8x8 blocks, four tiles (32 values of a row) at a time: the
+    /// tiles' eight rows stay in registers across the horizontal offsets; differences in `i16`
+    /// (guides lie in `[-1536, 1535]`), squared and summed in pairs into `i32` (`vpmaddwd`),
+    /// over the 8 rows, then each tile's four pair sums added.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn tile_distances8(g: &[i16], w: usize, a: usize, c: usize, out: &mut [i32]) {
-        let n = out.len();
-        let p = g.as_ptr();
+    pub(super) unsafe fn row_distances8(
+        g: &super::Padded,
+        tw: usize,
+        y0: usize,
+        cy: usize,
+        dxs: &[isize],
+        table: &mut [i32],
+    ) {
+        let p = g.g.as_ptr();
         let mut t = 0;
-        while t < n {
-            let tiles = (n - t).min(4);
+        while t < tw {
+            let tiles = (tw - t).min(4);
             let mask: __mmask32 = if tiles == 4 {
                 !0
             } else {
                 (1u32 << (8 * tiles)) - 1
             };
-            let mut acc = _mm512_setzero_si512();
-            for i in 0..8 {
-                // SAFETY (caller): rows `a + i w + 8 t ..` and `c + ...` hold `8 tiles` values.
-                let x = _mm512_maskz_loadu_epi16(mask, p.add(a + i * w + 8 * t));
-                let y = _mm512_maskz_loadu_epi16(mask, p.add(c + i * w + 8 * t));
-                let d = _mm512_sub_epi16(x, y);
-                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
-            }
-            // Each tile's four lanes summed into its first: add the neighbour, then the pair.
-            let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b10_11_00_01>(acc));
-            let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b01_00_11_10>(acc));
-            let sums = _mm512_maskz_compress_epi32(0x1111, acc);
             let keep: __mmask16 = (1u16 << tiles) - 1;
-            // SAFETY: `out[t..t + tiles]` is in bounds.
-            _mm512_mask_storeu_epi32(out.as_mut_ptr().add(t), keep, sums);
+            let x = (8 * t) as isize;
+            let mut a = [_mm512_setzero_si512(); 8];
+            for (i, ai) in a.iter_mut().enumerate() {
+                // SAFETY (caller): the row lies in the guide, `8 tiles` values from `x`.
+                *ai = _mm512_maskz_loadu_epi16(mask, p.add(g.at(y0 + i, x)));
+            }
+            for (j, &dx) in dxs.iter().enumerate() {
+                let mut acc = _mm512_setzero_si512();
+                for (i, &ai) in a.iter().enumerate() {
+                    // SAFETY (caller): `dx` lies within the padding.
+                    let c = _mm512_maskz_loadu_epi16(mask, p.add(g.at(cy + i, x + dx)));
+                    let d = _mm512_sub_epi16(ai, c);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(d, d));
+                }
+                // Each tile's four lanes summed into its first: add the neighbour, then the pair.
+                let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b10_11_00_01>(acc));
+                let acc = _mm512_add_epi32(acc, _mm512_shuffle_epi32::<0b01_00_11_10>(acc));
+                let sums = _mm512_maskz_compress_epi32(0x1111, acc);
+                // SAFETY: `table[j tw + t..][..tiles]` is in bounds (the caller's assert).
+                _mm512_mask_storeu_epi32(table.as_mut_ptr().add(j * tw + t), keep, sums);
+            }
             t += tiles;
         }
     }
@@ -482,6 +563,19 @@ mod tests {
                 NonLocal {
                     block: 8,
                     radius: 5,
+                    step: 1,
+                    k: 8,
+                    grids: 1,
+                },
+            ),
+            // The shipped parameters, with tile rows of several groups of four and a
+            // remainder, and offsets past both edges.
+            (
+                40,
+                72,
+                NonLocal {
+                    block: 8,
+                    radius: 16,
                     step: 1,
                     k: 8,
                     grids: 1,
