@@ -117,19 +117,24 @@ fn finish_means<T: Send, S: Copy + Sync>(
     finish: impl Fn(S, u32) -> T + Sync,
 ) {
     let (o, two) = (frame(nl), second_grid(nl, h, w));
+    let k = nl.k as u32;
+    // Runs of pixels with the same count, so that each is one plain loop.
+    let run = |d: &mut [T], s: &[S], n: u32| {
+        for (d, &v) in d.iter_mut().zip(s) {
+            *d = finish(v, n);
+        }
+    };
     out.par_chunks_mut(w)
         .zip(sums.par_chunks(w))
         .enumerate()
         .for_each(|(r, (row, s))| {
             let y = r % h;
-            let inner_row = two && y >= o && y < h - o;
-            for (x, (d, &v)) in row.iter_mut().zip(s).enumerate() {
-                let covered = if inner_row && x >= o && x < w - o {
-                    2
-                } else {
-                    1
-                };
-                *d = finish(v, (covered * nl.k) as u32);
+            if two && y >= o && y < h - o {
+                run(&mut row[..o], &s[..o], k);
+                run(&mut row[o..w - o], &s[o..w - o], 2 * k);
+                run(&mut row[w - o..], &s[w - o..], k);
+            } else {
+                run(row, s, k);
             }
         });
 }
@@ -180,7 +185,7 @@ fn add_block_sums<T, S>(
     sums: &mut [S],
 ) where
     T: Copy + Send + Sync + Into<S>,
-    S: Copy + Send + std::ops::AddAssign,
+    S: Copy + Default + Send + std::ops::AddAssign,
 {
     let (b, k) = (nl.block, nl.k);
     let tw = gw / b;
@@ -194,10 +199,28 @@ fn add_block_sums<T, S>(
         for tx in 0..tw {
             let at = (ty * tw + tx) * k;
             let dst = &mut row[ox + tx * b..ox + (tx + 1) * b];
-            for &(cy, cx) in &corners[at..at + k] {
+            let rows = corners[at..at + k].iter().map(|&(cy, cx)| {
                 let from = (cy as usize + dy) * w + cx as usize;
-                for (s, &v) in dst.iter_mut().zip(&plane[from..from + b]) {
-                    *s += v.into();
+                &plane[from..from + b]
+            });
+            if let Ok(dst) = <&mut [S; 8]>::try_from(&mut *dst) {
+                // The shipped block: fixed-length rows summed in registers, which the
+                // compiler vectorizes.
+                let mut acc = [S::default(); 8];
+                for src in rows {
+                    let src: &[T; 8] = src.try_into().expect("8 values");
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a += v.into();
+                    }
+                }
+                for (s, a) in dst.iter_mut().zip(acc) {
+                    *s += a;
+                }
+            } else {
+                for src in rows {
+                    for (s, &v) in dst.iter_mut().zip(src) {
+                        *s += v.into();
+                    }
                 }
             }
         }
