@@ -696,8 +696,9 @@ fn eight_bit_prior_known_answers() {
     }
 }
 
-/// Four mirror images (no shipped model uses them): `tiny-int8` averaged over all four agrees
-/// with the NumPy reference (`MIRROR4_` in `intnet.py`), rows-reversed mirrors included.
+/// Four mirror images (as the default averages them) on a small network: `tiny-int8` averaged
+/// over all four agrees with the NumPy reference (`MIRROR4_` in `intnet.py`), rows-reversed
+/// mirrors included.
 #[test]
 fn four_mirror_images_known_answers() {
     use diffc::prior::{fnv1a64_continue, mirrors::Mirrors, Denoiser};

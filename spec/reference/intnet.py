@@ -752,8 +752,8 @@ DEEP8_KNOWN_ANSWERS = {
 }
 
 
-# Four mirror images (spec/reconstruction.md#mirror-averaging; no shipped model uses them, so
-# these pin the rows-reversed mirrors): tiny-int8 averaged over all four
+# Four mirror images (spec/reconstruction.md#mirror-averaging, as the default averages them)
+# on a small network, pinning the rows-reversed mirrors: tiny-int8 averaged over all four
 # (`four_mirror_images_known_answers` in tests/conformance.rs).
 MIRROR4_WEIGHTS_FNV = 0xB0D29BC491F18B28
 MIRROR4_MODEL_ID = 0x426753FBFC55218B

@@ -327,6 +327,8 @@ impl Band {
         self.bound.clear();
         self.bound.resize(tw, if k > 1 { i32::MAX } else { -1 });
         let dxs: Vec<isize> = (-r..=r).step_by(nl.step).collect();
+        // Offsets are numbered in the key's low 32 bits.
+        assert!((dxs.len() as u64).pow(2) < 1 << 32);
         // Vertical offsets nearest first; `iy` is the offset's row in the specification's order.
         let mut dys: Vec<(usize, isize)> = dxs.iter().copied().enumerate().collect();
         dys.sort_by_key(|&(_, dy)| (dy.abs(), dy));
@@ -404,6 +406,10 @@ fn row_distances(
     table: &mut [i32],
 ) {
     assert!(table.len() >= dxs.len() * tw);
+    assert!(
+        tw * b + 2 * g.pad <= g.stride,
+        "the row of tiles lies in the image"
+    );
     assert!(dxs.iter().all(|d| d.unsigned_abs() <= g.pad));
     assert!((y0.max(cy) + b) * g.stride <= g.g.len());
     #[cfg(target_arch = "x86_64")]
@@ -586,6 +592,19 @@ mod tests {
                 NonLocal {
                     block: 8,
                     radius: 5,
+                    step: 1,
+                    k: 8,
+                    grids: 1,
+                },
+            ),
+            // One block per tile; a search wider than the image (every offset outside).
+            (8, 16, NonLocal { k: 1, ..NL }),
+            (
+                8,
+                8,
+                NonLocal {
+                    block: 8,
+                    radius: 16,
                     step: 1,
                     k: 8,
                     grids: 1,
