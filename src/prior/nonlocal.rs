@@ -574,6 +574,15 @@ mod tests {
         out
     }
 
+    /// `deep-nl`'s matching on one grid.
+    const SHIPPED: NonLocal = NonLocal {
+        block: 8,
+        radius: 16,
+        step: 1,
+        k: 8,
+        grids: 1,
+    };
+
     #[test]
     fn matching_agrees_with_the_specification() {
         let mut s = 0x2545_f491_4f6c_dd1du64;
@@ -599,30 +608,9 @@ mod tests {
             ),
             // One block per tile; a search wider than the image (every offset outside).
             (8, 16, NonLocal { k: 1, ..NL }),
-            (
-                8,
-                8,
-                NonLocal {
-                    block: 8,
-                    radius: 16,
-                    step: 1,
-                    k: 8,
-                    grids: 1,
-                },
-            ),
-            // The shipped parameters, with tile rows of several groups of four and a
-            // remainder, and offsets past both edges.
-            (
-                40,
-                72,
-                NonLocal {
-                    block: 8,
-                    radius: 16,
-                    step: 1,
-                    k: 8,
-                    grids: 1,
-                },
-            ),
+            (8, 8, SHIPPED),
+            // Tile rows of several groups of four and a remainder, offsets past both edges.
+            (40, 72, SHIPPED),
             (
                 8,
                 40,
