@@ -721,6 +721,53 @@ fn four_mirror_images_known_answers() {
     }
 }
 
+/// Mirror images inside each network (spec/integer-network.md#mirror-images): the sixth
+/// release's experts in the default's multiscale wrapper, each network averaging four mirror
+/// images of its padded latent with one block matching, agree with the NumPy reference
+/// (`NETMIRROR4_` in `intnet.py`).
+#[test]
+fn network_mirror_images_known_answers() {
+    use diffc::prior::{experts, fnv1a64, intnet::IntDenoiser, multiscale::Multiscale, Denoiser};
+    use std::sync::Arc;
+    let name = "deep-int8";
+    let (weights_fnv, id, pins) = intnet_py_pins_of("NETMIRROR4_");
+    let bytes = read_bytes("models/shipped/deep-int8.safetensors");
+    assert_eq!(fnv1a64(&bytes), weights_fnv, "the sixth release's file");
+    let parts = experts::parse(&bytes).unwrap();
+    let archs = ["deep", "deep-nl", "deep-nl", "deep"];
+    let nets: Vec<Arc<dyn Denoiser>> = parts
+        .experts
+        .iter()
+        .zip(archs)
+        .map(|(b, a)| {
+            let net = IntDenoiser::from_safetensors_bytes(name, a, b).unwrap();
+            Arc::new(net.with_mirrors(4).unwrap()) as Arc<dyn Denoiser>
+        })
+        .collect();
+    let thresholds = diffc::prior::multiscale_thresholds(name);
+    let model = Multiscale::new(
+        name,
+        0,
+        Arc::new(experts::Experts::new(name, 0, parts.bounds, nets)),
+        thresholds,
+    );
+    let mut tail = b"diffc-multiscale-v1".to_vec();
+    thresholds
+        .iter()
+        .for_each(|t| tail.extend_from_slice(&t.to_le_bytes()));
+    let want_id =
+        diffc::prior::net_mirrors_suffix(diffc::prior::fnv1a64_continue(weights_fnv, &tail), 4);
+    assert_eq!(id, want_id, "the id rule of spec/reconstruction.md#models");
+    assert_eq!(pins.len(), 3);
+    for (h, w, lambda, want) in pins {
+        let got = x_hash(&model.predict_x(&int_test_latent(h, w), lambda).unwrap());
+        assert_eq!(
+            got, want,
+            "mirrors in each network, ({h}, {w}, {lambda:?}): 0x{got:016X}"
+        );
+    }
+}
+
 /// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep`,
 /// `deep-nl`, `deep-nl`, `deep` (8-bit, with 10-bit weights and 11-bit maps at half
 /// resolution), log-SNR experts

@@ -64,7 +64,8 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
          # `deep` with block matching (spec/integer-network.md#block-matching).
          "deep-nl": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3),
                          matching=dict(block=8, radius=16, step=1, k=8, grids=2))}
-# Named models: architecture, multiscale thresholds and mirror images averaged
+# Named models: architecture, multiscale thresholds and mirror images averaged around the
+# model (`mirrors`) or inside each network (`net_mirrors`, 1 when absent)
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
@@ -98,13 +99,15 @@ def fnv1a64(data, h=0xCBF29CE484222325):
     return h
 
 
-def model_id(weight_bytes, thresholds, mirrors=1):
+def model_id(weight_bytes, thresholds, mirrors=1, net_mirrors=1):
     h = fnv1a64(weight_bytes)
     if thresholds:
         tail = b"diffc-multiscale-v1" + b"".join(struct.pack("<d", t) for t in thresholds)
         h = fnv1a64(tail, h)
     if mirrors > 1:
         h = fnv1a64(b"diffc-mirrors-v1" + bytes([mirrors]), h)
+    if net_mirrors > 1:
+        h = fnv1a64(b"diffc-net-mirrors-v1" + bytes([net_mirrors]), h)
     return h
 
 
@@ -429,19 +432,31 @@ class IntNet:
         r = ((acc + bias) * l["mult"] + l["round"]) >> l["shift"]
         return r.reshape(oh, ow, l["cout"])
 
-    def predict_v(self, z, lam):
-        """V (int64, planar (3, H, W)) for z float32 (3, H, W), H and W multiples of 8."""
+    def predict_v(self, z, lam, mirrors=1):
+        """V (int64, planar (3, H, W)) for z float32 (3, H, W), H and W multiples of 8: summed
+        over the first `mirrors` mirror images of z, each mirrored back, the blocks matched
+        once on z (spec/integer-network.md#mirror-images)."""
         _, h, w = z.shape
         assert z.dtype == np.float32 and h % STRIDE == 0 and w % STRIDE == 0 and h and w
-        pos = self.locate(lam)
-        pl = self.interpolate(self.planes, pos)
         # Input quantization: round(z * 2^12) half away from zero, clamped, NaN -> 0. The f32
         # product is exact (a power of two) unless it overflows, and clamping comes first here
         # (equivalent: the bounds are integers), so binary64 does it exactly.
         q = quantize(z)
+        nl = ARCHS[self.arch].get("matching")
+        m = block_mean(q, **nl) if nl else None
+        v = np.zeros((3, h, w), dtype=np.int64)
+        for flip in MIRRORS[:mirrors]:
+            v += flip(self.network_v(flip(q), None if m is None else flip(m), lam))
+        return v
+
+    def network_v(self, q, m, lam):
+        """V (int64, planar (3, H, W)) of one pass: the quantized latent q and, with block
+        matching, the block-matched mean m (both int64 (3, H, W))."""
+        _, h, w = q.shape
+        pos = self.locate(lam)
+        pl = self.interpolate(self.planes, pos)
         a = ARCHS[self.arch]
-        nl = a.get("matching")
-        x = np.empty((h // 2, w // 2, 26 if nl else 14), dtype=np.int64)
+        x = np.empty((h // 2, w // 2, 26 if m is not None else 14), dtype=np.int64)
 
         def unshuffle(p):
             return p.reshape(3, h // 2, 2, w // 2, 2).transpose(1, 3, 2, 4, 0) \
@@ -449,8 +464,8 @@ class IntNet:
         x[:, :, :12] = unshuffle(q)
         x[:, :, 12] = pl[0]
         x[:, :, 13] = pl[1]
-        if nl:
-            x[:, :, 14:] = unshuffle(block_mean(q, **nl))
+        if m is not None:
+            x[:, :, 14:] = unshuffle(m)
         d0, d1 = a["depth"][0], a["depth"][1]
         skips = []
         out = None
@@ -471,21 +486,29 @@ class IntNet:
         # Pixel shuffle of the output: channel (dy 2 + dx) 3 + c -> planar (c, 2y + dy, 2x + dx).
         return out.reshape(h // 2, w // 2, 2, 2, 3).transpose(4, 0, 2, 1, 3).reshape(3, h, w)
 
-    def predict_x_window(self, z, lam):
-        """x_hat = alpha z - sigma (V / 2^12) for an 8-aligned window (spec: composition)."""
-        v = self.predict_v(z, lam)
+    def predict_x_window(self, z, lam, mirrors=1):
+        """x_hat = alpha z - sigma (V / (mirrors 2^12)) for an 8-aligned window (spec:
+        composition); V, a sum over `mirrors` images, rounds to binary32 (nearest even)."""
+        v = self.predict_v(z, lam, mirrors)
         a = F32(alpha(lam))
         s = F32(sigma(lam))
-        unit = F32(1.0 / (1 << V_LOG2))
+        unit = F32(1.0 / ((1 << V_LOG2) * mirrors))
         return np.subtract(np.multiply(a, z), np.multiply(s, np.multiply(v.astype(F32), unit)))
 
-    def predict_x(self, z, lam):
+    def predict_x(self, z, lam, mirrors=1):
         """The network on a whole image of any size: edge-replicated to multiples of 8, then
         cropped back (tiles of any size give the same result; this evaluates one window)."""
         _, h, w = z.shape
         hp, wp = -(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE
         zp = np.pad(z, ((0, 0), (0, hp - h), (0, wp - w)), mode="edge")
-        return self.predict_x_window(zp, lam)[:, :h, :w]
+        return self.predict_x_window(zp, lam, mirrors)[:, :h, :w]
+
+
+# The mirror images (spec/reconstruction.md#mirror-averaging), in the order their predictions
+# are summed: the planes themselves, columns reversed, rows reversed, both. Each is its own
+# inverse.
+MIRRORS = [lambda a: a, lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, :],
+           lambda a: a[:, ::-1, ::-1]]
 
 
 def alpha(lam):
@@ -578,6 +601,7 @@ class Prior:
         self.name = name
         self.thresholds = m["thresholds"]
         self.mirrors = m["mirrors"]
+        self.net_mirrors = m.get("net_mirrors", 1)
         parts = parse_experts(data)
         self.bounds, files = parts if parts else ([], [data])
         # One architecture for every expert, or one per expert ("deep,deep-nl,...").
@@ -589,7 +613,7 @@ class Prior:
                               % (len(files), m["arch"], len(archs)))
         self.nets = [IntNet(f, a, gemm) for f, a in zip(files, archs)]
         self.net = self.nets[0]
-        self.model_id = model_id(data, self.thresholds, self.mirrors)
+        self.model_id = model_id(data, self.thresholds, self.mirrors, self.net_mirrors)
 
     @classmethod
     def from_file(cls, path=DEFAULT_WEIGHTS, name=None, gemm=None):
@@ -619,8 +643,7 @@ class Prior:
         assert z.dtype == np.float32 and z.ndim == 3 and z.shape[0] == 3
         x = self.predict_one(z, lam)
         # Columns reversed, rows reversed, both: each mirrored back and summed in this order.
-        for flip in [lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, :],
-                     lambda a: a[:, ::-1, ::-1]][:self.mirrors - 1]:
+        for flip in MIRRORS[1:self.mirrors]:
             x = np.add(x, flip(self.predict_one(np.ascontiguousarray(flip(z)), lam)))
         if self.mirrors > 1:
             x = np.multiply(x, F32(1.0 / self.mirrors))
@@ -639,7 +662,7 @@ class Prior:
             l = l + LN4
         # The expert whose band holds the log-SNR the network receives (bounds[k-1] <= l <
         # bounds[k]).
-        x = self.nets[sum(1 for b in self.bounds if l >= b)].predict_x(z, l)
+        x = self.nets[sum(1 for b in self.bounds if l >= b)].predict_x(z, l, self.net_mirrors)
         for h, w in reversed(sizes):
             x = upsample2(x, h, w)
         return x
@@ -763,6 +786,21 @@ MIRROR4_KNOWN_ANSWERS = {
 }
 
 
+# Mirror images inside each network (spec/integer-network.md#mirror-images): the sixth
+# release's experts (`deep,deep-nl,deep-nl,deep`) in the default's multiscale wrapper, four
+# mirror images per network sharing one block matching, through a `deep-nl` expert at an
+# aligned and an odd size (padding mirrored with the latent) and a `deep` one after a halving
+# (`network_mirror_images_known_answers` in tests/conformance.rs).
+NETMIRROR4_WEIGHTS = DEEP8_WEIGHTS
+NETMIRROR4_WEIGHTS_FNV = 0x57FF68499C284521
+NETMIRROR4_MODEL_ID = 0x22E478A3B405B268
+NETMIRROR4_KNOWN_ANSWERS = {
+    (24, 40, 3.26): 0x4D5594943F29FEA7,
+    (13, 29, 4.2): 0xABD96DB4088ED8A3,
+    (13, 29, -1.0): 0x44E2068B3D929278,
+}
+
+
 def _tensor_at(data, name):
     """(byte offset, dtype) of a tensor's data in a safetensors file."""
     n = struct.unpack_from("<Q", data, 0)[0]
@@ -859,6 +897,8 @@ def self_check(path=DEFAULT_WEIGHTS):
     assert model_id(b"abc", (0.125, -1.75)) == 0x0394261BAE8B8C5D
     assert model_id(b"abc", (), 2) == 0x5AE817EC9F504058
     assert model_id(b"abc", (0.625, -1.25), 2) == 0xC2991E199CE05C0A
+    assert model_id(b"abc", (), 1, 4) == 0x55051A1C185B2E60
+    assert model_id(b"abc", (0.625, -1.25), 1, 4) == 0x235DC5B2F0D9CEFA
     data = open(path, "rb").read()
     prior = check_pins(data, "tiny-int", WEIGHTS_FNV, MODEL_ID, KNOWN_ANSWERS)
     prior8 = check_pins(open(INT8_WEIGHTS, "rb").read(), "tiny-int8", INT8_WEIGHTS_FNV,
@@ -888,6 +928,14 @@ def self_check(path=DEFAULT_WEIGHTS):
     for (h, w, lam), want in MIRROR4_KNOWN_ANSWERS.items():
         got = x_hash(four.predict_x(test_latent(h, w), lam))
         assert got == want, "four mirrors, %dx%d at %r: %016x" % (h, w, lam, got)
+    net4 = Prior(open(NETMIRROR4_WEIGHTS, "rb").read(), "deep-int8")
+    net4.mirrors, net4.net_mirrors = 1, 4
+    assert fnv1a64(open(NETMIRROR4_WEIGHTS, "rb").read()) == NETMIRROR4_WEIGHTS_FNV
+    assert model_id(open(NETMIRROR4_WEIGHTS, "rb").read(), net4.thresholds, 1, 4) == \
+        NETMIRROR4_MODEL_ID
+    for (h, w, lam), want in NETMIRROR4_KNOWN_ANSWERS.items():
+        got = x_hash(net4.predict_x(test_latent(h, w), lam))
+        assert got == want, "mirrors in each network, %dx%d at %r: %016x" % (h, w, lam, got)
     # The float64 accumulation equals the int64 one (one case, all layers).
     other = Prior(data, gemm="int64" if prior.net.gemm == "float64" else "float64")
     z = test_latent(24, 40)
@@ -902,10 +950,11 @@ def self_check(path=DEFAULT_WEIGHTS):
             rejected = True
         assert rejected == reject, "%s: %s" % (what, "rejected" if rejected else "accepted")
     print("intnet.py: model ids %016x, %016x and %016x, %d + %d + %d known answers match the "
-          "Rust priors, %d block-matching known answers, %d + %d weight-file validation vectors "
-          "(%.1f s)"
+          "Rust priors, %d + %d with mirror images, %d block-matching known answers, %d + %d "
+          "weight-file validation vectors (%.1f s)"
           % (prior.model_id, prior8.model_id, prior_x.model_id, len(KNOWN_ANSWERS),
-             len(INT8_KNOWN_ANSWERS), len(DEEP8_KNOWN_ANSWERS), len(BLOCK_MEAN_KNOWN_ANSWERS),
+             len(INT8_KNOWN_ANSWERS), len(DEEP8_KNOWN_ANSWERS), len(MIRROR4_KNOWN_ANSWERS),
+             len(NETMIRROR4_KNOWN_ANSWERS), len(BLOCK_MEAN_KNOWN_ANSWERS),
              len(MUTATIONS),
              len(EXPERTS_MUTATIONS), time.time() - t0))
 

@@ -27,9 +27,12 @@ pub fn run() -> Result<()> {
             let b: Vec<String> = b.iter().map(|v| v.to_string()).collect();
             format!("  ({} experts, from lambda {})", b.len() + 1, b.join(", "))
         };
-        let mirrors = match prior::mirror_count(name) {
-            0 | 1 => String::new(),
-            n => format!("  (averaged over {n} mirror images)"),
+        let mirrors = match prior::mirroring(name) {
+            prior::Mirroring::None => String::new(),
+            prior::Mirroring::Model(n) => format!("  (averaged over {n} mirror images)"),
+            prior::Mirroring::Network(n) => {
+                format!("  (averaged over {n} mirror images in each network)")
+            }
         };
         let default = if name == prior::DEFAULT_MODEL {
             "  [default]"

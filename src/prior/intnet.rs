@@ -28,8 +28,9 @@ use rayon::prelude::*;
 use super::engine::{conv_layers, gather_rows, Gather};
 pub use super::intkernel::Kernels;
 use super::intkernel::{self, PackedWeights, Requant};
+use super::mirrors::{Mirror, MODES};
 use super::net::NetConfig;
-use super::nonlocal::{block_mean_int, input_channels, NonLocal};
+use super::nonlocal::block_mean_int;
 use crate::error::{Error, Result};
 
 /// Format version of integer weight files (the `format` entry of their metadata).
@@ -410,21 +411,64 @@ impl IntNet {
     /// Predict `x_hat` from `z`, both planar `(3, H, W)`, at log-SNR `lambda`. `H` and `W` must
     /// be non-zero multiples of [`NetConfig::stride`].
     pub fn predict_x(&self, z: &[f32], h: usize, w: usize, lambda: f64) -> Vec<f32> {
-        let v = self.predict_v(z, h, w, lambda);
-        compose_x(z, &v, h, w, lambda)
+        self.predict_x_mirrored(z, h, w, lambda, 1)
+    }
+
+    /// [`Self::predict_x`] averaged over the first `mirrors` (1, 2 or 4) mirror images of `z`:
+    /// composed once, from the summed outputs of [`Self::predict_v_mirrored`].
+    pub fn predict_x_mirrored(
+        &self,
+        z: &[f32],
+        h: usize,
+        w: usize,
+        lambda: f64,
+        mirrors: usize,
+    ) -> Vec<f32> {
+        let v = self.predict_v_mirrored(z, h, w, lambda, mirrors);
+        compose_x(z, &v, mirrors, lambda)
     }
 
     /// The network's output `V` at full resolution, planar `(3, H, W)`: `v = V / 2^12`.
     pub fn predict_v(&self, z: &[f32], h: usize, w: usize, lambda: f64) -> Vec<i32> {
+        self.predict_v_mirrored(z, h, w, lambda, 1)
+    }
+
+    /// The sum of the network's outputs `V` (planar `(3, H, W)`) on the first `mirrors` (1, 2 or
+    /// 4) mirror images of `z` (in [`super::mirrors`]' order), each mirrored back. With block
+    /// matching the blocks are matched once, on `z`, and each image sees the matched mean
+    /// mirrored with it: the images share one matching (`spec/integer-network.md#mirror-images`).
+    /// Every `|V| <= 2^23`, so a sum of four fits `i32`.
+    pub fn predict_v_mirrored(
+        &self,
+        z: &[f32],
+        h: usize,
+        w: usize,
+        lambda: f64,
+        mirrors: usize,
+    ) -> Vec<i32> {
         let s = self.cfg.stride();
         assert!(
             h.is_multiple_of(s) && w.is_multiple_of(s) && h > 0 && w > 0 && z.len() == 3 * h * w
         );
+        assert!(matches!(mirrors, 1 | 2 | 4), "{mirrors} mirror images");
         let (rq, planes) = self.conditioning(lambda);
-        let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
-        let c = self.cfg.in_channels();
-        let buf = take(&mut pool, (h / 2) * (w / 2) * c);
-        let mut x = input_map(z, h, w, planes, self.cfg.nonlocal, buf);
+        let q: Vec<i16> = z.par_iter().map(|&v| quantize_input(v)).collect();
+        let matched = self.cfg.nonlocal.map(|nl| block_mean_int(&q, h, w, nl));
+        let mut sum = vec![0i32; 3 * h * w];
+        for &m in &MODES[..mirrors] {
+            let mut pool =
+                std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+            let buf = take(&mut pool, (h / 2) * (w / 2) * self.cfg.in_channels());
+            let x = input_map(&q, matched.as_deref(), h, w, planes, m, buf);
+            let v = self.layers_on(x, &rq, &mut pool);
+            *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+            add_unshuffled(&v, h, w, m, &mut sum);
+        }
+        sum
+    }
+
+    /// The layers on an input map: the output `V`, `(H/2, W/2, 12)`.
+    fn layers_on(&self, mut x: IMap, rq: &[Requant], pool: &mut Vec<Vec<i16>>) -> Vec<i32> {
         let roles = layer_roles(&self.cfg);
         let [d0, d1, _] = self.cfg.depth;
         let mut skips: Vec<IMap> = Vec::new();
@@ -433,10 +477,10 @@ impl IntNet {
             match finish {
                 Finish::Relu => {
                     let (oh, ow) = gather.out_size(x.h, x.w);
-                    let y = self.conv(l, &rq[idx], &x, gather, take(&mut pool, oh * ow * l.cout));
+                    let y = self.conv(l, &rq[idx], &x, gather, take(pool, oh * ow * l.cout));
                     pool.push(std::mem::replace(&mut x, y).data);
                     if idx + 1 == d0 || idx + 1 == d0 + 1 + d1 {
-                        let mut copy = take(&mut pool, x.data.len());
+                        let mut copy = take(pool, x.data.len());
                         copy.copy_from_slice(&x.data);
                         skips.push(IMap {
                             data: copy,
@@ -454,20 +498,7 @@ impl IntNet {
         }
         pool.push(x.data);
         pool.extend(skips.into_iter().map(|s| s.data));
-        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
-        let v = out.expect("output layer");
-        // Pixel-shuffle (H/2, W/2, 12) to planar (3, H, W): channel (dy 2 + dx) 3 + c.
-        let mut planar = vec![0i32; 3 * h * w];
-        let w2 = w / 2;
-        for c in 0..3 {
-            for y in 0..h {
-                let row = &mut planar[(c * h + y) * w..(c * h + y + 1) * w];
-                for (xx, o) in row.iter_mut().enumerate() {
-                    *o = v[((y / 2) * w2 + xx / 2) * 12 + ((y % 2) * 2 + xx % 2) * 3 + c];
-                }
-            }
-        }
-        planar
+        out.expect("output layer")
     }
 
     /// One ReLU layer: a new map.
@@ -604,21 +635,21 @@ pub fn quantize_input(v: f32) -> i16 {
         .clamp(-IN_MAX as f32, IN_MAX as f32) as i16
 }
 
-/// The input map at half resolution: 12 unshuffled channels of `z` (planar `(3, H, W)`),
-/// channel `(dy 2 + dx) 3 + c`, the two noise planes, and with block matching 12 unshuffled
-/// channels of the quantized latent's block-matched mean.
+/// The input map at half resolution of the mirror image `m` of the quantized latent `q`
+/// (planar `(3, H, W)`): 12 unshuffled channels of `m(q)`, channel `(dy 2 + dx) 3 + c`, the two
+/// noise planes, and with block matching 12 unshuffled channels of `m(matched)`, the mirror
+/// image of the latent's block-matched mean.
 fn input_map(
-    z: &[f32],
+    q: &[i16],
+    matched: Option<&[i16]>,
     h: usize,
     w: usize,
     planes: [i16; 2],
-    nl: Option<NonLocal>,
+    m: Mirror,
     mut data: Vec<i16>,
 ) -> IMap {
     let (h2, w2) = (h / 2, w / 2);
-    let q: Vec<i16> = z.par_iter().map(|&v| quantize_input(v)).collect();
-    let matched = nl.map(|nl| block_mean_int(&q, h, w, nl));
-    let c = input_channels(nl);
+    let c = if matched.is_some() { 26 } else { 14 };
     debug_assert_eq!(data.len(), h2 * w2 * c);
     data.par_chunks_mut(w2 * c)
         .enumerate()
@@ -626,11 +657,12 @@ fn input_map(
             for (xx, px) in row.chunks_mut(c).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
+                        let (sy, sx) = m.source(2 * y + dy, 2 * xx + dx, h, w);
                         for ch in 0..3 {
-                            let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
+                            let i = (ch * h + sy) * w + sx;
                             px[(dy * 2 + dx) * 3 + ch] = q[i];
-                            if let Some(m) = &matched {
-                                px[14 + (dy * 2 + dx) * 3 + ch] = m[i];
+                            if let Some(mm) = matched {
+                                px[14 + (dy * 2 + dx) * 3 + ch] = mm[i];
                             }
                         }
                     }
@@ -647,14 +679,30 @@ fn input_map(
     }
 }
 
-/// `x_hat = alpha z - sigma (V / 2^12)` in `f32`: `alpha` and `sigma` are the schedule's
-/// (binary64, rounded to binary32), then one product, one product and one difference, each
-/// rounded to nearest.
-pub fn compose_x(z: &[f32], v: &[i32], h: usize, w: usize, lambda: f64) -> Vec<f32> {
+/// `sum += m(Vp)`: the output `v` of the network on mirror image `m` (`(H/2, W/2, 12)`),
+/// pixel-shuffled to planar `(3, H, W)` (channel `(dy 2 + dx) 3 + c`) and mirrored back.
+fn add_unshuffled(v: &[i32], h: usize, w: usize, m: Mirror, sum: &mut [i32]) {
+    let w2 = w / 2;
+    sum.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+        let (c, y) = (r / h, r % h);
+        for (xx, o) in row.iter_mut().enumerate() {
+            // The mirror image's sample that lands at (y, xx) once mirrored back.
+            let (my, mx) = m.source(y, xx, h, w);
+            *o += v[((my / 2) * w2 + mx / 2) * 12 + ((my % 2) * 2 + mx % 2) * 3 + c];
+        }
+    });
+}
+
+/// `x_hat = alpha z - sigma (V / (count 2^12))` in `f32`, for `V` the sum of the network's
+/// outputs on `count` (a power of two) mirror images: `alpha` and `sigma` are the schedule's
+/// (binary64, rounded to binary32); `V` is rounded to binary32 (to nearest even: exact below
+/// 2^24) and scaled exactly; then one product, one product and one difference, each rounded to
+/// nearest.
+pub fn compose_x(z: &[f32], v: &[i32], count: usize, lambda: f64) -> Vec<f32> {
+    debug_assert!(count.is_power_of_two() && z.len() == v.len());
     let a = crate::schedule::alpha(lambda) as f32;
     let s = crate::schedule::sigma(lambda) as f32;
-    let unit = 1.0 / (1u32 << V_LOG2) as f32;
-    debug_assert_eq!(z.len(), 3 * h * w);
+    let unit = 1.0 / ((1u32 << V_LOG2) as usize * count) as f32;
     z.iter()
         .zip(v)
         .map(|(&z, &v)| a * z - s * (v as f32 * unit))
@@ -892,6 +940,9 @@ pub struct IntDenoiser {
     name: String,
     id: u64,
     net: IntNet,
+    /// Mirror images of the padded latent each prediction averages (1, 2 or 4;
+    /// [`IntNet::predict_x_mirrored`]).
+    mirrors: usize,
 }
 
 impl IntDenoiser {
@@ -901,7 +952,22 @@ impl IntDenoiser {
             name: name.to_string(),
             id: super::fnv1a64(bytes),
             net: from_safetensors(arch, bytes)?,
+            mirrors: 1,
         })
+    }
+
+    /// Average `count` (1, 2 or 4) mirror images of the padded latent in every prediction,
+    /// sharing one block matching ([`IntNet::predict_v_mirrored`]). The stream id is the
+    /// model's business ([`super::Mirroring::Network`]).
+    pub fn with_mirrors(mut self, count: usize) -> Result<Self> {
+        if !matches!(count, 1 | 2 | 4) {
+            return Err(Error::Model(format!(
+                "{}: {count} mirror images (a network averages 1, 2 or 4)",
+                self.name
+            )));
+        }
+        self.mirrors = count;
+        Ok(self)
     }
 
     /// The network.
@@ -934,7 +1000,7 @@ impl super::Denoiser for IntDenoiser {
         // Tiles equal the whole-image pass exactly: the halo covers the receptive field and the
         // arithmetic is exact.
         let data = super::net::predict_tiled(&self.net.cfg, z, super::net::TILE, &|w, h, ww| {
-            self.net.predict_x(w, h, ww, lambda)
+            self.net.predict_x_mirrored(w, h, ww, lambda, self.mirrors)
         });
         Ok(super::Planes {
             channels: 3,
@@ -1048,7 +1114,7 @@ mod tests {
         // A search radius much larger than the network's own receptive field, so that a halo
         // without it would show.
         let mut cfg = NetConfig::by_name("test-nl").unwrap();
-        cfg.nonlocal = cfg.nonlocal.map(|nl| NonLocal {
+        cfg.nonlocal = cfg.nonlocal.map(|nl| crate::prior::nonlocal::NonLocal {
             radius: 40,
             step: 5,
             grids: 2,
@@ -1062,10 +1128,14 @@ mod tests {
             let (y, x) = ((i / w) % h, i % w);
             *v = 0.5 * *v + 0.02 * ((y % 40) as f32 - 20.0) + 0.03 * ((x % 24) as f32 - 12.0);
         }
-        let f = |win: &[f32], hh: usize, ww: usize| net.predict_x(win, hh, ww, 0.7);
-        let whole = crate::prior::net::predict_tiled(&cfg, &z, 1 << 20, &f);
-        let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
-        assert!(whole == tiled, "tiles differ from the whole image");
+        for mirrors in [1, 4] {
+            let f = |win: &[f32], hh: usize, ww: usize| {
+                net.predict_x_mirrored(win, hh, ww, 0.7, mirrors)
+            };
+            let whole = crate::prior::net::predict_tiled(&cfg, &z, 1 << 20, &f);
+            let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
+            assert!(whole == tiled, "{mirrors} mirror images: tiles differ");
+        }
         let v = |threads| {
             in_pool(threads, || {
                 net.predict_v(&z.data[..3 * 48 * 72], 48, 72, 0.3)
@@ -1075,6 +1145,57 @@ mod tests {
         assert_eq!(v(3), one);
         // The network is not trivial: its output varies.
         assert!(one.iter().any(|&x| x != one[0]));
+    }
+
+    /// `a` (planar `(c, h, w)`) with its rows and/or columns reversed, written out.
+    fn flip<T: Copy>(a: &[T], h: usize, w: usize, m: Mirror) -> Vec<T> {
+        (0..a.len())
+            .map(|i| {
+                let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+                let y = if m.rows { h - 1 - y } else { y };
+                let x = if m.columns { w - 1 - x } else { x };
+                a[(c * h + y) * w + x]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mirror_images_share_one_matching() {
+        // The definition, step by step: the network on each mirror image of the quantized
+        // latent beside the mirror image of the latent's own matched mean, mirrored back, summed.
+        let cfg = NetConfig::by_name("test-nl").unwrap();
+        let net = synthetic(cfg.clone());
+        let (h, w) = (24, 40);
+        let z = ramp(h, w);
+        let q: Vec<i16> = z.data.iter().map(|&v| quantize_input(v)).collect();
+        let matched = block_mean_int(&q, h, w, cfg.nonlocal.unwrap());
+        let (rq, planes) = net.conditioning(0.7);
+        let mut want = vec![0i32; 3 * h * w];
+        let mut sums = Vec::new();
+        for m in MODES {
+            let buf = vec![0i16; (h / 2) * (w / 2) * cfg.in_channels()];
+            let (qm, mm) = (flip(&q, h, w, m), flip(&matched, h, w, m));
+            let x = input_map(&qm, Some(&mm), h, w, planes, MODES[0], buf);
+            let v = net.layers_on(x, &rq, &mut Vec::new());
+            let mut planar = vec![0i32; 3 * h * w];
+            add_unshuffled(&v, h, w, MODES[0], &mut planar);
+            for (s, p) in want.iter_mut().zip(flip(&planar, h, w, m)) {
+                *s += p;
+            }
+            sums.push(want.clone());
+        }
+        assert_eq!(net.predict_v_mirrored(&z.data, h, w, 0.7, 1), sums[0]);
+        assert_eq!(net.predict_v_mirrored(&z.data, h, w, 0.7, 2), sums[1]);
+        assert_eq!(net.predict_v_mirrored(&z.data, h, w, 0.7, 4), sums[3]);
+        // Each image contributes: the sums differ from one pass scaled.
+        let scaled: Vec<i32> = sums[0].iter().map(|v| 4 * v).collect();
+        assert_ne!(sums[3], scaled);
+        // The composition divides by the count exactly.
+        let x4 = net.predict_x_mirrored(&z.data, h, w, 0.7, 4);
+        assert_eq!(x4, compose_x(&z.data, &sums[3], 4, 0.7));
+        let one = net.predict_x(&z.data, h, w, 0.7);
+        let twice: Vec<i32> = sums[0].iter().map(|v| 2 * v).collect();
+        assert_eq!(compose_x(&z.data, &twice, 2, 0.7), one);
     }
 
     #[test]

@@ -3,16 +3,45 @@
 //!
 //! A denoiser trained on flipped crops predicts a mirrored latent about as well as the latent
 //! itself, but its errors on the two differ; their mean is a better estimate of `E[x | z]`.
-//! Each mirror costs one more pass, so the table of models sets how many a model uses.
+//! Each mirror costs one more pass, so the table of models sets how many a model uses, and
+//! where ([`Mirroring`]): around the whole model ([`Mirrors`], this module), or inside each
+//! integer network, where the mirror images share one block matching
+//! ([`super::intnet::IntNet::predict_v_mirrored`]).
 
 use std::sync::Arc;
 
 use super::{Denoiser, Planes};
 use crate::error::{Error, Result};
 
+/// How a model averages mirror images of its latent: part of its definition and stream id
+/// (`spec/reconstruction.md#mirror-averaging`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mirroring {
+    /// One pass on the latent itself.
+    None,
+    /// Around the whole model: each of the 2 or 4 mirror images is a full evaluation
+    /// (multiscale, experts, block matching), the predictions averaged in binary32 ([`Mirrors`];
+    /// id tag `diffc-mirrors-v1`).
+    Model(usize),
+    /// Inside each network, on its padded latent: blocks are matched once and mirrored with the
+    /// latent, and the networks' integer outputs are summed before the composition (id tag
+    /// `diffc-net-mirrors-v1`). Matching is then a quarter of the work with four images.
+    Network(usize),
+}
+
+impl Mirroring {
+    /// Passes per prediction (1 without mirrors).
+    pub fn count(self) -> usize {
+        match self {
+            Mirroring::None => 1,
+            Mirroring::Model(n) | Mirroring::Network(n) => n,
+        }
+    }
+}
+
 /// The mirror images, in the order their predictions are summed: the latent itself, columns
 /// reversed, rows reversed, both.
-const MODES: [Mirror; 4] = [
+pub(crate) const MODES: [Mirror; 4] = [
     Mirror {
         columns: false,
         rows: false,
@@ -33,21 +62,30 @@ const MODES: [Mirror; 4] = [
 
 /// Which axes a mirror image reverses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mirror {
-    columns: bool,
-    rows: bool,
+pub(crate) struct Mirror {
+    pub(crate) columns: bool,
+    pub(crate) rows: bool,
 }
 
 impl Mirror {
+    /// The coordinate of `h x w` planes that `(y, x)` of the mirror image reads (and, the
+    /// mirror being its own inverse, where its value goes back to).
+    pub(crate) fn source(self, y: usize, x: usize, h: usize, w: usize) -> (usize, usize) {
+        (
+            if self.rows { h - 1 - y } else { y },
+            if self.columns { w - 1 - x } else { x },
+        )
+    }
+
     /// `p` with its columns and/or rows reversed (every plane alike). Its own inverse.
-    fn apply(self, p: &Planes) -> Planes {
+    pub(crate) fn apply(self, p: &Planes) -> Planes {
         let mut out = Planes::zeros(p.channels, p.height, p.width);
         self.each_row(p, &mut out, |d, s| *d = s);
         out
     }
 
     /// `sum += self.apply(y)`, without the mirrored copy.
-    fn add_mirrored(self, y: &Planes, sum: &mut Planes) {
+    pub(crate) fn add_mirrored(self, y: &Planes, sum: &mut Planes) {
         self.each_row(y, sum, |d, s| *d += s);
     }
 

@@ -79,6 +79,7 @@ pub mod quantize;
 use std::sync::Arc;
 
 use crate::error::Error;
+pub use mirrors::Mirroring;
 
 /// FNV-1a 64-bit hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3): the model id.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -106,9 +107,9 @@ pub struct ModelEntry {
     /// passed ([`multiscale::Multiscale`]); measured for `tiny` with `examples/train --check` on
     /// whole dev images (`models/README.md`).
     pub thresholds: &'static [f64],
-    /// How many mirror images of the latent each prediction averages (1: none; 2 or 4,
-    /// [`mirrors::Mirrors`]); part of the model's definition and stream id.
-    pub mirrors: usize,
+    /// How many mirror images of the latent each prediction averages, and where
+    /// ([`Mirroring`]); part of the model's definition and stream id.
+    pub mirrors: Mirroring,
     /// Safetensors weights compiled in (`models/shipped/`), or `None`.
     pub weights: Option<&'static [u8]>,
 }
@@ -156,7 +157,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8",
         arch: "deep,deep-nl,deep-nl,deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 4,
+        mirrors: Mirroring::Model(4),
         weights: DEEP_INT8_WEIGHTS,
     },
     // The default's weights averaged over the latent and its left-right mirror only: half the
@@ -166,7 +167,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-fast",
         arch: "deep,deep-nl,deep-nl,deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: Mirroring::Model(2),
         weights: DEEP_INT8_WEIGHTS,
     },
     // The fifth release of prior v2 (four `deep` experts at training steps 161,868 / 169,963 /
@@ -178,7 +179,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s161868",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 4,
+        mirrors: Mirroring::Model(4),
         weights: DEEP_INT8_S161868_WEIGHTS,
     },
     #[cfg(diffc_deep_s161868)]
@@ -186,7 +187,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s161868-fast",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: Mirroring::Model(2),
         weights: DEEP_INT8_S161868_WEIGHTS,
     },
     // The fourth release of prior v2 (three experts at training steps 125,732 / 120,790 /
@@ -198,7 +199,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s125732",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 4,
+        mirrors: Mirroring::Model(4),
         weights: DEEP_INT8_S125732_WEIGHTS,
     },
     #[cfg(diffc_deep_s125732)]
@@ -206,7 +207,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s125732-fast",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: Mirroring::Model(2),
         weights: DEEP_INT8_S125732_WEIGHTS,
     },
     // The third release of prior v2 (the experts at training steps 95,064 / 99,178 / 92,765,
@@ -218,7 +219,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s95064",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 4,
+        mirrors: Mirroring::Model(4),
         weights: DEEP_INT8_S95064_WEIGHTS,
     },
     #[cfg(diffc_deep_s95064)]
@@ -226,7 +227,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s95064-fast",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: Mirroring::Model(2),
         weights: DEEP_INT8_S95064_WEIGHTS,
     },
     // The second release of prior v2 (the experts at training steps 89,359 / 89,426 / 89,372,
@@ -237,7 +238,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s89359",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 2,
+        mirrors: Mirroring::Model(2),
         weights: shipped!("deep-int8-s89359.safetensors"),
     },
     // The first release of prior v2 (the experts at training steps 83,020 / 83,059 / 82,992,
@@ -248,7 +249,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "deep-int8-s83020",
         arch: "deep",
         thresholds: &[0.625, -1.25],
-        mirrors: 1,
+        mirrors: Mirroring::None,
         weights: shipped!("deep-int8-s83020.safetensors"),
     },
     // The float network (in builds from the repository; the crates.io package leaves it out,
@@ -258,7 +259,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
-        mirrors: 1,
+        mirrors: Mirroring::None,
         weights: shipped!("tiny.safetensors"),
     },
     // `tiny` in 8-bit integer arithmetic (src/prior/intnet.rs, spec/integer-network.md): the
@@ -269,7 +270,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-int8",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
-        mirrors: 1,
+        mirrors: Mirroring::None,
         weights: shipped!("tiny-int8.safetensors"),
     },
     // `tiny` (step 53,486) in integer arithmetic with 11-bit maps and 10-bit weights: the same
@@ -280,7 +281,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-int",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
-        mirrors: 1,
+        mirrors: Mirroring::None,
         weights: shipped!("tiny-int.safetensors"),
     },
     // The previous release (training step 39,032), kept so that its streams still decode
@@ -290,7 +291,7 @@ pub const MODELS: &[ModelEntry] = &[
         name: "tiny-s39032",
         arch: "tiny",
         thresholds: &[0.125, -1.75],
-        mirrors: 1,
+        mirrors: Mirroring::None,
         weights: shipped!("tiny-s39032.safetensors"),
     },
 ];
@@ -331,7 +332,12 @@ pub fn multiscale_thresholds(name: &str) -> &'static [f64] {
 /// How many mirror images of the latent the named network's predictions average (1: none;
 /// [`mirrors`]).
 pub fn mirror_count(name: &str) -> usize {
-    entry(name).map_or(1, |m| m.mirrors)
+    mirroring(name).count()
+}
+
+/// How the named network averages mirror images ([`Mirroring::None`] without a table entry).
+pub fn mirroring(name: &str) -> Mirroring {
+    entry(name).map_or(Mirroring::None, |m| m.mirrors)
 }
 
 /// The log-SNRs where an embedded model hands over from one expert to the next (empty for a
@@ -366,23 +372,32 @@ fn expert_archs(name: &str, n: usize) -> Result<Vec<&str>> {
 
 /// Stream id of a network: FNV-1a 64 of its safetensors bytes, continued over
 /// `"diffc-multiscale-v1"` and each threshold as 8 little-endian bytes of its f64 when the
-/// network is evaluated at several scales, then over `"diffc-mirrors-v1"` and the count as one
-/// byte when it averages mirror images (`spec/reconstruction.md#models`).
+/// network is evaluated at several scales, then over `"diffc-mirrors-v1"` (around the model) or
+/// `"diffc-net-mirrors-v1"` (inside each network) and the count as one byte when it averages
+/// mirror images (`spec/reconstruction.md#models`).
 pub fn network_model_id(name: &str, weights: &[u8]) -> u64 {
     with_mirrors_suffix(name, with_multiscale_suffix(name, fnv1a64(weights)))
 }
 
-/// Continue a network's hash over its mirror count (unchanged without mirrors).
+/// Continue a network's hash over its mirroring (unchanged without mirrors).
 fn with_mirrors_suffix(name: &str, hash: u64) -> u64 {
-    match mirror_count(name) {
-        0 | 1 => hash,
-        n => mirrors_suffix(hash, n),
+    match mirroring(name) {
+        Mirroring::None => hash,
+        Mirroring::Model(n) => mirrors_suffix(hash, n),
+        Mirroring::Network(n) => net_mirrors_suffix(hash, n),
     }
 }
 
 /// `hash` continued over `"diffc-mirrors-v1"` and `count` as one byte.
 fn mirrors_suffix(hash: u64, count: usize) -> u64 {
     let mut tail = b"diffc-mirrors-v1".to_vec();
+    tail.push(count as u8);
+    fnv1a64_continue(hash, &tail)
+}
+
+/// `hash` continued over `"diffc-net-mirrors-v1"` and `count` as one byte.
+pub fn net_mirrors_suffix(hash: u64, count: usize) -> u64 {
+    let mut tail = b"diffc-net-mirrors-v1".to_vec();
     tail.push(count as u8);
     fnv1a64_continue(hash, &tail)
 }
@@ -410,7 +425,8 @@ pub fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 /// Build the codec prior of a named network from its weight bytes: the network (or its log-SNR
-/// experts, [`experts`]), wrapped in its multiscale evaluation when it has one.
+/// experts, [`experts`]), wrapped in its multiscale evaluation when it has one, and in its
+/// mirror averaging when that is around the model ([`Mirroring`]).
 fn network_prior(name: &str, bytes: &[u8]) -> Result<Arc<dyn Denoiser>> {
     network_prior_on(name, bytes, None)
 }
@@ -422,6 +438,11 @@ fn network_prior_on(
     bytes: &[u8],
     kernels: Option<intkernel::Kernels>,
 ) -> Result<Arc<dyn Denoiser>> {
+    let mirroring = mirroring(name);
+    let inside = match mirroring {
+        Mirroring::Network(n) => n,
+        _ => 1,
+    };
     let net: Arc<dyn Denoiser> = if experts::is_experts_file(bytes) {
         let parts = experts::parse(bytes)?;
         let archs = expert_archs(name, parts.experts.len())?;
@@ -429,7 +450,7 @@ fn network_prior_on(
             .experts
             .iter()
             .zip(archs)
-            .map(|(b, a)| bare_network(name, a, b, kernels))
+            .map(|(b, a)| bare_network(name, a, b, kernels, inside))
             .collect::<Result<Vec<_>>>()?;
         Arc::new(experts::Experts::new(
             name,
@@ -438,7 +459,7 @@ fn network_prior_on(
             nets,
         ))
     } else {
-        bare_network(name, arch(name), bytes, kernels)?
+        bare_network(name, arch(name), bytes, kernels, inside)?
     };
     // The network already hashed its weights; each wrapper adds its suffix.
     let t = multiscale_thresholds(name);
@@ -448,30 +469,59 @@ fn network_prior_on(
         let id = with_multiscale_suffix(name, net.model_id());
         Arc::new(multiscale::Multiscale::new(name, id, net, t))
     };
-    let n = mirror_count(name);
-    if n <= 1 {
-        return Ok(net);
-    }
     let id = with_mirrors_suffix(name, net.model_id());
-    Ok(Arc::new(mirrors::Mirrors::new(name, id, net, n)?))
+    match mirroring {
+        Mirroring::None => Ok(net),
+        Mirroring::Model(n) => Ok(Arc::new(mirrors::Mirrors::new(name, id, net, n)?)),
+        Mirroring::Network(_) => Ok(Arc::new(WithId { id, inner: net })),
+    }
 }
 
-/// One network (integer or float, told apart by the file's metadata) without any wrapper.
+/// A model under another stream id (a suffix its wrappers do not add themselves).
+struct WithId {
+    id: u64,
+    inner: Arc<dyn Denoiser>,
+}
+
+impl Denoiser for WithId {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn model_id(&self) -> u64 {
+        self.id
+    }
+
+    fn predict_x(&self, z: &Planes, lambda: f64) -> Result<Planes> {
+        self.inner.predict_x(z, lambda)
+    }
+
+    fn working_bytes(&self, height: usize, width: usize) -> u64 {
+        self.inner.working_bytes(height, width)
+    }
+}
+
+/// One network (integer or float, told apart by the file's metadata) averaging `mirrors`
+/// mirror images of its padded latent itself (1: none), without any wrapper.
 fn bare_network(
     name: &str,
     arch: &str,
     bytes: &[u8],
     kernels: Option<intkernel::Kernels>,
+    mirrors: usize,
 ) -> Result<Arc<dyn Denoiser>> {
     Ok(if intnet::is_integer_file(bytes) {
         let net = intnet::IntDenoiser::from_safetensors_bytes(name, arch, bytes)?;
-        Arc::new(match kernels {
+        let net = match kernels {
             Some(k) => net.with_kernels(k)?,
             None => net,
-        })
+        };
+        Arc::new(net.with_mirrors(mirrors)?)
     } else {
         Arc::new(
-            net::NetDenoiser::from_safetensors_bytes(arch, bytes, &default_device()?)?.named(name),
+            net::NetDenoiser::from_safetensors_bytes(arch, bytes, &default_device()?)?
+                .named(name)
+                .with_mirrors(mirrors)?,
         )
     })
 }
@@ -571,6 +621,11 @@ mod tests {
         assert_eq!(mirrors_suffix(fnv1a64(b"abc"), 2), 0x5AE8_17EC_9F50_4058);
         let deep = with_multiscale_suffix("deep-int8", fnv1a64(b"abc"));
         assert_eq!(mirrors_suffix(deep, 2), 0xC299_1E19_9CE0_5C0A);
+        assert_eq!(
+            net_mirrors_suffix(fnv1a64(b"abc"), 4),
+            0x5505_1A1C_185B_2E60
+        );
+        assert_eq!(net_mirrors_suffix(deep, 4), 0x235D_C5B2_F0D9_CEFA);
         assert_eq!(gauss::gauss_model_id(), 0x9820_9D16_F94A_2017);
     }
 }
