@@ -178,8 +178,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     }
     if opts.integer {
         // The default model as the codec runs it (at lambda 3: full resolution, one expert, a
-        // pass per mirror image; the sixth release's expert there matches blocks, so its
-        // passes include the matching).
+        // pass per mirror image; the expert there matches blocks, once for its mirror images,
+        // so the time includes the matching).
         use crate::prior::intkernel::Kernels;
         let int_name = prior::DEFAULT_MODEL;
         let k = Kernels::detect();

@@ -558,10 +558,12 @@ fn x_hash(x: &diffc::prior::Planes) -> u64 {
 /// Whether `models/shipped/tiny-int.safetensors` is here: the repository has it, the crates.io
 /// package leaves it out (build.rs), and then its pins cannot be checked.
 fn tiny_int_present() -> bool {
-    let p = format!(
-        "{}/models/shipped/tiny-int.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    shipped_present("tiny-int.safetensors")
+}
+
+/// Whether `models/shipped/FILE` is here (the crates.io package has only the default's).
+fn shipped_present(file: &str) -> bool {
+    let p = format!("{}/models/shipped/{file}", env!("CARGO_MANIFEST_DIR"));
     let here = std::path::Path::new(&p).exists();
     if !here {
         eprintln!("skipped: {p} is not in this build (crates.io package)");
@@ -721,17 +723,24 @@ fn four_mirror_images_known_answers() {
     }
 }
 
+/// The file `NETMIRROR4_` pins (`NETMIRROR4_WEIGHTS` in `intnet.py`).
+const NETMIRROR4_FILE: &str = "deep-int8-s193986.safetensors";
+
 /// Mirror images inside each network (spec/integer-network.md#mirror-images): the sixth
-/// release's experts in the default's multiscale wrapper, each network averaging four mirror
-/// images of its padded latent with one block matching, agree with the NumPy reference
-/// (`NETMIRROR4_` in `intnet.py`).
+/// release's experts (`deep,deep-nl,deep-nl,deep`, which average their mirror images around
+/// the model) in the default's multiscale wrapper, each network averaging four mirror images
+/// of its padded latent with one block matching, agree with the NumPy reference (`NETMIRROR4_`
+/// in `intnet.py`).
 #[test]
 fn network_mirror_images_known_answers() {
     use diffc::prior::{experts, fnv1a64, intnet::IntDenoiser, multiscale::Multiscale, Denoiser};
     use std::sync::Arc;
+    if !shipped_present(NETMIRROR4_FILE) {
+        return;
+    }
     let name = "deep-int8";
     let (weights_fnv, id, pins) = intnet_py_pins_of("NETMIRROR4_");
-    let bytes = read_bytes("models/shipped/deep-int8.safetensors");
+    let bytes = read_bytes(&format!("models/shipped/{NETMIRROR4_FILE}"));
     assert_eq!(fnv1a64(&bytes), weights_fnv, "the sixth release's file");
     let parts = experts::parse(&bytes).unwrap();
     let archs = ["deep", "deep-nl", "deep-nl", "deep"];
@@ -768,24 +777,24 @@ fn network_mirror_images_known_answers() {
     }
 }
 
-/// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep`,
+/// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep-nl`,
 /// `deep-nl`, `deep-nl`, `deep` (8-bit, with 10-bit weights and 11-bit maps at half
-/// resolution), log-SNR experts
-/// (spec/reconstruction.md#log-snr-experts), over four mirror images. Its file hash, model id and known
+/// resolution), log-SNR experts (spec/reconstruction.md#log-snr-experts), each averaging four
+/// mirror images of its latent with one block matching. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0x57FF_6849_9C28_4521;
-const DEEP_INT8_MODEL_ID: u64 = 0x63B5_0E6D_385C_BE32;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0xCEE5_8F3F_25B8_D9C3;
+const DEEP_INT8_MODEL_ID: u64 = 0xBF86_D746_8060_05E2;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
-    (24, 40, -4.0, 0xB8E9_4982_7561_D777),
-    (24, 40, -1.0, 0xD4AF_3148_7B28_403E),
-    (24, 40, 0.5, 0x14E6_D086_06F9_18CD),
-    (24, 40, 1.0, 0xED36_A22F_1C63_9A31),
-    (24, 40, 3.0, 0x3778_FBDD_EEC0_2897),
-    (24, 40, 3.26, 0xCE92_8CE2_EC29_9801),
-    (24, 40, 4.0, 0xFFF9_59B7_988E_9FEF),
-    (24, 40, 4.5, 0x59CB_DC1C_B208_E24D),
-    (24, 40, 9.0, 0xBA8A_E0F1_47EE_7E3C),
-    (13, 29, 3.26, 0xA9E8_7D51_4EF1_82DB),
+    (24, 40, -4.0, 0xC748_0AD5_594A_78F7),
+    (24, 40, -1.0, 0x49B8_7A80_2620_64EB),
+    (24, 40, 0.5, 0xCC02_0DB7_9E54_D857),
+    (24, 40, 1.0, 0xEECF_9FB2_E65F_0F08),
+    (24, 40, 3.0, 0xD8B4_162D_9E79_5D7B),
+    (24, 40, 3.26, 0x4D55_9494_3F29_FEA7),
+    (24, 40, 4.0, 0x1D42_C178_6B18_7C33),
+    (24, 40, 4.5, 0x25E0_3AB3_44B3_9A3E),
+    (24, 40, 9.0, 0x5C50_F099_BC22_5F4C),
+    (13, 29, 3.26, 0x44AE_05F9_05FB_E420),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
@@ -794,7 +803,7 @@ const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
 fn experts_prior_known_answers() {
     use diffc::prior::experts::{self, Experts};
     use diffc::prior::intkernel::Kernels;
-    use diffc::prior::{intnet::IntDenoiser, mirrors::Mirrors, multiscale::Multiscale, Denoiser};
+    use diffc::prior::{intnet::IntDenoiser, multiscale::Multiscale, Denoiser, Mirroring};
     use std::sync::Arc;
     assert_eq!(
         intnet_py_pins_of("DEEP8_"),
@@ -816,14 +825,15 @@ fn experts_prior_known_answers() {
     let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
     let parts = experts::parse(&weights).unwrap();
     assert_eq!(parts.bounds, [3.0, 4.0, 4.5]);
-    // An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
-    let err = IntDenoiser::from_safetensors_bytes("x", "tiny", parts.experts[0])
+    // The high expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
+    let err = IntDenoiser::from_safetensors_bytes("x", "tiny", parts.experts[3])
         .err()
         .expect("a deep file refused as tiny")
         .to_string();
     assert!(err.contains("not part of architecture tiny"), "{err}");
     let archs: Vec<&str> = diffc::prior::arch("deep-int8").split(',').collect();
-    assert_eq!(archs, ["deep", "deep-nl", "deep-nl", "deep"]);
+    assert_eq!(archs, ["deep-nl", "deep-nl", "deep-nl", "deep"]);
+    assert_eq!(diffc::prior::mirroring("deep-int8"), Mirroring::Network(4));
     for k in [Kernels::Portable, Kernels::best()] {
         let nets: Vec<Arc<dyn Denoiser>> = parts
             .experts
@@ -833,16 +843,16 @@ fn experts_prior_known_answers() {
                 let net = IntDenoiser::from_safetensors_bytes("deep-int8", arch, b)
                     .unwrap()
                     .with_kernels(k)
+                    .unwrap()
+                    .with_mirrors(4)
                     .unwrap();
                 Arc::new(net) as Arc<dyn Denoiser>
             })
             .collect();
         let routed = Experts::new("deep-int8", 0, parts.bounds.clone(), nets);
         let t = diffc::prior::multiscale_thresholds("deep-int8");
-        let scaled = Multiscale::new("deep-int8", 0, Arc::new(routed), t);
-        let n = diffc::prior::mirror_count("deep-int8");
-        let mirrored = Mirrors::new("deep-int8", DEEP_INT8_MODEL_ID, Arc::new(scaled), n).unwrap();
-        priors.push((k.name().to_string(), Arc::new(mirrored)));
+        let scaled = Multiscale::new("deep-int8", DEEP_INT8_MODEL_ID, Arc::new(routed), t);
+        priors.push((k.name().to_string(), Arc::new(scaled)));
     }
     for &(h, w, lambda, want) in &DEEP8_KNOWN_ANSWERS {
         let z = int_test_latent(h, w);

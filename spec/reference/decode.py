@@ -19,9 +19,10 @@ of the Rust code's (the `libm` crate 0.2.16), not Python's `math` (the platform 
 coefficients have the Rust decoder's bits on every platform.
 
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
-spec/integer-network.md, `deep-int8` (log-SNR experts averaged over four mirror images,
-spec/reconstruction.md), its faster variant `deep-int8-fast` (the same weights over two
-mirror images), its earlier releases `deep-int8-s161868` (and `deep-int8-s161868-fast`),
+spec/integer-network.md, `deep-int8` (log-SNR experts, each network averaging four mirror
+images, spec/reconstruction.md), its faster variant `deep-int8-fast` (the same weights over two
+mirror images), its earlier releases `deep-int8-s193986` (and `deep-int8-s193986-fast`),
+`deep-int8-s161868` (and `deep-int8-s161868-fast`),
 `deep-int8-s125732` (and `deep-int8-s125732-fast`),
 `deep-int8-s95064` (and `deep-int8-s95064-fast`),
 `deep-int8-s89359` and `deep-int8-s83020`,
@@ -211,14 +212,16 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the default (log-SNR experts of `deep` and `deep-nl`, mostly 8-bit, four mirror
-# images), its faster
+# model id: the default (log-SNR experts of `deep-nl` and `deep`, mostly 8-bit, four mirror
+# images in each network), its faster
 # variant (the same file, two mirror images), its earlier releases, then `tiny` in 8 and 11
 # bits. (name, file).
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
 INTEGER_MODELS = [(n, os.path.join(SHIPPED, f + ".safetensors"))
                   for n, f in (("deep-int8", "deep-int8"), ("deep-int8-fast", "deep-int8"),
+                               ("deep-int8-s193986", "deep-int8-s193986"),
+                               ("deep-int8-s193986-fast", "deep-int8-s193986"),
                                ("deep-int8-s161868", "deep-int8-s161868"),
                                ("deep-int8-s161868-fast", "deep-int8-s161868"),
                                ("deep-int8-s125732", "deep-int8-s125732"),

@@ -69,10 +69,14 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
-          "deep-int8": dict(arch="deep,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
-                            mirrors=4),
-          "deep-int8-fast": dict(arch="deep,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
-                                 mirrors=2),
+          "deep-int8": dict(arch="deep-nl,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
+                            mirrors=1, net_mirrors=4),
+          "deep-int8-fast": dict(arch="deep-nl,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
+                                 mirrors=1, net_mirrors=2),
+          "deep-int8-s193986": dict(arch="deep,deep-nl,deep-nl,deep",
+                                    thresholds=(0.625, -1.25), mirrors=4),
+          "deep-int8-s193986-fast": dict(arch="deep,deep-nl,deep-nl,deep",
+                                         thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s161868": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-s161868-fast": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=2),
           "deep-int8-s125732": dict(arch="deep", thresholds=(0.625, -1.25), mirrors=4),
@@ -753,25 +757,26 @@ INT8_KNOWN_ANSWERS = {
 }
 
 
-# The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep`, 8-bit
-# with 10-bit weights and 11-bit maps at half resolution (spec/reconstruction.md#log-snr-experts,
-# spec/integer-network.md), over four mirror images, pinned the same way (`experts_prior_known_answers`
+# The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep-nl` and
+# `deep`, 8-bit with 10-bit weights and 11-bit maps at half resolution
+# (spec/reconstruction.md#log-snr-experts, spec/integer-network.md), each network over four
+# mirror images sharing one block matching, pinned the same way (`experts_prior_known_answers`
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0x57FF68499C284521
-DEEP8_MODEL_ID = 0x63B50E6D385CBE32
+DEEP8_WEIGHTS_FNV = 0xCEE58F3F25B8D9C3
+DEEP8_MODEL_ID = 0xBF86D746806005E2
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0xB8E949827561D777,
-    (24, 40, -1.0): 0xD4AF31487B28403E,
-    (24, 40, 0.5): 0x14E6D08606F918CD,
-    (24, 40, 1.0): 0xED36A22F1C639A31,
-    (24, 40, 3.0): 0x3778FBDDEEC02897,
-    (24, 40, 3.26): 0xCE928CE2EC299801,
-    (24, 40, 4.0): 0xFFF959B7988E9FEF,
-    (24, 40, 4.5): 0x59CBDC1CB208E24D,
-    (24, 40, 9.0): 0xBA8AE0F147EE7E3C,
-    (13, 29, 3.26): 0xA9E87D514EF182DB,
+    (24, 40, -4.0): 0xC7480AD5594A78F7,
+    (24, 40, -1.0): 0x49B87A80262064EB,
+    (24, 40, 0.5): 0xCC020DB79E54D857,
+    (24, 40, 1.0): 0xEECF9FB2E65F0F08,
+    (24, 40, 3.0): 0xD8B4162D9E795D7B,
+    (24, 40, 3.26): 0x4D5594943F29FEA7,
+    (24, 40, 4.0): 0x1D42C1786B187C33,
+    (24, 40, 4.5): 0x25E03AB344B39A3E,
+    (24, 40, 9.0): 0x5C50F099BC225F4C,
+    (13, 29, 3.26): 0x44AE05F905FBE420,
 }
 
 
@@ -787,11 +792,12 @@ MIRROR4_KNOWN_ANSWERS = {
 
 
 # Mirror images inside each network (spec/integer-network.md#mirror-images): the sixth
-# release's experts (`deep,deep-nl,deep-nl,deep`) in the default's multiscale wrapper, four
+# release's experts (`deep,deep-nl,deep-nl,deep`, which average their mirror images around the
+# model as `deep-int8-s193986`) in the default's multiscale wrapper, four
 # mirror images per network sharing one block matching, through a `deep-nl` expert at an
 # aligned and an odd size (padding mirrored with the latent) and a `deep` one after a halving
 # (`network_mirror_images_known_answers` in tests/conformance.rs).
-NETMIRROR4_WEIGHTS = DEEP8_WEIGHTS
+NETMIRROR4_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8-s193986.safetensors")
 NETMIRROR4_WEIGHTS_FNV = 0x57FF68499C284521
 NETMIRROR4_MODEL_ID = 0x22E478A3B405B268
 NETMIRROR4_KNOWN_ANSWERS = {
@@ -907,9 +913,9 @@ def self_check(path=DEFAULT_WEIGHTS):
     prior_x = check_pins(experts, "deep-int8", DEEP8_WEIGHTS_FNV, DEEP8_MODEL_ID,
                          DEEP8_KNOWN_ANSWERS)
     assert len(prior_x.nets) == 4 and prior_x.bounds == [3.0, 4.0, 4.5], prior_x.bounds
-    # An expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
+    # The high expert is a `deep` file, which holds all of `tiny`'s layers: not a `tiny` file.
     try:
-        IntNet(parse_experts(experts)[1][0], "tiny")
+        IntNet(parse_experts(experts)[1][3], "tiny")
         raise AssertionError("a deep weight file accepted as tiny")
     except WeightError:
         pass
@@ -928,7 +934,7 @@ def self_check(path=DEFAULT_WEIGHTS):
     for (h, w, lam), want in MIRROR4_KNOWN_ANSWERS.items():
         got = x_hash(four.predict_x(test_latent(h, w), lam))
         assert got == want, "four mirrors, %dx%d at %r: %016x" % (h, w, lam, got)
-    net4 = Prior(open(NETMIRROR4_WEIGHTS, "rb").read(), "deep-int8")
+    net4 = Prior(open(NETMIRROR4_WEIGHTS, "rb").read(), "deep-int8-s193986")
     net4.mirrors, net4.net_mirrors = 1, 4
     assert fnv1a64(open(NETMIRROR4_WEIGHTS, "rb").read()) == NETMIRROR4_WEIGHTS_FNV
     assert model_id(open(NETMIRROR4_WEIGHTS, "rb").read(), net4.thresholds, 1, 4) == \

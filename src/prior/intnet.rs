@@ -960,13 +960,7 @@ impl IntDenoiser {
     /// sharing one block matching ([`IntNet::predict_v_mirrored`]). The stream id is the
     /// model's business ([`super::Mirroring::Network`]).
     pub fn with_mirrors(mut self, count: usize) -> Result<Self> {
-        if !matches!(count, 1 | 2 | 4) {
-            return Err(Error::Model(format!(
-                "{}: {count} mirror images (a network averages 1, 2 or 4)",
-                self.name
-            )));
-        }
-        self.mirrors = count;
+        self.mirrors = super::mirrors::network_count(&self.name, count)?;
         Ok(self)
     }
 

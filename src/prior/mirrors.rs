@@ -39,6 +39,18 @@ impl Mirroring {
     }
 }
 
+/// `count` when a network may average that many mirror images of its latent itself (1, 2 or 4;
+/// [`Mirroring::Network`]), else a `Model` error naming the network.
+pub(crate) fn network_count(name: &str, count: usize) -> Result<usize> {
+    if matches!(count, 1 | 2 | 4) {
+        Ok(count)
+    } else {
+        Err(Error::Model(format!(
+            "{name}: {count} mirror images (a network averages 1, 2 or 4)"
+        )))
+    }
+}
+
 /// The mirror images, in the order their predictions are summed: the latent itself, columns
 /// reversed, rows reversed, both.
 pub(crate) const MODES: [Mirror; 4] = [

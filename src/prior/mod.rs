@@ -130,6 +130,10 @@ macro_rules! shipped {
 /// The default's weights, shared by its faster variant.
 const DEEP_INT8_WEIGHTS: Option<&[u8]> = shipped!("deep-int8.safetensors");
 
+/// The sixth release's weights, shared by its faster variant.
+#[cfg(diffc_deep_s193986)]
+const DEEP_INT8_S193986_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s193986.safetensors");
+
 /// The fifth release's weights, shared by its faster variant.
 #[cfg(diffc_deep_s161868)]
 const DEEP_INT8_S161868_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s161868.safetensors");
@@ -146,18 +150,18 @@ const DEEP_INT8_S95064_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s95064.safet
 /// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
 /// are compiled in (then only `gauss` loads by name).
 pub const MODELS: &[ModelEntry] = &[
-    // Prior v2 (sixth release, experts at steps 161,868 / 193,986 / 191,989 / 92,765): four
+    // Prior v2 (seventh release, experts at steps 173,722 / 193,986 / 191,989 / 92,765): four
     // networks, each the expert of a band of log-SNRs ([`experts`]; it hands over at 3, 4 and
-    // 4.5), fine-tuned from one `deep` run on overlapping bands; the two middle ones are
-    // `deep-nl` (they also see the means of matched blocks, [`nonlocal`]). In integer
-    // arithmetic (`scripts/make_int8.sh`: 8-bit, with 10-bit weights and 11-bit maps in the
-    // half-resolution layers), averaged over the latent and its three mirror images
-    // ([`mirrors`]).
+    // 4.5), fine-tuned from one `deep` run on overlapping bands; the first three are `deep-nl`
+    // (they also see the means of matched blocks, [`nonlocal`]). In integer arithmetic
+    // (`scripts/make_int8.sh`: 8-bit, with 10-bit weights and 11-bit maps in the
+    // half-resolution layers); every network averages the latent and its three mirror images,
+    // which share one block matching ([`Mirroring::Network`]).
     ModelEntry {
         name: "deep-int8",
-        arch: "deep,deep-nl,deep-nl,deep",
+        arch: "deep-nl,deep-nl,deep-nl,deep",
         thresholds: &[0.625, -1.25],
-        mirrors: Mirroring::Model(4),
+        mirrors: Mirroring::Network(4),
         weights: DEEP_INT8_WEIGHTS,
     },
     // The default's weights averaged over the latent and its left-right mirror only: half the
@@ -165,10 +169,30 @@ pub const MODELS: &[ModelEntry] = &[
     // Its own stream id.
     ModelEntry {
         name: "deep-int8-fast",
+        arch: "deep-nl,deep-nl,deep-nl,deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: Mirroring::Network(2),
+        weights: DEEP_INT8_WEIGHTS,
+    },
+    // The sixth release of prior v2 (experts at steps 161,868 / 193,986 / 191,989 / 92,765; the
+    // two middle ones `deep-nl`, averaged over the latent and its three mirror images around
+    // the model) and its two-mirror variant, kept so that their streams still decode (in builds
+    // from the repository; the crates.io package leaves them out, see build.rs).
+    #[cfg(diffc_deep_s193986)]
+    ModelEntry {
+        name: "deep-int8-s193986",
+        arch: "deep,deep-nl,deep-nl,deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: Mirroring::Model(4),
+        weights: DEEP_INT8_S193986_WEIGHTS,
+    },
+    #[cfg(diffc_deep_s193986)]
+    ModelEntry {
+        name: "deep-int8-s193986-fast",
         arch: "deep,deep-nl,deep-nl,deep",
         thresholds: &[0.625, -1.25],
         mirrors: Mirroring::Model(2),
-        weights: DEEP_INT8_WEIGHTS,
+        weights: DEEP_INT8_S193986_WEIGHTS,
     },
     // The fifth release of prior v2 (four `deep` experts at training steps 161,868 / 169,963 /
     // 169,600 / 92,765, handing over at 3, 4 and 4.5, averaged over the latent and its three

@@ -947,13 +947,7 @@ impl NetDenoiser {
     /// once for all images, a float network matches on each image: float models are only
     /// deterministic on one machine, and this keeps the float path simple.
     pub fn with_mirrors(mut self, count: usize) -> Result<Self> {
-        if !matches!(count, 1 | 2 | 4) {
-            return Err(Error::Model(format!(
-                "{}: {count} mirror images (a network averages 1, 2 or 4)",
-                self.name
-            )));
-        }
-        self.mirrors = count;
+        self.mirrors = super::mirrors::network_count(&self.name, count)?;
         Ok(self)
     }
 
