@@ -350,11 +350,12 @@ impl BenchReport {
                 );
             }
             if let Some(b) = self.block_matching_seconds {
-                let passes = prior::mirror_count(m).max(1) as f64;
+                // A share of the whole prediction: models that average mirror images inside
+                // each network match once for all their passes.
                 s += &line(
                     "block matching (deep-nl, integer)",
                     b,
-                    format!("{:.0}% of one pass of {m}", 100.0 * b * passes / t),
+                    format!("{:.0}% of a prediction of {m}", 100.0 * b / t),
                 );
             }
         }

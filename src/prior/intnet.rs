@@ -1130,13 +1130,14 @@ mod tests {
             let tiled = crate::prior::net::predict_tiled(&cfg, &z, 64, &f);
             assert!(whole == tiled, "{mirrors} mirror images: tiles differ");
         }
-        let v = |threads| {
+        let v = |threads, mirrors| {
             in_pool(threads, || {
-                net.predict_v(&z.data[..3 * 48 * 72], 48, 72, 0.3)
+                net.predict_v_mirrored(&z.data[..3 * 48 * 72], 48, 72, 0.3, mirrors)
             })
         };
-        let one = v(1);
-        assert_eq!(v(3), one);
+        assert_eq!(v(3, 4), v(1, 4));
+        let one = v(1, 1);
+        assert_eq!(v(3, 1), one);
         // The network is not trivial: its output varies.
         assert!(one.iter().any(|&x| x != one[0]));
     }

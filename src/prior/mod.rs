@@ -474,7 +474,13 @@ fn network_prior_on(
             .experts
             .iter()
             .zip(archs)
-            .map(|(b, a)| bare_network(name, a, b, kernels, inside))
+            .enumerate()
+            .map(|(k, (b, a))| {
+                bare_network(name, a, b, kernels, inside).map_err(|e| match e {
+                    Error::Model(m) => Error::Model(format!("expert {k} ({a}): {m}")),
+                    other => other,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Arc::new(experts::Experts::new(
             name,
