@@ -165,8 +165,8 @@ pub const MODELS: &[ModelEntry] = &[
         weights: DEEP_INT8_WEIGHTS,
     },
     // The default's weights averaged over the latent and its left-right mirror only: half the
-    // network passes (1.7x faster to encode, 1.8x to decode) for about 0.1 dB (models/README.md).
-    // Its own stream id.
+    // network passes (1.8-1.9x faster to decode, 1.1-1.35x to encode) for about 0.1 dB
+    // (models/README.md). Its own stream id.
     ModelEntry {
         name: "deep-int8-fast",
         arch: "deep-nl,deep-nl,deep-nl,deep",
