@@ -455,15 +455,14 @@ impl IntNet {
         let q: Vec<i16> = z.par_iter().map(|&v| quantize_input(v)).collect();
         let matched = self.cfg.nonlocal.map(|nl| block_mean_int(&q, h, w, nl));
         let mut sum = vec![0i32; 3 * h * w];
+        let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         for &m in &MODES[..mirrors] {
-            let mut pool =
-                std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
             let buf = take(&mut pool, (h / 2) * (w / 2) * self.cfg.in_channels());
             let x = input_map(&q, matched.as_deref(), h, w, planes, m, buf);
             let v = self.layers_on(x, &rq, &mut pool);
-            *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
             add_unshuffled(&v, h, w, m, &mut sum);
         }
+        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         sum
     }
 

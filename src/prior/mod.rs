@@ -532,7 +532,7 @@ impl Denoiser for WithId {
 }
 
 /// One network (integer or float, told apart by the file's metadata) averaging `mirrors`
-/// mirror images of its padded latent itself (1: none), without any wrapper.
+/// mirror images of its latent itself (1: none), without the model's wrappers.
 fn bare_network(
     name: &str,
     arch: &str,
@@ -548,11 +548,15 @@ fn bare_network(
         };
         Arc::new(net.with_mirrors(mirrors)?)
     } else {
-        Arc::new(
-            net::NetDenoiser::from_safetensors_bytes(arch, bytes, &default_device()?)?
-                .named(name)
-                .with_mirrors(mirrors)?,
-        )
+        let net =
+            net::NetDenoiser::from_safetensors_bytes(arch, bytes, &default_device()?)?.named(name);
+        // Float networks are only deterministic on one machine: they average their mirror
+        // images around themselves, each image matching its own blocks.
+        let id = net.model_id();
+        match mirrors {
+            1 => Arc::new(net),
+            n => Arc::new(mirrors::Mirrors::new(name, id, Arc::new(net), n)?),
+        }
     })
 }
 

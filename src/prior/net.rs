@@ -23,7 +23,6 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use super::engine::Engine;
-use super::mirrors::MODES;
 use super::{Denoiser, Planes};
 use crate::error::{Error, Result};
 
@@ -823,39 +822,6 @@ pub(crate) fn predict_tiled(cfg: &NetConfig, z: &Planes, tile: usize, f: &Window
     data
 }
 
-/// `f` averaged over the first `count` (1, 2 or 4) mirror images of a planar `(3, h, w)` window,
-/// each prediction mirrored back (binary32; a power of two, so the scaling is exact).
-fn mirrored<E>(
-    win: &[f32],
-    h: usize,
-    w: usize,
-    count: usize,
-    f: impl Fn(&[f32]) -> std::result::Result<Vec<f32>, E>,
-) -> std::result::Result<Vec<f32>, E> {
-    if count == 1 {
-        return f(win);
-    }
-    let p = Planes {
-        channels: 3,
-        height: h,
-        width: w,
-        data: win.to_vec(),
-    };
-    let mut sum = Planes::zeros(3, h, w);
-    for m in &MODES[..count] {
-        let y = Planes {
-            channels: 3,
-            height: h,
-            width: w,
-            data: f(&m.apply(&p).data)?,
-        };
-        m.add_mirrored(&y, &mut sum);
-    }
-    let scale = 1.0 / count as f32;
-    sum.data.iter_mut().for_each(|s| *s *= scale);
-    Ok(sum.data)
-}
-
 /// The input every network prior accepts: three channels, non-empty, as many samples as that.
 pub(crate) fn check_network_input(z: &Planes) -> Result<()> {
     if z.channels != 3 || z.height == 0 || z.width == 0 || z.data.len() != 3 * z.height * z.width {
@@ -898,8 +864,6 @@ pub struct NetDenoiser {
     /// The fast CPU path; `None` on other devices, where the graph runs.
     engine: Option<Arc<Engine>>,
     device: Device,
-    /// Mirror images of the padded latent each prediction averages (1, 2 or 4).
-    mirrors: usize,
 }
 
 impl NetDenoiser {
@@ -927,7 +891,6 @@ impl NetDenoiser {
             net: Arc::new(net),
             engine,
             device: device.clone(),
-            mirrors: 1,
         })
     }
 
@@ -940,15 +903,6 @@ impl NetDenoiser {
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_string();
         self
-    }
-
-    /// Average `count` (1, 2 or 4) mirror images of the padded latent in every prediction (a
-    /// model's [`super::Mirroring::Network`]). Unlike the integer networks, which match blocks
-    /// once for all images, a float network matches on each image: float models are only
-    /// deterministic on one machine, and this keeps the float path simple.
-    pub fn with_mirrors(mut self, count: usize) -> Result<Self> {
-        self.mirrors = super::mirrors::network_count(&self.name, count)?;
-        Ok(self)
     }
 
     /// Use candle's graph even on CPU (the reference path; slower). For comparisons.
@@ -986,19 +940,15 @@ impl Denoiser for NetDenoiser {
         let (h, w) = (z.height, z.width);
         let data = match &self.engine {
             Some(e) => predict_tiled(e.config(), z, TILE, &|win, wh, ww| {
-                let one = |m: &[f32]| Ok(e.predict_x(m, wh, ww, lambda as f32));
-                let Ok(x) = mirrored::<std::convert::Infallible>(win, wh, ww, self.mirrors, one);
-                x
+                e.predict_x(win, wh, ww, lambda as f32)
             }),
             None => {
                 let s = self.net.cfg.stride();
                 let (hp, wp) = (h.div_ceil(s) * s, w.div_ceil(s) * s);
                 let padded = window(z, 0, hp, 0, wp);
+                let zt = Tensor::from_vec(padded, (1, 3, hp, wp), &self.device)?;
                 let lt = Tensor::from_vec(vec![lambda as f32], 1, &self.device)?;
-                let out = mirrored(&padded, hp, wp, self.mirrors, |m| -> Result<Vec<f32>> {
-                    let zt = Tensor::from_vec(m.to_vec(), (1, 3, hp, wp), &self.device)?;
-                    Ok(self.net.forward(&zt, &lt)?.flatten_all()?.to_vec1()?)
-                })?;
+                let out: Vec<f32> = self.net.forward(&zt, &lt)?.flatten_all()?.to_vec1()?;
                 let mut data = Vec::with_capacity(3 * h * w);
                 for c in 0..3 {
                     for y in 0..h {
