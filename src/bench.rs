@@ -200,17 +200,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             let p = prior::load_model_on(int_name, Kernels::Portable)?;
             r.integer_portable_seconds = Some(time(1, || p.predict_x(&z, 3.0))?);
         }
-        let nl = prior::net::NetConfig::by_name("deep-nl")
-            .and_then(|c| c.nonlocal)
-            .expect("deep-nl matches blocks");
-        let q: Vec<i16> = z
-            .data
-            .iter()
-            .map(|&v| prior::intnet::quantize_input(v))
-            .collect();
-        r.block_matching_seconds = Some(time(opts.repeats, || {
-            Ok(prior::nonlocal::block_mean_int(&q, h, w, nl))
-        })?);
+        // The same expert's block matching alone, if it matches blocks.
+        if let Some(nl) = prior::net::NetConfig::by_name(arch).and_then(|c| c.nonlocal) {
+            let q: Vec<i16> = z
+                .data
+                .iter()
+                .map(|&v| prior::intnet::quantize_input(v))
+                .collect();
+            r.block_matching_seconds = Some(time(opts.repeats, || {
+                Ok(prior::nonlocal::block_mean_int(&q, h, w, nl))
+            })?);
+        }
     }
     if opts.train {
         let pool = CropPool::from_images(vec![Rgb8 {
@@ -353,7 +353,7 @@ impl BenchReport {
                 // A share of the whole prediction: models that average mirror images inside
                 // each network match once for all their passes.
                 s += &line(
-                    "block matching (deep-nl, integer)",
+                    "block matching (integer)",
                     b,
                     format!("{:.0}% of a prediction of {m}", 100.0 * b / t),
                 );

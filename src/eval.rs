@@ -10,7 +10,7 @@ use crate::codec::{Decoder, Encoder, EncoderOptions, RateTarget};
 use crate::error::{Error, Result};
 use crate::image_io::{psnr, Image};
 use crate::metrics::ms_ssim;
-use crate::prior::Denoiser;
+use crate::prior::{Denoiser, Planes};
 use crate::reconstruct::{Method, ReconstructOptions};
 use crate::Limits;
 
@@ -494,6 +494,14 @@ pub struct DenoiseRow {
     pub seconds: f64,
 }
 
+/// The images behind one [`DenoiseRow`], for callers that keep them.
+pub struct DenoiseImages<'a> {
+    /// The noisy image `y / 127.5 - 1`, planar, unclipped (three channels).
+    pub noisy: &'a Planes,
+    /// The denoised 8-bit result the PSNR was measured on.
+    pub denoised: &'a Image,
+}
+
 /// Denoise every image of `dir` at each noise level: `y = x + sigma n` (8-bit units, seeded
 /// Gaussian `n`, not clipped), the prior run exactly as the codec runs it (multiscale included)
 /// on the VP latent `z = alpha (y / 127.5 - 1)` at `lambda = 2 ln(127.5 / sigma)`, the result
@@ -504,7 +512,7 @@ pub fn denoise(
     sigmas: &[f64],
     limit: Option<usize>,
     seed: u64,
-    mut log: impl FnMut(&DenoiseRow),
+    mut log: impl FnMut(&DenoiseRow, &DenoiseImages) -> Result<()>,
 ) -> Result<Vec<DenoiseRow>> {
     let mut images = list_images(dir)?;
     if let Some(n) = limit {
@@ -541,12 +549,14 @@ pub fn denoise(
             let mut noise = vec![0f32; clean.data.len()];
             rng.fill_normal(&mut noise);
             let s = (sigma / 127.5) as f32;
-            let mut z = clean.clone();
+            let mut noisy = clean.clone();
             let mut se = 0f64;
-            for (v, n) in z.data.iter_mut().zip(&noise) {
+            for (v, n) in noisy.data.iter_mut().zip(&noise) {
                 se += ((n * s * 127.5) as f64).powi(2);
-                *v = alpha * (*v + s * n);
+                *v += s * n;
             }
+            let mut z = noisy.clone();
+            z.data.iter_mut().for_each(|v| *v *= alpha);
             let noisy_psnr = 10.0 * (255f64.powi(2) / (se / noise.len() as f64)).log10();
             let t = Instant::now();
             let xhat = model.predict_x(&z, lambda)?;
@@ -560,7 +570,13 @@ pub fn denoise(
                 psnr: psnr(&img, &out)?,
                 seconds,
             };
-            log(&row);
+            log(
+                &row,
+                &DenoiseImages {
+                    noisy: &noisy,
+                    denoised: &out,
+                },
+            )?;
             rows.push(row);
         }
     }
@@ -610,7 +626,7 @@ mod tests {
         }
         img.save(dir.join("a.png")).unwrap();
         let model = crate::prior::load_model(crate::prior::DEFAULT_MODEL).unwrap();
-        let rows = denoise(&dir, model.as_ref(), &[15.0, 50.0], None, 7, |_| {}).unwrap();
+        let rows = denoise(&dir, model.as_ref(), &[15.0, 50.0], None, 7, |_, _| Ok(())).unwrap();
         assert_eq!(rows.len(), 2);
         for r in &rows {
             // Noisy PSNR matches the noise level: 20 log10(255 / sigma) within sampling error.
@@ -619,12 +635,33 @@ mod tests {
             assert!(r.psnr > r.noisy_psnr + 5.0, "{r:?}");
             assert!((r.lambda - 2.0 * (127.5 / r.sigma).ln()).abs() < 1e-12);
         }
+        // The images handed out are the ones measured.
+        let clean = Image::open(&dir.join("a.png")).unwrap();
+        let mut seen = Vec::new();
+        denoise(&dir, model.as_ref(), &[15.0], None, 7, |r, im| {
+            let se: f64 = im
+                .noisy
+                .data
+                .iter()
+                .zip(&clean.to_planes().data)
+                .map(|(a, b)| ((a - b) as f64 * 127.5).powi(2))
+                .sum();
+            let noisy_psnr = 10.0 * (255f64.powi(2) / (se / im.noisy.data.len() as f64)).log10();
+            seen.push((
+                r.noisy_psnr - noisy_psnr,
+                r.psnr - psnr(&clean, im.denoised)?,
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].0.abs() < 1e-6 && seen[0].1 == 0.0, "{seen:?}");
         // Same seed, same noise, same result.
-        let again = denoise(&dir, model.as_ref(), &[15.0, 50.0], None, 7, |_| {}).unwrap();
+        let again = denoise(&dir, model.as_ref(), &[15.0, 50.0], None, 7, |_, _| Ok(())).unwrap();
         assert_eq!(rows[1].psnr, again[1].psnr);
         let means = denoise_means(&rows);
         assert_eq!(means.len(), 2);
-        assert!(denoise(&dir, model.as_ref(), &[0.0], None, 7, |_| {}).is_err());
+        assert!(denoise(&dir, model.as_ref(), &[0.0], None, 7, |_, _| Ok(())).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

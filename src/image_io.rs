@@ -548,6 +548,31 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Planar `[-1, 1]` samples (1 or 3 channels) as a Portable Float Map, unclipped, in `[0, 1]`
+/// units (`(v + 1) / 2`): little-endian binary32, rows bottom to top, as the format has it.
+/// For values 8 bits cannot hold, such as a noisy image before clipping. Atomic like
+/// [`write_atomic`].
+pub fn write_pfm(p: &Planes, path: &Path) -> Result<()> {
+    let (w, h, c) = (p.width, p.height, p.channels);
+    if !(c == 1 || c == 3) || p.data.len() != w * h * c {
+        return Err(Error::InvalidArgument(format!(
+            "{}: a float map has 1 or 3 channels of {w}x{h} samples",
+            path.display()
+        )));
+    }
+    let mut bytes = format!("{}\n{w} {h}\n-1.0\n", if c == 3 { "PF" } else { "Pf" }).into_bytes();
+    bytes.reserve(4 * w * h * c);
+    for y in (0..h).rev() {
+        for x in 0..w {
+            for ch in 0..c {
+                let v = (p.data[(ch * h + y) * w + x] + 1.0) / 2.0;
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    write_atomic(path, &bytes)
+}
+
 /// Replace `path` with `bytes` atomically: write a temporary file in the same folder
 /// (`.<name>.diffc-tmp-<pid>-<n>`), flush it to disk, then rename it over `path`. On any error
 /// the temporary file is removed and `path` is untouched — never partial, never emptied. A

@@ -766,10 +766,11 @@ fn eval_denoise_writes_a_csv_and_a_table_of_means() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(fixture("dragonfly_96x64.png"), dir.join("a.png")).unwrap();
     let csv = tmp("denoise.csv");
+    let saved = tmp("denoisesaved");
     let o = diffc()
         .args(["eval", "--data"])
         .arg(&dir)
-        .args(["--denoise", "15,50", "--out", &csv])
+        .args(["--denoise", "15,50", "--out", &csv, "--save-images", &saved])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -792,4 +793,12 @@ fn eval_denoise_writes_a_csv_and_a_table_of_means() {
     assert_eq!((rows[0][1].as_str(), rows[1][1].as_str()), ("15", "50"));
     // The table: one line per sigma, lambda = 2 ln(127.5 / sigma).
     assert!(out.contains("4.280") && out.contains("1.872"), "{out}");
+    // --save-images: the noisy float map and the 8-bit result of each measurement.
+    for s in ["15", "50"] {
+        let pfm = std::fs::read(format!("{saved}/a.s{s}.noisy.pfm")).unwrap();
+        assert!(pfm.starts_with(b"PF\n96 64\n-1.0\n"));
+        assert_eq!(pfm.len(), b"PF\n96 64\n-1.0\n".len() + 4 * 3 * 96 * 64);
+        let png = image::open(format!("{saved}/a.s{s}.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (96, 64));
+    }
 }

@@ -213,6 +213,40 @@ fn write_atomic_leaves_nothing_on_failure() {
     assert!(leftovers(&d).is_empty());
 }
 
+#[test]
+fn float_maps_hold_unclipped_values_bottom_row_first() {
+    let d = dir("pfm");
+    // 2 x 2, three channels, planar [-1, 1]; values outside the range stay.
+    let p = diffc::prior::Planes {
+        channels: 3,
+        height: 2,
+        width: 2,
+        data: vec![
+            -1.0, 0.0, 1.0, 2.0, // red: top row, bottom row
+            -3.0, 0.5, 0.5, 0.5, // green
+            0.0, 0.0, 0.0, -0.5, // blue
+        ],
+    };
+    let f = d.join("x.pfm");
+    diffc::image_io::write_pfm(&p, &f).unwrap();
+    let bytes = std::fs::read(&f).unwrap();
+    let head = b"PF\n2 2\n-1.0\n";
+    assert_eq!(&bytes[..head.len()], head);
+    let v: Vec<f32> = bytes[head.len()..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // Bottom row first, pixels interleaved, (v + 1) / 2.
+    assert_eq!(
+        v,
+        [1.0, 0.75, 0.5, 1.5, 0.75, 0.25, 0.0, -1.0, 0.5, 0.5, 0.75, 0.5]
+    );
+    let gray = diffc::prior::Planes { channels: 2, ..p };
+    let err = diffc::image_io::write_pfm(&gray, &d.join("y.pfm")).unwrap_err();
+    assert!(err.to_string().contains("y.pfm"), "{err}");
+    assert!(!d.join("y.pfm").exists());
+}
+
 /// Split a binary PNM (`P5`/`P6`) into its header line fields and its samples.
 fn pnm(bytes: &[u8]) -> (String, Vec<u8>) {
     // "Pn\nW H\n255\n": three newline-terminated lines.

@@ -63,7 +63,10 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
          "deep": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3)),
          # `deep` with block matching (spec/integer-network.md#block-matching).
          "deep-nl": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3),
-                         matching=dict(block=8, radius=16, step=1, k=8, grids=2))}
+                         matching=dict(block=8, radius=16, step=1, k=8, grids=2)),
+         # `deep-nl` with a wider search and twice the blocks averaged.
+         "deep-nl16": dict(channels=(48, 96, 144), depth=(3, 3, 5), up_depth=(3, 3),
+                           matching=dict(block=8, radius=24, step=1, k=16, grids=2))}
 # Named models: architecture, multiscale thresholds and mirror images averaged around the
 # model (`mirrors`) or inside each network (`net_mirrors`, 1 when absent)
 # (spec/reconstruction.md#models).
@@ -701,23 +704,25 @@ def quantize(z):
     return np.where(np.isnan(q), 0.0, q).astype(np.int64)
 
 
-# Block matching alone, with deep-nl's parameters (spec/integer-network.md#block-matching):
-# (latent, H, W) -> FNV-1a 64 of the mean M of the quantized latent, planar, each value as 4
-# little-endian bytes (int32). `block_matching_known_answers` in src/prior/nonlocal.rs reads
-# this table.
+# Block matching alone, with the parameters of each architecture that matches blocks
+# (spec/integer-network.md#block-matching): (architecture, latent, H, W) -> FNV-1a 64 of the
+# mean M of the quantized latent, planar, each value as 4 little-endian bytes (int32).
+# `block_matching_known_answers` in src/prior/nonlocal.rs reads this table.
 BLOCK_MEAN_KNOWN_ANSWERS = {
-    ("test", 24, 40): 0xAC092CF6BA10096C,
-    ("test", 48, 64): 0xAB22CA809EB02643,
-    ("repeats", 48, 64): 0xCD40ED3B81CF4C6E,
+    ("deep-nl", "test", 24, 40): 0xAC092CF6BA10096C,
+    ("deep-nl", "test", 48, 64): 0xAB22CA809EB02643,
+    ("deep-nl", "repeats", 48, 64): 0xCD40ED3B81CF4C6E,
+    ("deep-nl16", "test", 24, 40): 0x345C926B072028E1,
+    ("deep-nl16", "test", 48, 64): 0xBB0967DA89E2DD55,
+    ("deep-nl16", "repeats", 48, 64): 0xB690DBEEDAFB12C6,
 }
 
 
 def check_block_means():
-    m = ARCHS["deep-nl"]["matching"]
-    for (latent, h, w), want in BLOCK_MEAN_KNOWN_ANSWERS.items():
+    for (arch, latent, h, w), want in BLOCK_MEAN_KNOWN_ANSWERS.items():
         z = (test_latent if latent == "test" else repeats_latent)(h, w)
-        got = fnv1a64(block_mean(quantize(z), **m).astype("<i4").tobytes())
-        assert got == want, "block mean of %s %dx%d: %016x" % (latent, h, w, got)
+        got = fnv1a64(block_mean(quantize(z), **ARCHS[arch]["matching"]).astype("<i4").tobytes())
+        assert got == want, "block mean of %s %s %dx%d: %016x" % (arch, latent, h, w, got)
 
 
 # The shipped file models/shipped/tiny-int.safetensors: FNV-1a 64 of its bytes, its model id.

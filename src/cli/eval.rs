@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use diffc::image_io::io_error_at;
 use diffc::prior;
 use diffc::{EncoderOptions, Method, ReconstructOptions};
 
@@ -66,6 +67,11 @@ pub struct EvalArgs {
     /// Seed of the added noise (--denoise).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// With --denoise: also write each noisy image (DIR/STEM.sSIGMA.noisy.pfm, a float map,
+    /// unclipped, in [0, 1]) and its denoised result (DIR/STEM.sSIGMA.png), e.g. to run
+    /// another denoiser on the same noise.
+    #[arg(long, value_name = "DIR", requires = "denoise")]
+    pub save_images: Option<PathBuf>,
 }
 
 /// Run `diffc eval`.
@@ -88,6 +94,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
         lambda_stop,
         denoise,
         seed,
+        save_images,
     } = args;
     let quiet = ui.quiet;
     check_dir(&data)?;
@@ -100,6 +107,7 @@ pub fn run(args: EvalArgs, ui: &Ui) -> Result<()> {
             model_file.as_deref(),
             limit,
             seed,
+            save_images.as_deref(),
             ui,
         );
     }
@@ -215,16 +223,29 @@ fn run_denoise(
     model_file: Option<&Path>,
     limit: Option<usize>,
     seed: u64,
+    save_images: Option<&Path>,
     ui: &Ui,
 ) -> Result<()> {
     check_output(&out.to_string_lossy())?;
+    if let Some(d) = save_images {
+        std::fs::create_dir_all(d).map_err(|e| io_error_at(d, e))?;
+    }
     let mut names = eval_images(data);
     if let Some(n) = limit {
         names.truncate(n);
     }
     let prior = pick_model(model, model_file)?;
     let bar = ui.bar("denoise", (names.len() * sigmas.len()) as u64);
-    let rows = diffc::eval::denoise(data, prior.as_ref(), sigmas, limit, seed, |r| {
+    let rows = diffc::eval::denoise(data, prior.as_ref(), sigmas, limit, seed, |r, im| {
+        if let Some(d) = save_images {
+            let stem = Path::new(&r.image)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let at = |ext: &str| d.join(format!("{stem}.s{}.{ext}", r.sigma));
+            diffc::image_io::write_pfm(im.noisy, &at("noisy.pfm"))?;
+            im.denoised.save(&at("png"))?;
+        }
         let line = format!(
             "{} sigma {}: noisy {:.2} dB -> {:.2} dB ({:.2} s)",
             r.image, r.sigma, r.noisy_psnr, r.psnr, r.seconds
@@ -235,6 +256,7 @@ fn run_denoise(
         if let Some(b) = &bar {
             b.inc(1);
         }
+        Ok(())
     });
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -641,8 +641,8 @@ mod tests {
         }
     }
 
-    /// `BLOCK_MEAN_KNOWN_ANSWERS` of `spec/reference/intnet.py`: `(latent, h, w, hash)`.
-    fn reference_pins() -> Vec<(String, usize, usize, u64)> {
+    /// `BLOCK_MEAN_KNOWN_ANSWERS` of `spec/reference/intnet.py`: `(arch, latent, h, w, hash)`.
+    fn reference_pins() -> Vec<(String, String, usize, usize, u64)> {
         let py = include_str!("../../spec/reference/intnet.py");
         let at = py
             .find("BLOCK_MEAN_KNOWN_ANSWERS = {")
@@ -656,11 +656,12 @@ mod tests {
                     .split(|c: char| "(),:\" ".contains(c))
                     .filter(|f| !f.is_empty())
                     .collect();
-                let hash = u64::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
+                let hash = u64::from_str_radix(f[4].trim_start_matches("0x"), 16).unwrap();
                 (
                     f[0].to_string(),
-                    f[1].parse().unwrap(),
+                    f[1].to_string(),
                     f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
                     hash,
                 )
             })
@@ -669,13 +670,12 @@ mod tests {
 
     #[test]
     fn block_matching_known_answers() {
-        let nl = crate::prior::net::NetConfig::by_name("deep-nl")
-            .unwrap()
-            .nonlocal
-            .unwrap();
         let pins = reference_pins();
-        assert_eq!(pins.len(), 3);
-        for (latent, h, w, want) in pins {
+        assert_eq!(pins.len(), 6);
+        for (arch, latent, h, w, want) in pins {
+            let nl = crate::prior::net::NetConfig::by_name(&arch)
+                .and_then(|c| c.nonlocal)
+                .unwrap_or_else(|| panic!("{arch} matches blocks"));
             // intnet.py's test_latent and repeats_latent.
             let z: Vec<f32> = (0..3 * h * w)
                 .map(|i| match latent.as_str() {
@@ -690,7 +690,7 @@ mod tests {
             let m = block_mean_int(&q, h, w, nl);
             let bytes: Vec<u8> = m.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
             let got = crate::prior::fnv1a64(&bytes);
-            assert_eq!(got, want, "{latent} {h}x{w}: {got:#018X}");
+            assert_eq!(got, want, "{arch} {latent} {h}x{w}: {got:#018X}");
         }
     }
 
