@@ -5,6 +5,8 @@ Adds seeded Gaussian noise (8-bit units, not clipped) to every image of DIR, run
 `bm3d.bm3d_rgb` with the true sigma, rounds to 8 bits and prints CSV rows
 `image,sigma,noisy_psnr,psnr,seconds` plus the mean PSNR per sigma. The noise realisation differs
 from diffc's (numpy's generator, not the codec's); on 768x512 photos that moves PSNR by ~0.01 dB.
+For exactly diffc's noise, `diffc eval --denoise S --save-images SAVE` and
+scripts/denoise_gap.py.
 
 Needs: pip install numpy pillow bm3d   (~40 s per 768x512 image at sigma 25 on this CPU)
 Usage: python3 scripts/cbm3d_denoise.py DIR [SIGMAS] [LIMIT] > cbm3d.csv

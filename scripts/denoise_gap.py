@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Where the prior loses to CBM3D as a denoiser, on the very same noise.
 
-`diffc eval --denoise SIGMAS --save-images SAVE` writes every noisy image (STEM.sS.noisy.pfm)
-and the prior's result (STEM.sS.png). This runs `bm3d.bm3d_rgb` on each noisy image (cached as
-STEM.sS.cbm3d.png beside it) and splits both errors against the clean photo in DATA:
+`diffc eval --data DATA --denoise SIGMAS --save-images SAVE` writes every noisy image
+(NAME.sS.noisy.pfm, NAME the photo's file name) and the prior's result (NAME.sS.png). This runs
+`bm3d.bm3d_rgb` on each noisy image (cached as NAME.sS.cbm3d.png beside it, redone when the
+noisy image is newer) and splits both errors against the clean photo DATA/NAME:
 
   - by edge strength: the largest luma gradient of the clean photo within 2 pixels (8-bit
     units per pixel), in bands; each band's share of the pixels, both MSEs and the band's
@@ -12,7 +13,7 @@ STEM.sS.cbm3d.png beside it) and splits both errors against the clean photo in D
     own colour transform, up to scale).
 
 Needs: pip install numpy pillow bm3d   (~40-60 s of CBM3D per 768x512 image)
-Usage: python3 scripts/denoise_gap.py DATA SAVE [IMAGE ...]
+Usage: python3 scripts/denoise_gap.py DATA SAVE [NAME ...]
 """
 import glob
 import os
@@ -37,7 +38,7 @@ def read_pfm(path):
 
 def cbm3d(noisy_pfm, sigma):
     out = noisy_pfm[: -len(".noisy.pfm")] + ".cbm3d.png"
-    if not os.path.exists(out):
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(noisy_pfm):
         import bm3d
 
         y = read_pfm(noisy_pfm)
@@ -54,23 +55,26 @@ def edge_strength(clean):
 
 
 def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__.strip().splitlines()[-1])
     data, save = sys.argv[1], sys.argv[2]
     only = set(sys.argv[3:])
     psnr = lambda mse: 10 * np.log10(255.0 ** 2 / mse)
     for noisy in sorted(glob.glob(os.path.join(save, "*.noisy.pfm"))):
         base = os.path.basename(noisy)[: -len(".noisy.pfm")]
-        stem, s = base.rsplit(".s", 1)
-        if only and stem not in only and stem + ".png" not in only:
+        name, s = base.rsplit(".s", 1)
+        if only and name not in only:
             continue
         sigma = float(s)
-        src = [f for f in glob.glob(os.path.join(data, stem + ".*"))
-               if not f.endswith(".pfm")]
-        clean = np.asarray(Image.open(src[0]).convert("RGB"), dtype=np.float64)
+        src = os.path.join(data, name)
+        if not os.path.isfile(src):
+            sys.exit("%s: no clean photo %s for it" % (noisy, src))
+        clean = np.asarray(Image.open(src).convert("RGB"), dtype=np.float64)
         ours = np.asarray(Image.open(os.path.join(save, base + ".png")).convert("RGB"),
                           dtype=np.float64)
         theirs = cbm3d(noisy, sigma)
         eo, eb = ((ours - clean) ** 2).mean(2), ((theirs - clean) ** 2).mean(2)
-        print("%s sigma %g: prior %.2f dB, CBM3D %.2f dB" % (stem, sigma, psnr(eo.mean()),
+        print("%s sigma %g: prior %.2f dB, CBM3D %.2f dB" % (name, sigma, psnr(eo.mean()),
                                                            psnr(eb.mean())))
         g = edge_strength(clean)
         for lo, hi in BANDS:

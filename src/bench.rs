@@ -73,8 +73,9 @@ pub struct BenchReport {
     pub integer_forward_seconds: Option<f64>,
     /// The same with the portable kernel (one run: it is slow).
     pub integer_portable_seconds: Option<f64>,
-    /// Block matching of `deep-nl` (its extra input planes, integer, exact) on 768x512: what
-    /// a pass of a network with block matching adds besides its wider first layer.
+    /// Block matching of the expert timed above, if it matches blocks (its extra input planes,
+    /// integer, exact) on 768x512: what a pass of such a network adds besides its wider first
+    /// layer.
     pub block_matching_seconds: Option<f64>,
     /// Training step, 16x64x64.
     pub train_step_seconds: Option<f64>,

@@ -795,10 +795,24 @@ fn eval_denoise_writes_a_csv_and_a_table_of_means() {
     assert!(out.contains("4.280") && out.contains("1.872"), "{out}");
     // --save-images: the noisy float map and the 8-bit result of each measurement.
     for s in ["15", "50"] {
-        let pfm = std::fs::read(format!("{saved}/a.s{s}.noisy.pfm")).unwrap();
+        let pfm = std::fs::read(format!("{saved}/a.png.s{s}.noisy.pfm")).unwrap();
         assert!(pfm.starts_with(b"PF\n96 64\n-1.0\n"));
         assert_eq!(pfm.len(), b"PF\n96 64\n-1.0\n".len() + 4 * 3 * 96 * 64);
-        let png = image::open(format!("{saved}/a.s{s}.png")).unwrap();
+        let png = image::open(format!("{saved}/a.png.s{s}.png")).unwrap();
         assert_eq!((png.width(), png.height()), (96, 64));
     }
+    // Not into the data folder, where the results would become inputs of the next run.
+    let o = diffc()
+        .args(["eval", "--data"])
+        .arg(&dir)
+        .args(["--denoise", "15", "--out", &csv, "--save-images"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not the --data folder"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }

@@ -7,8 +7,8 @@ use diffc::prior;
 use diffc::{EncoderOptions, Method, ReconstructOptions};
 
 use super::{
-    check_dir, check_output, pick_model, say, write_output, write_via_temp, MethodArg, PickArg,
-    Result, Ui,
+    check_dir, check_output, pick_model, say, write_output, write_via_temp, CliError, MethodArg,
+    PickArg, Result, Ui,
 };
 
 /// The arguments of `diffc eval`.
@@ -61,15 +61,17 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = EncoderOptions::default().lambda_stop, allow_hyphen_values = true)]
     pub lambda_stop: f64,
     /// Measure the prior as a plain Gaussian denoiser instead, at these noise levels (8-bit
-    /// units, comma-separated, e.g. 15,25,50); the CSV has image,sigma,lambda,noisy_psnr,psnr.
+    /// units, comma-separated, e.g. 15,25,50); the CSV has image,sigma,lambda,noisy_psnr,psnr,
+    /// seconds.
     #[arg(long, value_delimiter = ',')]
     pub denoise: Vec<f64>,
     /// Seed of the added noise (--denoise).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// With --denoise: also write each noisy image (DIR/STEM.sSIGMA.noisy.pfm, a float map,
-    /// unclipped, in [0, 1]) and its denoised result (DIR/STEM.sSIGMA.png), e.g. to run
-    /// another denoiser on the same noise.
+    /// With --denoise: also write each noisy image (DIR/NAME.sSIGMA.noisy.pfm, NAME the image's
+    /// file name; a float map, unclipped, in [0, 1]) and its denoised result
+    /// (DIR/NAME.sSIGMA.png), e.g. to run another denoiser on the same noise. Not the --data
+    /// folder (the results would become inputs).
     #[arg(long, value_name = "DIR", requires = "denoise")]
     pub save_images: Option<PathBuf>,
 }
@@ -229,6 +231,13 @@ fn run_denoise(
     check_output(&out.to_string_lossy())?;
     if let Some(d) = save_images {
         std::fs::create_dir_all(d).map_err(|e| io_error_at(d, e))?;
+        let canon = |p: &Path| std::fs::canonicalize(p).map_err(|e| io_error_at(p, e));
+        if canon(d)? == canon(data)? {
+            return Err(CliError::Msg(format!(
+                "--save-images {}: not the --data folder (the results would become inputs)",
+                d.display()
+            )));
+        }
     }
     let mut names = eval_images(data);
     if let Some(n) = limit {
@@ -238,11 +247,8 @@ fn run_denoise(
     let bar = ui.bar("denoise", (names.len() * sigmas.len()) as u64);
     let rows = diffc::eval::denoise(data, prior.as_ref(), sigmas, limit, seed, |r, im| {
         if let Some(d) = save_images {
-            let stem = Path::new(&r.image)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let at = |ext: &str| d.join(format!("{stem}.s{}.{ext}", r.sigma));
+            // The whole file name: a.png and a.jpg must not overwrite each other's.
+            let at = |ext: &str| d.join(format!("{}.s{}.{ext}", r.image, r.sigma));
             diffc::image_io::write_pfm(im.noisy, &at("noisy.pfm"))?;
             im.denoised.save(&at("png"))?;
         }

@@ -101,7 +101,7 @@ impl NetConfig {
                 ..NetConfig::by_name("deep")?
             }),
             // `deep-nl` averaging twice the blocks (16) found in a wider search (corners within
-            // 24 pixels): more of a façade's repeats per tile, at 2.2x the matching's work.
+            // 24 pixels): more of a façade's repeats per tile, for 2.2x the candidates.
             // The same weights fit both (`examples/train --grow` renames a checkpoint); the
             // middle expert gained 0.02 dB at σ 25 over its `deep-nl` control (model card).
             "deep-nl16" => Some(NetConfig {
