@@ -11,7 +11,7 @@
 #    LAYER_WMAX=NAME=WMAX,... and LAYER_AMAX=NAME=AMAX,... for layers whose weights or maps get
 #    another width, e.g. 511 for 10-bit weights, 2047 for 11-bit maps;
 #    CROP / BATCH: the fine-tuning's crops, by default 128 / 4 for a block-matching network
-#    (`*-nl`: room for its 16-pixel search, as it trains) and the trainer's own otherwise)
+#    (`*-nl*`: room for its 16- or 24-pixel search, as it trains) and the trainer's own otherwise)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -31,7 +31,7 @@ wide=()
 if [[ -n "${LAYER_WMAX:-}" ]]; then wide+=(--layer-wmax "$LAYER_WMAX"); fi
 if [[ -n "${LAYER_AMAX:-}" ]]; then wide+=(--layer-amax "$LAYER_AMAX"); fi
 crop=${CROP:-} batch=${BATCH:-}
-if [[ $arch == *-nl ]]; then crop=${crop:-128} batch=${batch:-4}; fi
+if [[ $arch == *-nl* ]]; then crop=${crop:-128} batch=${batch:-4}; fi
 crops=()
 if [[ -n $crop ]]; then crops+=(--crop "$crop"); fi
 if [[ -n $batch ]]; then crops+=(--batch "$batch"); fi
