@@ -516,15 +516,19 @@ impl State {
     /// initialisation but every old channel reads zero from them, so old channels compute what
     /// they did. Each added layer is an identity (centre tap 1, lambda bias 0): its input is a
     /// ReLU output, so `relu(identity(x)) = x`. The grown network thus starts as the
-    /// checkpoint's network and learns to use its new capacity.
+    /// checkpoint's network and learns to use its new capacity. From a slim checkpoint (no
+    /// `param.` weights or Adam moments) the EMA weights are the start and the moments restart,
+    /// as [`State::restore`] does; the same shapes under another architecture's name (such as
+    /// `deep-nl` into `deep-nl16`, which only matches more blocks) carry over unchanged.
     fn grow_from(&mut self, path: &Path, dev: &Device) -> Result<()> {
         let t = candle_core::safetensors::load(path, dev)?;
         let bad = |what: String| Error::Model(format!("checkpoint {}: {what}", path.display()));
-        if !t.keys().any(|k| k.starts_with("adam_m.")) {
-            return Err(bad(
-                "a slim checkpoint (no Adam moments): resume it at its own size first".into(),
-            ));
-        }
+        let slim = !t.keys().any(|k| k.starts_with("adam_m."));
+        let (weights, moments) = if slim {
+            ("ema.", None)
+        } else {
+            ("param.", Some(("adam_m.", "adam_v.")))
+        };
         let read = |k: &str| -> Result<Option<Vec<f32>>> {
             match t.get(k) {
                 Some(v) => Ok(Some(v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)),
@@ -534,7 +538,7 @@ impl State {
         let mut copied = 0;
         for (i, n) in self.names.iter().enumerate() {
             let len = self.params[i].len();
-            if let Some(src) = t.get(&format!("param.{n}")) {
+            if let Some(src) = t.get(&format!("{weights}{n}")) {
                 let get = |prefix: &str| -> Result<Vec<f32>> {
                     read(&format!("{prefix}{n}"))?
                         .ok_or_else(|| bad(format!("missing {prefix}{n}")))
@@ -550,12 +554,14 @@ impl State {
                 // from the new input channels (zero), so the old channels compute what they did.
                 let mut p = self.params[i].clone();
                 grown.clear_old_rows(&mut p);
-                grown.embed(&get("param.")?, &mut p);
+                grown.embed(&get(weights)?, &mut p);
                 let mut e = p.clone();
                 grown.embed(&get("ema.")?, &mut e);
                 let (mut m, mut v) = (vec![0f32; len], vec![0f32; len]);
-                grown.embed(&get("adam_m.")?, &mut m);
-                grown.embed(&get("adam_v.")?, &mut v);
+                if let Some((pm, pv)) = moments {
+                    grown.embed(&get(pm)?, &mut m);
+                    grown.embed(&get(pv)?, &mut v);
+                }
                 (self.params[i], self.ema[i], self.m[i], self.v[i]) = (p, e, m, v);
                 copied += 1;
                 continue;
@@ -578,13 +584,17 @@ impl State {
             self.params[i] = init.clone();
             self.ema[i] = init;
         }
-        let old = t.keys().filter(|k| k.starts_with("param.")).count();
+        let old = t.keys().filter(|k| k.starts_with(weights)).count();
         if copied != old {
             return Err(bad(format!(
                 "{old} weight tensors, {copied} of them in the grown network: growth only adds layers"
             )));
         }
-        self.restore_progress(&t, path)
+        self.restore_progress(&t, path)?;
+        if slim {
+            self.moments_from = self.step;
+        }
+        Ok(())
     }
 
     fn lr(&self) -> f64 {
@@ -1183,6 +1193,35 @@ mod tests {
                 .unwrap();
             assert!(d < 1e-5, "grown network differs by {d} at lambda {lam}");
         }
+        // From a slim checkpoint: the EMA weights are the start (raw weights included), the
+        // moments restart at its step.
+        let slim: HashMap<String, Tensor> = a
+            .checkpoint_tensors("test", &dev)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ema.") || k.starts_with("meta."))
+            .filter(|(k, _)| k != "meta.moments_from")
+            .collect();
+        let ck_slim = dir.join("small.slim.safetensors");
+        save_atomic(&slim, &ck_slim).unwrap();
+        let mut s = State::new(&deep, 9, &dev).unwrap();
+        s.grow_from(&ck_slim, &dev).unwrap();
+        assert_eq!((s.step, &s.rng, s.moments_from), (a.step, &a.rng, a.step));
+        assert_eq!(s.params, s.ema);
+        assert!(s.m.iter().chain(&s.v).all(|m| m.iter().all(|&x| x == 0.0)));
+        let z = Tensor::randn(0f32, 1.0, (1, 3, 32, 40), &dev).unwrap();
+        let l = Tensor::new(&[1f32], &dev).unwrap();
+        let ya = a.ema_net().unwrap().forward(&z, &l).unwrap();
+        let ys = s.ema_net().unwrap().forward(&z, &l).unwrap();
+        let d: f32 = (ya - ys)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-5, "grown from slim, the network differs by {d}");
         // Growth only adds layers: a shallower target is refused.
         let mut c = State::new(&small, 9, &dev).unwrap();
         let ck_deep = dir.join("deep.ckpt.safetensors");
