@@ -2,8 +2,8 @@
 //! decode), the crates.io package leaves them out (its 10 MB limit): the float network `tiny`
 //! (training, benchmarks and its own streams), its previous release, the 11-bit integer
 //! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020`,
-//! `deep-int8-s89359`, `deep-int8-s95064`, `deep-int8-s125732`, `deep-int8-s161868` and
-//! `deep-int8-s193986` (each of the last four with its `-fast` variant).
+//! `deep-int8-s89359`, `deep-int8-s95064`, `deep-int8-s125732`, `deep-int8-s161868`,
+//! `deep-int8-s193986` and `deep-int8-s173722` (each of the last five with its `-fast` variant).
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -35,6 +35,10 @@ fn main() {
         (
             "models/shipped/deep-int8-s193986.safetensors",
             "diffc_deep_s193986",
+        ),
+        (
+            "models/shipped/deep-int8-s173722.safetensors",
+            "diffc_deep_s173722",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

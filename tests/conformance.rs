@@ -777,24 +777,24 @@ fn network_mirror_images_known_answers() {
     }
 }
 
-/// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep-nl`,
-/// `deep-nl`, `deep-nl`, `deep` (8-bit, with 10-bit weights and 11-bit maps at half
+/// The default prior (`models/shipped/deep-int8.safetensors`): four networks, `deep-nl16`,
+/// `deep-nl16`, `deep-nl16`, `deep` (8-bit, with 10-bit weights and 11-bit maps at half
 /// resolution), log-SNR experts (spec/reconstruction.md#log-snr-experts), each averaging four
 /// mirror images of its latent with one block matching. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0xCEE5_8F3F_25B8_D9C3;
-const DEEP_INT8_MODEL_ID: u64 = 0xBF86_D746_8060_05E2;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x02C0_CE74_C31B_2DBE;
+const DEEP_INT8_MODEL_ID: u64 = 0x6DEA_E4F9_0785_02BF;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
-    (24, 40, -4.0, 0xC748_0AD5_594A_78F7),
-    (24, 40, -1.0, 0x49B8_7A80_2620_64EB),
-    (24, 40, 0.5, 0xCC02_0DB7_9E54_D857),
-    (24, 40, 1.0, 0xEECF_9FB2_E65F_0F08),
-    (24, 40, 3.0, 0xD8B4_162D_9E79_5D7B),
-    (24, 40, 3.26, 0x4D55_9494_3F29_FEA7),
-    (24, 40, 4.0, 0x1D42_C178_6B18_7C33),
+    (24, 40, -4.0, 0xC5C3_4C8A_8A8A_D918),
+    (24, 40, -1.0, 0x3E37_CE74_8EA9_23ED),
+    (24, 40, 0.5, 0x245C_900B_13B0_11CC),
+    (24, 40, 1.0, 0xBDBC_266F_D619_F4E8),
+    (24, 40, 3.0, 0xCD34_B1F2_1026_4026),
+    (24, 40, 3.26, 0x7D0E_7D9D_D94D_77E8),
+    (24, 40, 4.0, 0x6685_4A80_35F7_2FE5),
     (24, 40, 4.5, 0x25E0_3AB3_44B3_9A3E),
     (24, 40, 9.0, 0x5C50_F099_BC22_5F4C),
-    (13, 29, 3.26, 0x44AE_05F9_05FB_E420),
+    (13, 29, 3.26, 0x0C21_A901_9DA1_141E),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
@@ -832,7 +832,7 @@ fn experts_prior_known_answers() {
         .to_string();
     assert!(err.contains("not part of architecture tiny"), "{err}");
     let archs: Vec<&str> = diffc::prior::arch("deep-int8").split(',').collect();
-    assert_eq!(archs, ["deep-nl", "deep-nl", "deep-nl", "deep"]);
+    assert_eq!(archs, ["deep-nl16", "deep-nl16", "deep-nl16", "deep"]);
     assert_eq!(diffc::prior::mirroring("deep-int8"), Mirroring::Network(4));
     for k in [Kernels::Portable, Kernels::best()] {
         let nets: Vec<Arc<dyn Denoiser>> = parts

@@ -72,10 +72,14 @@ ARCHS = {"tiny": dict(channels=(48, 96, 144), depth=(2, 2, 3), up_depth=(2, 2)),
 # (spec/reconstruction.md#models).
 MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
           "tiny-int8": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
-          "deep-int8": dict(arch="deep-nl,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
-                            mirrors=1, net_mirrors=4),
-          "deep-int8-fast": dict(arch="deep-nl,deep-nl,deep-nl,deep", thresholds=(0.625, -1.25),
-                                 mirrors=1, net_mirrors=2),
+          "deep-int8": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                            thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
+          "deep-int8-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                 thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
+          "deep-int8-s173722": dict(arch="deep-nl,deep-nl,deep-nl,deep",
+                                    thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
+          "deep-int8-s173722-fast": dict(arch="deep-nl,deep-nl,deep-nl,deep",
+                                         thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
           "deep-int8-s193986": dict(arch="deep,deep-nl,deep-nl,deep",
                                     thresholds=(0.625, -1.25), mirrors=4),
           "deep-int8-s193986-fast": dict(arch="deep,deep-nl,deep-nl,deep",
@@ -762,26 +766,26 @@ INT8_KNOWN_ANSWERS = {
 }
 
 
-# The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep-nl` and
+# The default prior, models/shipped/deep-int8.safetensors: log-SNR experts of `deep-nl16` and
 # `deep`, 8-bit with 10-bit weights and 11-bit maps at half resolution
 # (spec/reconstruction.md#log-snr-experts, spec/integer-network.md), each network over four
 # mirror images sharing one block matching, pinned the same way (`experts_prior_known_answers`
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0xCEE58F3F25B8D9C3
-DEEP8_MODEL_ID = 0xBF86D746806005E2
+DEEP8_WEIGHTS_FNV = 0x02C0CE74C31B2DBE
+DEEP8_MODEL_ID = 0x6DEAE4F9078502BF
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0xC7480AD5594A78F7,
-    (24, 40, -1.0): 0x49B87A80262064EB,
-    (24, 40, 0.5): 0xCC020DB79E54D857,
-    (24, 40, 1.0): 0xEECF9FB2E65F0F08,
-    (24, 40, 3.0): 0xD8B4162D9E795D7B,
-    (24, 40, 3.26): 0x4D5594943F29FEA7,
-    (24, 40, 4.0): 0x1D42C1786B187C33,
+    (24, 40, -4.0): 0xC5C34C8A8A8AD918,
+    (24, 40, -1.0): 0x3E37CE748EA923ED,
+    (24, 40, 0.5): 0x245C900B13B011CC,
+    (24, 40, 1.0): 0xBDBC266FD619F4E8,
+    (24, 40, 3.0): 0xCD34B1F210264026,
+    (24, 40, 3.26): 0x7D0E7D9DD94D77E8,
+    (24, 40, 4.0): 0x66854A8035F72FE5,
     (24, 40, 4.5): 0x25E03AB344B39A3E,
     (24, 40, 9.0): 0x5C50F099BC225F4C,
-    (13, 29, 3.26): 0x44AE05F905FBE420,
+    (13, 29, 3.26): 0x0C21A9019DA1141E,
 }
 
 
