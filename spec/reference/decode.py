@@ -213,7 +213,7 @@ def int_predict(prior, z, channels, height, width, lam):
 
 
 # The shipped integer priors (relative to the repository root), tried in turn for a stream's
-# model id: the default (log-SNR experts of `deep-nl` and `deep`, mostly 8-bit, four mirror
+# model id: the default (log-SNR experts of `deep-nl16` and `deep`, mostly 8-bit, four mirror
 # images in each network), its faster
 # variant (the same file, two mirror images), its earlier releases, then `tiny` in 8 and 11
 # bits. (name, file).
