@@ -1068,6 +1068,32 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The slim checkpoint of `st` (`examples/ckpt_weights CKPT OUT slim`): EMA weights and
+    /// progress only.
+    fn slim_tensors(st: &State) -> HashMap<String, Tensor> {
+        st.checkpoint_tensors("test", &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ema.") || k.starts_with("meta."))
+            .filter(|(k, _)| k != "meta.moments_from")
+            .collect()
+    }
+
+    /// The largest difference between the EMA networks of `a` and `b` on one latent.
+    fn ema_difference(a: &State, b: &State, z: &Tensor, lambda: f32) -> f32 {
+        let l = Tensor::new(&[lambda], z.device()).unwrap();
+        let ya = a.ema_net().unwrap().forward(z, &l).unwrap();
+        let yb = b.ema_net().unwrap().forward(z, &l).unwrap();
+        (ya - yb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn checkpoint_resume_is_exact() {
         let dev = Device::Cpu;
@@ -1108,14 +1134,7 @@ mod tests {
         // A slim checkpoint (EMA and progress only) resumes from the EMA with fresh moments,
         // and the next step moves the weights by no more than the warm-up learning rate.
         let slim_path = dir.join("m.slim.safetensors");
-        let slim: HashMap<String, Tensor> = a
-            .checkpoint_tensors("test", &dev)
-            .unwrap()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("ema.") || k.starts_with("meta."))
-            .filter(|(k, _)| k != "meta.moments_from")
-            .collect();
-        save_atomic(&slim, &slim_path).unwrap();
+        save_atomic(&slim_tensors(&a), &slim_path).unwrap();
         let mut c = State::new(&cfg, 99, &dev).unwrap();
         c.restore(&slim_path, "test", &dev).unwrap();
         assert_eq!((c.step, &c.rng, c.moments_from), (a.step, &a.rng, a.step));
@@ -1180,47 +1199,19 @@ mod tests {
         assert!(b.n_params() > a.n_params());
         let z = Tensor::randn(0f32, 1.0, (1, 3, 32, 40), &dev).unwrap();
         for lam in [-2f32, 3.0] {
-            let l = Tensor::new(&[lam], &dev).unwrap();
-            let ya = a.ema_net().unwrap().forward(&z, &l).unwrap();
-            let yb = b.ema_net().unwrap().forward(&z, &l).unwrap();
-            let d: f32 = (ya - yb)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = ema_difference(&a, &b, &z, lam);
             assert!(d < 1e-5, "grown network differs by {d} at lambda {lam}");
         }
         // From a slim checkpoint: the EMA weights are the start (raw weights included), the
         // moments restart at its step.
-        let slim: HashMap<String, Tensor> = a
-            .checkpoint_tensors("test", &dev)
-            .unwrap()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("ema.") || k.starts_with("meta."))
-            .filter(|(k, _)| k != "meta.moments_from")
-            .collect();
         let ck_slim = dir.join("small.slim.safetensors");
-        save_atomic(&slim, &ck_slim).unwrap();
+        save_atomic(&slim_tensors(&a), &ck_slim).unwrap();
         let mut s = State::new(&deep, 9, &dev).unwrap();
         s.grow_from(&ck_slim, &dev).unwrap();
         assert_eq!((s.step, &s.rng, s.moments_from), (a.step, &a.rng, a.step));
         assert_eq!(s.params, s.ema);
         assert!(s.m.iter().chain(&s.v).all(|m| m.iter().all(|&x| x == 0.0)));
-        let z = Tensor::randn(0f32, 1.0, (1, 3, 32, 40), &dev).unwrap();
-        let l = Tensor::new(&[1f32], &dev).unwrap();
-        let ya = a.ema_net().unwrap().forward(&z, &l).unwrap();
-        let ys = s.ema_net().unwrap().forward(&z, &l).unwrap();
-        let d: f32 = (ya - ys)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = ema_difference(&a, &s, &z, 1.0);
         assert!(d < 1e-5, "grown from slim, the network differs by {d}");
         // Growth only adds layers: a shallower target is refused.
         let mut c = State::new(&small, 9, &dev).unwrap();
