@@ -591,6 +591,7 @@ mod tests {
         for (name, shape) in [
             ("test", (3, 16, 24)),
             ("test-nl", (2, 32, 40)),
+            ("test-nl2", (2, 32, 40)),
             ("tiny", (2, 16, 16)),
         ] {
             compare(&NetConfig::by_name(name).unwrap(), shape, products, tol);

@@ -430,7 +430,7 @@ impl Engine {
 
 /// The network's input at half resolution: 12 unshuffled channels of `z` (planar
 /// `(N, 3, H, W)`), the two noise-level planes, and with block matching ([`NonLocal`]) 12
-/// unshuffled channels of `z`'s block-matched mean.
+/// unshuffled channels of each of `z`'s block-matched means.
 pub(crate) fn input_map(
     pool: &mut Pool,
     z: &[f32],
@@ -441,7 +441,7 @@ pub(crate) fn input_map(
     nl: Option<NonLocal>,
 ) -> Map {
     let (h2, w2) = (h / 2, w / 2);
-    let matched = nl.map(|nl| block_mean(z, n, h, w, nl));
+    let matched = nl.map_or_else(Vec::new, |nl| block_mean(z, n, h, w, nl));
     let c = input_channels(nl);
     let mut data = pool.take(n * h2 * w2 * c);
     data.par_chunks_mut(w2 * c)
@@ -452,15 +452,15 @@ pub(crate) fn input_map(
             let planes = [l / 12.0, (1.0 / (1.0 + (l as f64).exp())) as f32];
             let at = img * 3 * h * w..(img + 1) * 3 * h * w;
             let zi = &z[at.clone()];
-            let mi = matched.as_ref().map(|m| &m[at]);
+            let mi: Vec<&[f32]> = matched.iter().map(|m| &m[at.clone()]).collect();
             for (xx, px) in row.chunks_mut(c).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
                         for ch in 0..3 {
                             let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
                             px[(dy * 2 + dx) * 3 + ch] = zi[i];
-                            if let Some(mi) = mi {
-                                px[14 + (dy * 2 + dx) * 3 + ch] = mi[i];
+                            for (j, mi) in mi.iter().enumerate() {
+                                px[14 + 12 * j + (dy * 2 + dx) * 3 + ch] = mi[i];
                             }
                         }
                     }
@@ -924,6 +924,7 @@ pub(crate) mod tests {
     fn matches_graph_on_random_weights() {
         compare(&NetConfig::by_name("test").unwrap(), 24, 40);
         compare(&NetConfig::by_name("test-nl").unwrap(), 32, 48);
+        compare(&NetConfig::by_name("test-nl2").unwrap(), 32, 48);
         compare(&NetConfig::by_name("tiny").unwrap(), 48, 72);
     }
 }

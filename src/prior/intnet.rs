@@ -453,12 +453,15 @@ impl IntNet {
         assert!(matches!(mirrors, 1 | 2 | 4), "{mirrors} mirror images");
         let (rq, planes) = self.conditioning(lambda);
         let q: Vec<i16> = z.par_iter().map(|&v| quantize_input(v)).collect();
-        let matched = self.cfg.nonlocal.map(|nl| block_mean_int(&q, h, w, nl));
+        let matched = self
+            .cfg
+            .nonlocal
+            .map_or_else(Vec::new, |nl| block_mean_int(&q, h, w, nl));
         let mut sum = vec![0i32; 3 * h * w];
         let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         for &m in &MODES[..mirrors] {
             let buf = take(&mut pool, (h / 2) * (w / 2) * self.cfg.in_channels());
-            let x = input_map(&q, matched.as_deref(), h, w, planes, m, buf);
+            let x = input_map(&q, &matched, h, w, planes, m, buf);
             let v = self.layers_on(x, &rq, &mut pool);
             add_unshuffled(&v, h, w, m, &mut sum);
         }
@@ -636,11 +639,11 @@ pub fn quantize_input(v: f32) -> i16 {
 
 /// The input map at half resolution of the mirror image `m` of the quantized latent `q`
 /// (planar `(3, H, W)`): 12 unshuffled channels of `m(q)`, channel `(dy 2 + dx) 3 + c`, the two
-/// noise planes, and with block matching 12 unshuffled channels of `m(matched)`, the mirror
-/// image of the latent's block-matched mean.
+/// noise planes, and with block matching 12 unshuffled channels of `m(matched)` for each of the
+/// latent's block-matched means.
 fn input_map(
     q: &[i16],
-    matched: Option<&[i16]>,
+    matched: &[Vec<i16>],
     h: usize,
     w: usize,
     planes: [i16; 2],
@@ -648,7 +651,7 @@ fn input_map(
     mut data: Vec<i16>,
 ) -> IMap {
     let (h2, w2) = (h / 2, w / 2);
-    let c = if matched.is_some() { 26 } else { 14 };
+    let c = 14 + 12 * matched.len();
     debug_assert_eq!(data.len(), h2 * w2 * c);
     data.par_chunks_mut(w2 * c)
         .enumerate()
@@ -660,8 +663,8 @@ fn input_map(
                         for ch in 0..3 {
                             let i = (ch * h + sy) * w + sx;
                             px[(dy * 2 + dx) * 3 + ch] = q[i];
-                            if let Some(mm) = matched {
-                                px[14 + (dy * 2 + dx) * 3 + ch] = mm[i];
+                            for (j, mm) in matched.iter().enumerate() {
+                                px[14 + 12 * j + (dy * 2 + dx) * 3 + ch] = mm[i];
                             }
                         }
                     }
@@ -1111,6 +1114,7 @@ mod tests {
             radius: 40,
             step: 5,
             grids: 2,
+            near: 2,
             ..nl
         });
         let net = synthetic(cfg.clone());
@@ -1162,14 +1166,14 @@ mod tests {
         let (h, w) = (24, 40);
         let z = ramp(h, w);
         let q: Vec<i16> = z.data.iter().map(|&v| quantize_input(v)).collect();
-        let matched = block_mean_int(&q, h, w, cfg.nonlocal.unwrap());
+        let matched = block_mean_int(&q, h, w, cfg.nonlocal.unwrap()).remove(0);
         let (rq, planes) = net.conditioning(0.7);
         let mut want = vec![0i32; 3 * h * w];
         let mut sums = Vec::new();
         for m in MODES {
             let buf = vec![0i16; (h / 2) * (w / 2) * cfg.in_channels()];
             let (qm, mm) = (flip(&q, h, w, m), flip(&matched, h, w, m));
-            let x = input_map(&qm, Some(&mm), h, w, planes, MODES[0], buf);
+            let x = input_map(&qm, &[mm], h, w, planes, MODES[0], buf);
             let v = net.layers_on(x, &rq, &mut Vec::new());
             let mut planar = vec![0i32; 3 * h * w];
             add_unshuffled(&v, h, w, MODES[0], &mut planar);

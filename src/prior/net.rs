@@ -79,6 +79,16 @@ impl NetConfig {
                 up_depth: [2, 2],
                 ..NetConfig::default()
             }),
+            // Pilot: `deep-nl16` with a second matched mean, of the 4 nearest of its 16 blocks,
+            // as 12 more input channels (`examples/train --grow` from a `deep-nl16` checkpoint
+            // starts it as that network).
+            "deep-nl16n" => Some(NetConfig {
+                nonlocal: Some(NonLocal {
+                    near: 4,
+                    ..NetConfig::by_name("deep-nl16")?.nonlocal?
+                }),
+                ..NetConfig::by_name("deep")?
+            }),
             // Prior-v2 pilot grown from `tiny` (`examples/train --grow`): one more 3x3 layer
             // per stack at 1/2 and 1/4 resolution and two more at 1/8; ~1.5x tiny's FLOPs.
             "deep" => Some(NetConfig {
@@ -97,6 +107,7 @@ impl NetConfig {
                     step: 1,
                     k: 8,
                     grids: 2,
+                    near: 0,
                 }),
                 ..NetConfig::by_name("deep")?
             }),
@@ -111,6 +122,7 @@ impl NetConfig {
                     step: 1,
                     k: 16,
                     grids: 2,
+                    near: 0,
                 }),
                 ..NetConfig::by_name("deep")?
             }),
@@ -136,6 +148,15 @@ impl NetConfig {
                     step: 2,
                     k: 3,
                     grids: 1,
+                    near: 0,
+                }),
+                ..NetConfig::by_name("test")?
+            }),
+            // `test-nl` with a second matched mean (of the 2 nearest of its 3 blocks).
+            "test-nl2" => Some(NetConfig {
+                nonlocal: Some(NonLocal {
+                    near: 2,
+                    ..NetConfig::by_name("test-nl")?.nonlocal?
                 }),
                 ..NetConfig::by_name("test")?
             }),
@@ -676,10 +697,12 @@ impl DenoiserNet {
         if let Some(nl) = self.cfg.nonlocal {
             // A function of the input alone: no gradient flows through the matching.
             let zv: Vec<f32> = z.flatten_all()?.to_vec1()?;
-            let m = Tensor::from_vec(block_mean(&zv, b, h, w, nl), (b, 3, h, w), dev)?
-                .permute((0, 2, 3, 1))?
-                .contiguous()?;
-            x = Tensor::cat(&[x, unshuffle(&m)?], 3)?;
+            for m in block_mean(&zv, b, h, w, nl) {
+                let m = Tensor::from_vec(m, (b, 3, h, w), dev)?
+                    .permute((0, 2, 3, 1))?
+                    .contiguous()?;
+                x = Tensor::cat(&[x, unshuffle(&m)?], 3)?;
+            }
         }
         for l in &self.enc1 {
             x = l.forward_relu(&x, &emb)?;

@@ -34,16 +34,27 @@ pub struct NonLocal {
     /// Tile grids: 1, or 2 with a second grid half a block inside the first, so that a pixel
     /// averages the blocks of two overlapping tiles.
     pub grids: usize,
+    /// With `near` in `1..k`, a second mean of only the `near` nearest of those blocks (the tile
+    /// first): where the two means differ, the farther blocks are not repeats, and the network
+    /// can learn from the difference how far to trust the wide mean. 0: none.
+    pub near: usize,
+}
+
+impl NonLocal {
+    /// Blocks averaged per tile by each matched mean the network receives: `k`, then `near`.
+    pub(crate) fn takes(self) -> Vec<usize> {
+        if self.near > 0 {
+            vec![self.k, self.near]
+        } else {
+            vec![self.k]
+        }
+    }
 }
 
 /// Channels of the network's half-resolution input map: 12 of the unshuffled latent, the two
-/// noise-level planes, and with block matching 12 of the unshuffled block-matched mean.
+/// noise-level planes, and with block matching 12 of each unshuffled block-matched mean.
 pub(crate) fn input_channels(nl: Option<NonLocal>) -> usize {
-    if nl.is_some() {
-        26
-    } else {
-        14
-    }
+    14 + nl.map_or(0, |nl| 12 * nl.takes().len())
 }
 
 /// The guide is `floor((q0 + q1 + q2) / 2^GUIDE_SHIFT)`: values in `[-1536, 1535]`, so a
@@ -62,38 +73,47 @@ pub(crate) fn guide(q: &[i16], h: usize, w: usize) -> Vec<i16> {
         .collect()
 }
 
-/// The block-matched mean of `z`, planar `(n, 3, h, w)` like `z`; `h` and `w` are multiples of
-/// `nl.block`. The float network's input: blocks chosen on the quantized latent's guide, their
-/// float values averaged.
-pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) -> Vec<f32> {
+/// The block-matched means of `z` ([`NonLocal::takes`]), each planar `(n, 3, h, w)` like `z`;
+/// `h` and `w` are multiples of `nl.block`. The float network's input: blocks chosen on the
+/// quantized latent's guide, their float values averaged.
+pub(crate) fn block_mean(z: &[f32], n: usize, h: usize, w: usize, nl: NonLocal) -> Vec<Vec<f32>> {
     assert_eq!(z.len(), n * 3 * h * w);
-    let mut out = vec![0f32; z.len()];
-    for (zi, oi) in z.chunks(3 * h * w).zip(out.chunks_mut(3 * h * w)) {
+    let takes = nl.takes();
+    let mut out = vec![vec![0f32; z.len()]; takes.len()];
+    for (i, zi) in z.chunks(3 * h * w).enumerate() {
         let q: Vec<i16> = zi.iter().map(|&v| quantize_input(v)).collect();
-        let sums: Vec<f32> = block_sums(zi, &guide(&q, h, w), h, w, nl);
-        finish_means(&sums, h, w, nl, oi, |s, n| s / n as f32);
+        let sums: Vec<Vec<f32>> = block_sums(zi, &guide(&q, h, w), h, w, nl);
+        for ((s, o), &take) in sums.iter().zip(&mut out).zip(&takes) {
+            let oi = &mut o[i * 3 * h * w..(i + 1) * 3 * h * w];
+            finish_means(s, h, w, nl, take, oi, |s, n| s / n as f32);
+        }
     }
     out
 }
 
-/// The block-matched mean of one quantized image (planar `(3, h, w)`), in integers: the sum of
-/// the values of every block chosen for a pixel (`k` per tile covering it), `floor((sum + n/2)
-/// / n)` for `n` values. The integer network's input.
-pub fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<i16> {
-    let sums: Vec<i32> = block_sums(q, &guide(q, h, w), h, w, nl);
-    let mut out = vec![0i16; q.len()];
-    // The mean of values in the i16 range stays in it. `n` is `k` or `2k`, a power of two
-    // for the shipped `k`: then the floor division is a shift (an integer divide per value
-    // was a tenth of the matching's time).
-    finish_means(&sums, h, w, nl, &mut out, |s, n| {
-        let t = s + n as i32 / 2;
-        if n.is_power_of_two() {
-            (t >> n.trailing_zeros()) as i16
-        } else {
-            t.div_euclid(n as i32) as i16
-        }
-    });
-    out
+/// The block-matched means of one quantized image (planar `(3, h, w)`), in integers: the sum
+/// of the values of every block chosen for a pixel (`take` per tile covering it), `floor((sum
+/// + n/2) / n)` for `n` values. The integer network's input.
+pub fn block_mean_int(q: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<Vec<i16>> {
+    let sums: Vec<Vec<i32>> = block_sums(q, &guide(q, h, w), h, w, nl);
+    sums.iter()
+        .zip(nl.takes())
+        .map(|(s, take)| {
+            let mut out = vec![0i16; q.len()];
+            // The mean of values in the i16 range stays in it. `n` is `take` or `2 take`, a
+            // power of two for the shipped `k`: then the floor division is a shift (an integer
+            // divide per value was a tenth of the matching's time).
+            finish_means(s, h, w, nl, take, &mut out, |s, n| {
+                let t = s + n as i32 / 2;
+                if n.is_power_of_two() {
+                    (t >> n.trailing_zeros()) as i16
+                } else {
+                    t.div_euclid(n as i32) as i16
+                }
+            });
+            out
+        })
+        .collect()
 }
 
 /// Half a block: how far the second tile grid ([`NonLocal::grids`] 2) lies inside the first.
@@ -106,18 +126,19 @@ fn second_grid(nl: NonLocal, h: usize, w: usize) -> bool {
     nl.grids == 2 && h >= 2 * nl.block && w >= 2 * nl.block
 }
 
-/// `out` = the mean of the chosen blocks' values at every pixel: `finish(sum, n)` with `n` = `k`
-/// per tile covering the pixel.
+/// `out` = the mean of the chosen blocks' values at every pixel: `finish(sum, n)` with `n` =
+/// `take` per tile covering the pixel.
 fn finish_means<T: Send, S: Copy + Sync>(
     sums: &[S],
     h: usize,
     w: usize,
     nl: NonLocal,
+    take: usize,
     out: &mut [T],
     finish: impl Fn(S, u32) -> T + Sync,
 ) {
     let (o, two) = (frame(nl), second_grid(nl, h, w));
-    let k = nl.k as u32;
+    let k = take as u32;
     // Runs of pixels with the same count, so that each is one plain loop.
     let run = |d: &mut [T], s: &[S], n: u32| {
         for (d, &v) in d.iter_mut().zip(s) {
@@ -139,25 +160,22 @@ fn finish_means<T: Send, S: Copy + Sync>(
         });
 }
 
-/// The sums of the values of the blocks chosen for every pixel's tiles, planar `(3, h, w)`:
-/// the tiles of the grid from the image's corner, and with [`NonLocal::grids`] 2 those of the
-/// same grid on the image without its outer frame of half a block (matched inside that
-/// smaller image), so that a pixel inside the frame averages two tiles' blocks.
-fn block_sums<T, S>(src: &[T], g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<S>
+/// The sums of the values of the blocks chosen for every pixel's tiles, planar `(3, h, w)`,
+/// one per [`NonLocal::takes`] (the first `take` of each tile's blocks): the tiles of the grid
+/// from the image's corner, and with [`NonLocal::grids`] 2 those of the same grid on the image
+/// without its outer frame of half a block (matched inside that smaller image), so that a pixel
+/// inside the frame averages two tiles' blocks.
+fn block_sums<T, S>(src: &[T], g: &[i16], h: usize, w: usize, nl: NonLocal) -> Vec<Vec<S>>
 where
     T: Copy + Send + Sync + Into<S>,
     S: Copy + Default + Send + std::ops::AddAssign,
 {
-    let mut sums = vec![S::default(); src.len()];
-    add_block_sums(
-        src,
-        (h, w),
-        (0, 0),
-        (h, w),
-        &match_blocks(g, h, w, nl),
-        nl,
-        &mut sums,
-    );
+    let takes = nl.takes();
+    let mut sums = vec![vec![S::default(); src.len()]; takes.len()];
+    let corners = match_blocks(g, h, w, nl);
+    for (s, &take) in sums.iter_mut().zip(&takes) {
+        add_block_sums(src, (h, w), (0, 0), (h, w), &corners, nl, take, s);
+    }
     if second_grid(nl, h, w) {
         let o = frame(nl);
         let (ih, iw) = (h - 2 * o, w - 2 * o);
@@ -168,13 +186,17 @@ where
             .into_iter()
             .map(|(y, x)| (y + o as u32, x + o as u32))
             .collect();
-        add_block_sums(src, (h, w), (o, o), (ih, iw), &corners, nl, &mut sums);
+        for (s, &take) in sums.iter_mut().zip(&takes) {
+            add_block_sums(src, (h, w), (o, o), (ih, iw), &corners, nl, take, s);
+        }
     }
     sums
 }
 
-/// Add to `sums` (planar `(3, h, w)`) the `k` chosen blocks of every tile of the grid whose
-/// tiles cover `size` pixels from `origin`; `corners` are absolute, `k` per tile, row-major.
+/// Add to `sums` (planar `(3, h, w)`) the first `take` chosen blocks of every tile of the grid
+/// whose tiles cover `size` pixels from `origin`; `corners` are absolute, `k` per tile,
+/// row-major.
+#[allow(clippy::too_many_arguments)]
 fn add_block_sums<T, S>(
     src: &[T],
     (h, w): (usize, usize),
@@ -182,6 +204,7 @@ fn add_block_sums<T, S>(
     (gh, gw): (usize, usize),
     corners: &[(u32, u32)],
     nl: NonLocal,
+    take: usize,
     sums: &mut [S],
 ) where
     T: Copy + Send + Sync + Into<S>,
@@ -199,7 +222,7 @@ fn add_block_sums<T, S>(
         for tx in 0..tw {
             let at = (ty * tw + tx) * k;
             let dst = &mut row[ox + tx * b..ox + (tx + 1) * b];
-            let rows = corners[at..at + k].iter().map(|&(cy, cx)| {
+            let rows = corners[at..at + take].iter().map(|&(cy, cx)| {
                 let from = (cy as usize + dy) * w + cx as usize;
                 &plane[from..from + b]
             });
@@ -533,6 +556,7 @@ mod tests {
         step: 2,
         k: 2,
         grids: 1,
+        near: 0,
     };
 
     /// One image `(3, h, w)` whose every channel is `f(y, x)`.
@@ -581,6 +605,7 @@ mod tests {
         step: 1,
         k: 8,
         grids: 1,
+        near: 0,
     };
 
     #[test]
@@ -604,6 +629,7 @@ mod tests {
                     step: 1,
                     k: 8,
                     grids: 1,
+                    near: 0,
                 },
             ),
             // One block per tile; a search wider than the image (every offset outside).
@@ -620,6 +646,7 @@ mod tests {
                     step: 3,
                     k: 5,
                     grids: 1,
+                    near: 0,
                 },
             ),
         ] {
@@ -687,7 +714,7 @@ mod tests {
                 } / if latent == "test" { 512.0 } else { 64.0 })
                 .collect();
             let q: Vec<i16> = z.iter().map(|&v| quantize_input(v)).collect();
-            let m = block_mean_int(&q, h, w, nl);
+            let m = block_mean_int(&q, h, w, nl).remove(0);
             let bytes: Vec<u8> = m.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect();
             let got = crate::prior::fnv1a64(&bytes);
             assert_eq!(got, want, "{arch} {latent} {h}x{w}: {got:#018X}");
@@ -703,6 +730,7 @@ mod tests {
             step: 1,
             k: 3,
             grids: 1,
+            near: 0,
         };
         let q: Vec<i16> = (0..3 * h * w)
             .map(|i| (((i * 7919) % 2003) as i32 * 13 - 13_000) as i16)
@@ -712,9 +740,9 @@ mod tests {
         let inner: Vec<i16> = (0..3 * ih * iw)
             .map(|i| q[((i / (ih * iw)) * h + 4 + (i / iw) % ih) * w + 4 + i % iw])
             .collect();
-        let outer: Vec<i32> = block_sums(&q, &guide(&q, h, w), h, w, one);
-        let inside: Vec<i32> = block_sums(&inner, &guide(&inner, ih, iw), ih, iw, one);
-        let got = block_mean_int(&q, h, w, NonLocal { grids: 2, ..one });
+        let outer: Vec<i32> = block_sums(&q, &guide(&q, h, w), h, w, one).remove(0);
+        let inside: Vec<i32> = block_sums(&inner, &guide(&inner, ih, iw), ih, iw, one).remove(0);
+        let got = block_mean_int(&q, h, w, NonLocal { grids: 2, ..one }).remove(0);
         for (i, &m) in got.iter().enumerate() {
             let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
             let inner_at = (4..h - 4).contains(&y) && (4..w - 4).contains(&x);
@@ -750,7 +778,7 @@ mod tests {
             }) / 128.0
         };
         let z = image(2, 6, f);
-        let m = block_mean(&z, 1, 2, 6, NL);
+        let m = block_mean(&z, 1, 2, 6, NL).remove(0);
         // The two repeats meet in their mean.
         let at = |y: usize, x: usize| m[y * 6 + x];
         for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
@@ -758,9 +786,12 @@ mod tests {
             assert_eq!(at(y, x + 4), (y * 2 + x) as f32 / 128.0);
         }
         // k = 1 is the identity, in floats and in integers.
-        assert_eq!(block_mean(&z, 1, 2, 6, NonLocal { k: 1, ..NL }), z);
+        assert_eq!(
+            block_mean(&z, 1, 2, 6, NonLocal { k: 1, ..NL }).remove(0),
+            z
+        );
         let q: Vec<i16> = z.iter().map(|&v| quantize_input(v)).collect();
-        assert_eq!(block_mean_int(&q, 2, 6, NonLocal { k: 1, ..NL }), q);
+        assert_eq!(block_mean_int(&q, 2, 6, NonLocal { k: 1, ..NL }), [q]);
         // The integer mean rounds halves up: (32 + 33) / 2 -> 33, (-32 - 33) / 2 -> -32.
         let q = [32i16, 0, 33, 0, -32, 0, -33, 0, 0, 0, 0, 0];
         let m = block_mean_int(
@@ -773,9 +804,10 @@ mod tests {
                 step: 2,
                 k: 2,
                 grids: 1,
+                near: 0,
             },
         );
-        assert_eq!(m, [33, 0, 33, 0, -32, 0, -32, 0, 0, 0, 0, 0]);
+        assert_eq!(m, [[33, 0, 33, 0, -32, 0, -32, 0, 0, 0, 0, 0]]);
     }
 
     #[test]
@@ -790,7 +822,46 @@ mod tests {
         let both = block_mean(&[a.clone(), b.clone()].concat(), 2, 4, 4, NL);
         assert_eq!(
             both,
-            [block_mean(&a, 1, 4, 4, NL), block_mean(&b, 1, 4, 4, NL)].concat()
+            [[
+                block_mean(&a, 1, 4, 4, NL).remove(0),
+                block_mean(&b, 1, 4, 4, NL).remove(0)
+            ]
+            .concat()]
         );
+    }
+
+    #[test]
+    fn the_near_mean_is_the_mean_of_the_nearest_blocks() {
+        // The first `near` of the `k` nearest blocks are the `near` nearest: the second mean is
+        // what matching `near` blocks alone gives, in floats and in integers.
+        let (h, w) = (32, 40);
+        let z: Vec<f32> = (0..3 * h * w)
+            .map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0)
+            .collect();
+        let q: Vec<i16> = z.iter().map(|&v| quantize_input(v)).collect();
+        let nl = NonLocal {
+            block: 8,
+            radius: 6,
+            step: 1,
+            k: 8,
+            grids: 2,
+            near: 3,
+        };
+        let alone = NonLocal {
+            k: 3,
+            near: 0,
+            ..nl
+        };
+        let wide = NonLocal { near: 0, ..nl };
+        let two = block_mean(&z, 1, h, w, nl);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0], block_mean(&z, 1, h, w, wide).remove(0));
+        assert_eq!(two[1], block_mean(&z, 1, h, w, alone).remove(0));
+        assert_ne!(two[0], two[1]);
+        let two = block_mean_int(&q, h, w, nl);
+        assert_eq!(two[1], block_mean_int(&q, h, w, alone).remove(0));
+        assert_eq!(input_channels(Some(nl)), 38);
+        assert_eq!(input_channels(Some(wide)), 26);
+        assert_eq!(input_channels(None), 14);
     }
 }
