@@ -1,5 +1,5 @@
 //! What averaging over the transposed latent too (eight mirror images instead of four) would add
-//! to a model's denoising, on the same noise as `diffc eval --denoise` (seed 7):
+//! to a model's denoising, on the same noise as `diffc eval --denoise` (its default seed, 1):
 //!
 //! `transpose_probe MODEL DIR SIGMAS`, e.g. `transpose_probe deep-int8 ../shared/data/dev 15,25,50`
 //!
@@ -67,7 +67,7 @@ fn main() {
             m,
             &sigmas,
             None,
-            7,
+            1,
             |r, _| {
                 println!("{name} {} {} {:.3}", r.image, r.sigma, r.psnr);
                 Ok(())
