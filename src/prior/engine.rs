@@ -452,15 +452,14 @@ pub(crate) fn input_map(
             let planes = [l / 12.0, (1.0 / (1.0 + (l as f64).exp())) as f32];
             let at = img * 3 * h * w..(img + 1) * 3 * h * w;
             let zi = &z[at.clone()];
-            let mi: Vec<&[f32]> = matched.iter().map(|m| &m[at.clone()]).collect();
             for (xx, px) in row.chunks_mut(c).enumerate() {
                 for dy in 0..2 {
                     for dx in 0..2 {
                         for ch in 0..3 {
                             let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
                             px[(dy * 2 + dx) * 3 + ch] = zi[i];
-                            for (j, mi) in mi.iter().enumerate() {
-                                px[14 + 12 * j + (dy * 2 + dx) * 3 + ch] = mi[i];
+                            for (j, m) in matched.iter().enumerate() {
+                                px[14 + 12 * j + (dy * 2 + dx) * 3 + ch] = m[at.start + i];
                             }
                         }
                     }

@@ -435,7 +435,7 @@ impl IntNet {
 
     /// The sum of the network's outputs `V` (planar `(3, H, W)`) on the first `mirrors` (1, 2 or
     /// 4) mirror images of `z` (in [`super::mirrors`]' order), each mirrored back. With block
-    /// matching the blocks are matched once, on `z`, and each image sees the matched mean
+    /// matching the blocks are matched once, on `z`, and each image sees the matched means
     /// mirrored with it: the images share one matching (`spec/integer-network.md#mirror-images`).
     /// Every `|V| <= 2^23`, so a sum of four fits `i32`.
     pub fn predict_v_mirrored(
@@ -825,6 +825,12 @@ pub fn from_safetensors(arch: &str, bytes: &[u8]) -> Result<IntNet> {
     use safetensors::tensor::Dtype;
     use safetensors::SafeTensors;
     let cfg = NetConfig::by_name(arch).ok_or_else(|| Error::UnknownModel(arch.to_string()))?;
+    if cfg.nonlocal.is_some_and(|nl| nl.near > 0) {
+        // A float pilot only: spec/integer-network.md defines one matched mean.
+        return Err(Error::Model(format!(
+            "{arch} has no integer form (a second matched mean is not in the specification)"
+        )));
+    }
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
     let fmt = meta
         .metadata()
@@ -1194,6 +1200,21 @@ mod tests {
         let one = net.predict_x(&z.data, h, w, 0.7);
         let twice: Vec<i32> = sums[0].iter().map(|v| 2 * v).collect();
         assert_eq!(compose_x(&z.data, &twice, 2, 0.7), one);
+    }
+
+    #[test]
+    fn a_second_matched_mean_has_no_integer_form() {
+        let bytes = to_safetensors(
+            &synthetic(NetConfig::by_name("test-nl").unwrap()),
+            "test-nl",
+        )
+        .unwrap();
+        assert!(from_safetensors("test-nl", &bytes).is_ok());
+        let err = from_safetensors("test-nl2", &bytes)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no integer form"), "{err}");
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl NetConfig {
     }
 
     /// Channels of the half-resolution input map: the unshuffled latent and two noise-level
-    /// planes, and the unshuffled block-matched mean with [`NonLocal`].
+    /// planes, and each unshuffled block-matched mean with [`NonLocal`].
     pub fn in_channels(&self) -> usize {
         super::nonlocal::input_channels(self.nonlocal)
     }

@@ -7,7 +7,8 @@
 //! within `radius` pixels of its own (on a grid of `step` pixels) by the squared distance of
 //! their pixels, and the mean of the `k` nearest (the tile itself first, always) takes its
 //! place. The network receives that matched mean beside the latent and learns how far to trust
-//! it. It depends on the latent only, so no gradient flows through it.
+//! it (and, with [`NonLocal::near`], a second mean of only the nearest blocks). It depends on
+//! the latent only, so no gradient flows through it.
 //!
 //! Matching is on integers so that the float network (training) and the integer network (the
 //! codec, bit-exact everywhere) pick the same blocks: the *guide* is the sum of the three
@@ -43,6 +44,10 @@ pub struct NonLocal {
 impl NonLocal {
     /// Blocks averaged per tile by each matched mean the network receives: `k`, then `near`.
     pub(crate) fn takes(self) -> Vec<usize> {
+        assert!(
+            self.near < self.k,
+            "the near mean takes fewer blocks than k"
+        );
         if self.near > 0 {
             vec![self.k, self.near]
         } else {
