@@ -677,7 +677,7 @@ fn eight_bit_prior_known_answers() {
     let shipped = diffc::prior::load_model("tiny-int8").unwrap();
     assert_eq!(shipped.model_id(), TINY_INT8_MODEL_ID);
     let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
-    for k in [Kernels::Portable, Kernels::best()] {
+    for k in Kernels::available() {
         let net = IntDenoiser::from_safetensors_bytes("tiny-int8", "tiny", &weights)
             .unwrap()
             .with_kernels(k)
@@ -834,7 +834,7 @@ fn experts_prior_known_answers() {
     let archs: Vec<&str> = diffc::prior::arch("deep-int8").split(',').collect();
     assert_eq!(archs, ["deep-nl16", "deep-nl16", "deep-nl16", "deep"]);
     assert_eq!(diffc::prior::mirroring("deep-int8"), Mirroring::Network(4));
-    for k in [Kernels::Portable, Kernels::best()] {
+    for k in Kernels::available() {
         let nets: Vec<Arc<dyn Denoiser>> = parts
             .experts
             .iter()
@@ -903,10 +903,7 @@ fn integer_prior_known_answers() {
     // The shipped prior, and the bare network with every kernel set this CPU has in the same
     // multiscale wrapper: all must give the pinned bits.
     let mut priors: Vec<(String, Arc<dyn Denoiser>)> = vec![("load_model".into(), shipped)];
-    let mut kernels = vec![Kernels::Portable];
-    if Kernels::best() != Kernels::Portable {
-        kernels.push(Kernels::best());
-    }
+    let kernels = Kernels::available();
     let thresholds = diffc::prior::multiscale_thresholds("tiny-int");
     assert_eq!(thresholds, &[0.125, -1.75]);
     for k in kernels {

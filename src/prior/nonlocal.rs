@@ -446,8 +446,20 @@ fn row_distances(
         // guide (asserted above: offsets within the padding, rows inside the image).
         return unsafe { avx512::row_distances8(g, tw, y0, cy, dxs, table) };
     }
+    // Tiles already measured (by pairs, with AVX2).
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if b == 8 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above); every row read lies in the padded guide
+        // (asserted above).
+        done = unsafe { avx2::row_distances8(g, tw, y0, cy, dxs, table) };
+    }
     for (i, &dx) in dxs.iter().enumerate() {
-        for (t, o) in table[i * tw..(i + 1) * tw].iter_mut().enumerate() {
+        for (t, o) in table[i * tw..(i + 1) * tw]
+            .iter_mut()
+            .enumerate()
+            .skip(done)
+        {
             let x = (t * b) as isize;
             let mut d = 0i32;
             for r in 0..b {
@@ -470,9 +482,78 @@ fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) {
         // SAFETY: the CPU has AVX-512 F (checked above).
         return unsafe { avx512::nearer(d, bound, hits) };
     }
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        done = unsafe { avx2::nearer(d, bound, hits) };
+    }
     hits.extend(
-        (0..d.len().min(bound.len()) as u32).filter(|&j| d[j as usize] < bound[j as usize]),
+        (done as u32..d.len().min(bound.len()) as u32)
+            .filter(|&j| d[j as usize] < bound[j as usize]),
     );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::row_distances`] for 8x8 blocks on the tiles it can take two at a time (16
+    /// values of a row): as the AVX-512 version, with the two tiles' pair sums added
+    /// horizontally. Returns how many tiles it measured (the rest are the caller's).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_distances8(
+        g: &super::Padded,
+        tw: usize,
+        y0: usize,
+        cy: usize,
+        dxs: &[isize],
+        table: &mut [i32],
+    ) -> usize {
+        let p = g.g.as_ptr();
+        let pairs = tw / 2;
+        for t in (0..2 * pairs).step_by(2) {
+            let x = (8 * t) as isize;
+            let mut a = [_mm256_setzero_si256(); 8];
+            for (i, ai) in a.iter_mut().enumerate() {
+                // SAFETY (caller): the row lies in the guide, 16 values from `x`.
+                *ai = _mm256_loadu_si256(p.add(g.at(y0 + i, x)) as *const __m256i);
+            }
+            for (j, &dx) in dxs.iter().enumerate() {
+                let mut acc = _mm256_setzero_si256();
+                for (i, &ai) in a.iter().enumerate() {
+                    // SAFETY (caller): `dx` lies within the padding.
+                    let c = _mm256_loadu_si256(p.add(g.at(cy + i, x + dx)) as *const __m256i);
+                    let d = _mm256_sub_epi16(ai, c);
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(d, d));
+                }
+                // Each 128-bit half (a tile) summed into all of its lanes.
+                let s = _mm256_hadd_epi32(acc, acc);
+                let s = _mm256_hadd_epi32(s, s);
+                table[j * tw + t] = _mm256_extract_epi32::<0>(s);
+                table[j * tw + t + 1] = _mm256_extract_epi32::<4>(s);
+            }
+        }
+        2 * pairs
+    }
+
+    /// [`super::nearer`] over the first multiple of eight entries, eight at a time; returns
+    /// how many it looked at (the rest are the caller's).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) -> usize {
+        let n = d.len().min(bound.len()) / 8 * 8;
+        for j in (0..n).step_by(8) {
+            // SAFETY: `j + 8 <= n`, inside both slices.
+            let x = _mm256_loadu_si256(d.as_ptr().add(j) as *const __m256i);
+            let y = _mm256_loadu_si256(bound.as_ptr().add(j) as *const __m256i);
+            let mut bits = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(y, x))) as u32;
+            while bits != 0 {
+                hits.push(j as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        n
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

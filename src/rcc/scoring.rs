@@ -1,6 +1,7 @@
 //! The encoder's candidate scores `<m, e_k>` in integers: every pool row and every segment row
 //! of the target rounded to 8 bits, their products summed exactly in `i32` (AVX-512 VNNI
-//! `u8 x i8` where the CPU has it, plain Rust otherwise — the same integers either way).
+//! `u8 x i8` where the CPU has it, else AVX2 `i16` pairs, else plain Rust — the same
+//! integers either way).
 //!
 //! Why integers: a float matrix product's sums depend on the kernel's order, hence on the CPU,
 //! and with them the chosen candidates and the stream's bytes; exact integer sums make an
@@ -133,7 +134,7 @@ impl Pool {
                     } else {
                         acc.resize(mr * n, 0);
                         let r = &wide[r0 * w..(r0 + mr) * w];
-                        intkernel::gemm(Kernels::Portable, r, mr, block, &mut acc);
+                        intkernel::gemm(self.kernels, r, mr, block, &mut acc);
                         for (dst, src) in sums.chunks_mut(k).zip(acc.chunks(n)) {
                             dst[c0..c0 + n].copy_from_slice(src);
                         }
