@@ -11,7 +11,9 @@
 #    LAYER_WMAX=NAME=WMAX,... and LAYER_AMAX=NAME=AMAX,... for layers whose weights or maps get
 #    another width, e.g. 511 for 10-bit weights, 2047 for 11-bit maps;
 #    CROP / BATCH: the fine-tuning's crops, by default 128 / 4 for a block-matching network
-#    (`*-nl*`: room for its 16- or 24-pixel search, as it trains) and the trainer's own otherwise)
+#    (`*-nl*`: room for its 16- or 24-pixel search, as it trains) and the trainer's own otherwise;
+#    QAT_WEIGHTS=ema quantizes the fine-tuning's EMA weights instead of its last raw ones, `both`
+#    writes both: OUT from the raw weights and OUT with `.ema` before `.safetensors` from the EMA)
 # Needs `cargo build --release --features train --examples`. Takes ~10 minutes on 2 idle cores
 # for `tiny`; run it under `nice` beside other work.
 set -euo pipefail
@@ -40,13 +42,23 @@ if [[ -n $batch ]]; then crops+=(--batch "$batch"); fi
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
     --amax 255 --wmax 127 --write-ranges "$ranges" "${band_q[@]}"
 weights="$work/ema.safetensors"
+qat_weights=${QAT_WEIGHTS:-param}
+case $qat_weights in param | ema | both) ;; *) echo "QAT_WEIGHTS: param, ema or both" >&2; exit 2 ;; esac
 if [[ $steps -gt 0 ]]; then
     cp "$ckpt" "$work/qat.ckpt.safetensors"
     "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
         --resume "$work/qat.ckpt.safetensors" --steps "$steps" --lr-scale 0.1 \
         --qat "$ranges" 255 127 "${wide[@]}" "${band_t[@]}" "${crops[@]}"
-    weights="$work/qat-param.safetensors"
-    "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$weights" param
+    which=param
+    if [[ $qat_weights == ema ]]; then which=ema; fi
+    weights="$work/qat-$which.safetensors"
+    "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$weights" $which
+    if [[ $qat_weights == both ]]; then
+        "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-ema.safetensors" ema
+        "$ex/quantize" --model "$arch" --weights "$work/qat-ema.safetensors" --ranges "$ranges" \
+            --amax 255 --wmax 127 "${wide[@]}" --out "${out%.safetensors}.ema.safetensors" \
+            --check "$dev_dir" "${band_q[@]}"
+    fi
 fi
 "$ex/quantize" --model "$arch" --weights "$weights" --ranges "$ranges" \
     --amax 255 --wmax 127 "${wide[@]}" --out "$out" --check "$dev_dir" "${band_q[@]}"

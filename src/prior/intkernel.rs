@@ -63,7 +63,14 @@ impl Kernels {
     pub fn supported(self) -> bool {
         match self {
             Kernels::Portable => true,
-            Kernels::Avx2 => Kernels::best() != Kernels::Portable,
+            Kernels::Avx2 => {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    std::arch::is_x86_feature_detected!("avx2")
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                false
+            }
             Kernels::Avx512Vnni => Kernels::best() == Kernels::Avx512Vnni,
         }
     }
