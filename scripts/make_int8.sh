@@ -3,7 +3,8 @@
 # (models/README.md, "The integer priors"):
 #   1. map ranges calibrated on the checkpoint's EMA weights (training crops);
 #   2. quantization-aware fine-tuning from the checkpoint (3000 steps at 0.1x the rate);
-#   3. the fine-tuned raw weights quantized with the same ranges, checked on the dev photos.
+#   3. the fine-tuned raw weights (QAT_WEIGHTS below) quantized with the same ranges, checked on
+#      the dev photos.
 #   (STEPS 0: no fine-tuning, the EMA weights quantized as they are.)
 # Usage: scripts/make_int8.sh CKPT ARCH OUT.safetensors [STEPS]
 #   (TRAIN, DEV: image folders; defaults ../shared/data/train and ../shared/data/dev;
@@ -24,6 +25,8 @@ steps=${4:-3000}
 train_dir=${TRAIN:-../shared/data/train}
 dev_dir=${DEV:-../shared/data/dev}
 ex=target/release/examples
+qat_weights=${QAT_WEIGHTS:-param}
+case $qat_weights in param | ema | both) ;; *) echo "QAT_WEIGHTS: param, ema or both" >&2; exit 2 ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ranges="${out%.safetensors}.ranges.txt"
@@ -42,8 +45,6 @@ if [[ -n $batch ]]; then crops+=(--batch "$batch"); fi
 "$ex/quantize" --model "$arch" --weights "$work/ema.safetensors" --calib "$train_dir" \
     --amax 255 --wmax 127 --write-ranges "$ranges" "${band_q[@]}"
 weights="$work/ema.safetensors"
-qat_weights=${QAT_WEIGHTS:-param}
-case $qat_weights in param | ema | both) ;; *) echo "QAT_WEIGHTS: param, ema or both" >&2; exit 2 ;; esac
 if [[ $steps -gt 0 ]]; then
     cp "$ckpt" "$work/qat.ckpt.safetensors"
     "$ex/train" --model "$arch" --data "$train_dir" --out "$work/qat.safetensors" \
@@ -53,13 +54,14 @@ if [[ $steps -gt 0 ]]; then
     if [[ $qat_weights == ema ]]; then which=ema; fi
     weights="$work/qat-$which.safetensors"
     "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$weights" $which
-    if [[ $qat_weights == both ]]; then
-        "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-ema.safetensors" ema
-        "$ex/quantize" --model "$arch" --weights "$work/qat-ema.safetensors" --ranges "$ranges" \
-            --amax 255 --wmax 127 "${wide[@]}" --out "${out%.safetensors}.ema.safetensors" \
-            --check "$dev_dir" "${band_q[@]}"
-    fi
 fi
 "$ex/quantize" --model "$arch" --weights "$weights" --ranges "$ranges" \
     --amax 255 --wmax 127 "${wide[@]}" --out "$out" --check "$dev_dir" "${band_q[@]}"
 echo "wrote $out and $ranges"
+if [[ $steps -gt 0 && $qat_weights == both ]]; then
+    "$ex/ckpt_weights" "$work/qat.ckpt.safetensors" "$work/qat-ema.safetensors" ema
+    "$ex/quantize" --model "$arch" --weights "$work/qat-ema.safetensors" --ranges "$ranges" \
+        --amax 255 --wmax 127 "${wide[@]}" --out "${out%.safetensors}.ema.safetensors" \
+        --check "$dev_dir" "${band_q[@]}"
+    echo "wrote ${out%.safetensors}.ema.safetensors (from the fine-tuning's EMA weights)"
+fi

@@ -6,8 +6,8 @@
 //!
 //! - `Portable`: plain Rust loops (the compiler vectorizes them for whatever the target has);
 //! - `Avx2`: `vpmaddwd` (8 lanes, two `i16` products per lane, added in `i32`), for x86-64
-//!   CPUs without AVX-512 (AMD Zen 1-3, Intel before Ice Lake), where the portable loops are
-//!   about 20 times slower than the AVX-512 kernels;
+//!   CPUs without AVX-512 VNNI (AMD Zen 1-3, Intel's client CPUs, Skylake-SP), where the
+//!   portable loops are several times slower (8x for a prediction of the default on Zen 3);
 //! - `Avx512Vnni`: `vpdpwssd` (16 lanes, two `i16` products per lane and instruction), chosen
 //!   at run time when the CPU has AVX-512 F/BW and VNNI.
 //!
@@ -27,13 +27,20 @@ pub enum Kernels {
 
 impl Kernels {
     /// The fastest set this CPU supports, unless `DIFFC_KERNELS` names another that it
-    /// supports (`portable`, `avx2`; any other value, or none, means the fastest).
+    /// supports (`portable`, `avx2`, `avx512`; any other value, or none, means the fastest).
     pub fn detect() -> Kernels {
         let asked = std::env::var("DIFFC_KERNELS").ok();
         Kernels::available()
             .into_iter()
             .find(|k| asked.as_deref() == Some(k.env_name()))
             .unwrap_or_else(Kernels::best)
+    }
+
+    /// [`Kernels::detect`] read once per process: for code without a kernel choice of its own
+    /// (the block matching), so that `DIFFC_KERNELS=portable` makes a whole run portable.
+    pub fn detected() -> Kernels {
+        static DETECTED: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(Kernels::detect)
     }
 
     /// Every set this CPU supports, the portable one first and the fastest last.

@@ -19,6 +19,7 @@
 
 use rayon::prelude::*;
 
+use super::intkernel::Kernels;
 use super::intnet::quantize_input;
 
 /// Block matching's parameters (all in pixels).
@@ -440,20 +441,22 @@ fn row_distances(
     );
     assert!(dxs.iter().all(|d| d.unsigned_abs() <= g.pad));
     assert!((y0.max(cy) + b) * g.stride <= g.g.len());
-    #[cfg(target_arch = "x86_64")]
-    if b == 8 && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has AVX-512 BW (checked above); every row read lies in the padded
-        // guide (asserted above: offsets within the padding, rows inside the image).
-        return unsafe { avx512::row_distances8(g, tw, y0, cy, dxs, table) };
-    }
     // Tiles already measured (by pairs, with AVX2).
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if b == 8 && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above); every row read lies in the padded guide
-        // (asserted above).
-        done = unsafe { avx2::row_distances8(g, tw, y0, cy, dxs, table) };
-    }
+    let done = match Kernels::detected() {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx512Vnni if b == 8 && std::arch::is_x86_feature_detected!("avx512bw") => {
+            // SAFETY: the CPU has AVX-512 BW (checked above); every row read lies in the
+            // padded guide (asserted above: offsets within the padding, rows inside the image).
+            return unsafe { avx512::row_distances8(g, tw, y0, cy, dxs, table) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2 | Kernels::Avx512Vnni if b == 8 => {
+            // SAFETY: both sets mean the CPU has AVX2; every row read lies in the padded guide
+            // (asserted above).
+            unsafe { avx2::row_distances8(g, tw, y0, cy, dxs, table) }
+        }
+        _ => 0,
+    };
     for (i, &dx) in dxs.iter().enumerate() {
         for (t, o) in table[i * tw..(i + 1) * tw]
             .iter_mut()
@@ -477,17 +480,17 @@ fn row_distances(
 /// `hits` = the indices `j` with `d[j] < bound[j]`, in order.
 fn nearer(d: &[i32], bound: &[i32], hits: &mut Vec<u32>) {
     hits.clear();
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512 F (checked above).
-        return unsafe { avx512::nearer(d, bound, hits) };
-    }
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above).
-        done = unsafe { avx2::nearer(d, bound, hits) };
-    }
+    let done = match Kernels::detected() {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx512Vnni => {
+            // SAFETY: the set means the CPU has AVX-512 F.
+            return unsafe { avx512::nearer(d, bound, hits) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the set means the CPU has AVX2.
+        Kernels::Avx2 => unsafe { avx2::nearer(d, bound, hits) },
+        _ => 0,
+    };
     hits.extend(
         (done as u32..d.len().min(bound.len()) as u32)
             .filter(|&j| d[j as usize] < bound[j as usize]),

@@ -229,13 +229,20 @@ mod tests {
                 assert!((s as f64 - float).abs() <= bound + 1e-5, "{s} vs {float}");
             }
         }
-        let portable = Pool {
-            kernels: Kernels::Portable,
-            ..Pool::new(&g, 2, k, w)
-        };
-        let mut other = Scores::default();
-        portable.score(&m, rows, &mut other);
-        assert_eq!((other.sums, other.steps), (scores.sums, scores.steps));
+        for kernels in Kernels::available() {
+            let pool = Pool {
+                kernels,
+                ..Pool::new(&g, 2, k, w)
+            };
+            let mut other = Scores::default();
+            pool.score(&m, rows, &mut other);
+            assert_eq!(
+                (&other.sums, &other.steps),
+                (&scores.sums, &scores.steps),
+                "{}",
+                kernels.name()
+            );
+        }
     }
 
     /// An all-zero row scores zero against every candidate.
