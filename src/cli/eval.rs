@@ -65,7 +65,9 @@ pub struct EvalArgs {
     /// seconds.
     #[arg(long, value_delimiter = ',')]
     pub denoise: Vec<f64>,
-    /// Seed of the added noise (--denoise).
+    /// Seed of the added noise (--denoise). An image's noise at a level also depends on the
+    /// level's place in the list: `--denoise 25` draws what `--denoise 15,25,50` draws for 15,
+    /// so compare runs made with the same list.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// With --denoise: also write each noisy image (DIR/NAME.sSIGMA.noisy.pfm, NAME the image's
