@@ -173,10 +173,18 @@ pub(super) struct ScoreRow<'a> {
 }
 
 impl ScoreRow<'_> {
-    /// Score of candidate `k`.
-    #[inline]
+    /// Score of candidate `k` (the encoder takes them all at once, [`ScoreRow::write`]).
+    #[cfg(test)]
     pub(super) fn get(&self, k: usize) -> f32 {
         (self.sums[k] - self.offset[k]) as f32 * self.step
+    }
+
+    /// Every candidate's score ([`ScoreRow::get`] of each), into `out` (`K` long).
+    #[inline]
+    pub(super) fn write(&self, out: &mut [f32]) {
+        for ((o, &s), &z) in out.iter_mut().zip(self.sums).zip(self.offset) {
+            *o = (s - z) as f32 * self.step;
+        }
     }
 }
 
@@ -204,11 +212,13 @@ mod tests {
             .collect();
         let mut scores = Scores::default();
         pool.score(&m, rows, &mut scores);
-        let mut e = vec![0f32; w];
+        let (mut e, mut all) = (vec![0f32; w], vec![0f32; k]);
         for r in 0..rows {
             let row = &m[r * w..(r + 1) * w];
             let max = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
-            for kk in 0..k {
+            scores.row(&pool, r).write(&mut all);
+            for (kk, written) in all.iter().enumerate() {
+                assert_eq!(written.to_bits(), scores.row(&pool, r).get(kk).to_bits());
                 g.fill_normals_row(Domain::Pool, 2, kk as u32, &mut e);
                 let step = max / (127.0 * POOL_SCALE);
                 let (mut exact, mut float, mut bound) = (0i32, 0f64, 0f64);
