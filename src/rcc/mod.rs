@@ -302,24 +302,21 @@ pub fn encode_step_in_place(
             pool.score(&m, r1 - r0, &mut scores);
             drop(m);
             // Add each segment's scores, permuted to its candidates, into its chunk's totals.
-            // The scores of the chunk's rows are written out as floats first (one sequential
-            // pass each), then each candidate's total gathers them row after row, so the total
-            // stays in a register: the same additions in the same order as one row at a time.
+            // A row's scores are written out as floats first (one sequential pass, into a
+            // buffer of `K` per thread), then gathered through the segment's permutation: the
+            // same additions in the same order as reading each score where it is needed, with
+            // less work per candidate.
             totals.par_chunks_mut(k).enumerate().for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(vals, perms): &mut (Vec<f32>, Vec<SegmentPermutation>), (ci, tot)| {
+                || vec![0f32; k],
+                |vals: &mut Vec<f32>, (ci, tot)| {
                     let c = c0 + ci;
                     let (ra, rb) = ((ci * segs).max(r0), ((ci + 1) * segs).min(r1));
-                    vals.resize((rb.max(ra) - ra) * k, 0.0);
-                    perms.clear();
-                    for (r, v) in (ra..rb).zip(vals.chunks_mut(k)) {
-                        scores.row(&pool, r - r0).write(v);
+                    for r in ra..rb {
+                        scores.row(&pool, r - r0).write(vals);
                         let seg = (c * segs + r % segs) as u64;
-                        perms.push(SegmentPermutation::new(g, step, seg, layout.log2_k));
-                    }
-                    for (p, v) in perms.iter().zip(vals.chunks(k)) {
+                        let p = SegmentPermutation::new(g, step, seg, layout.log2_k);
                         for (kk, t) in tot.iter_mut().enumerate() {
-                            *t += v[p.row(kk as u32) as usize];
+                            *t += vals[p.row(kk as u32) as usize];
                         }
                     }
                 },
