@@ -507,9 +507,9 @@ pub struct DenoiseImages<'a> {
 /// on the VP latent `z = alpha (y / 127.5 - 1)` at `lambda = 2 ln(127.5 / sigma)`, the result
 /// rounded to 8 bits. The noise of the `i`-th image at the `j`-th level is seeded by
 /// `seed ^ (i << 32) ^ j`: the same list of levels draws the same noise; another list (`[25]`
-/// alone) draws the first level's noise for its first level. Gray images are denoised as three equal
-/// channels. `log` sees each row with its images as soon as it is measured; an error from it
-/// ends the run with that error.
+/// alone) draws the first level's noise for its first level. Gray images are denoised as three
+/// equal channels. `log` sees each row with its images as soon as it is measured; an error
+/// from it ends the run with that error.
 pub fn denoise(
     dir: &Path,
     model: &dyn Denoiser,
