@@ -3,8 +3,8 @@
 //! (training, benchmarks and its own streams), its previous release, the 11-bit integer
 //! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020`,
 //! `deep-int8-s89359`, `deep-int8-s95064`, `deep-int8-s125732`, `deep-int8-s161868`,
-//! `deep-int8-s193986`, `deep-int8-s173722` and `deep-int8-s201925` (each of the last six with
-//! its `-fast` variant).
+//! `deep-int8-s193986`, `deep-int8-s173722`, `deep-int8-s201925` and `deep-int8-s227715` (each
+//! of the last seven with its `-fast` variant).
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -44,6 +44,10 @@ fn main() {
         (
             "models/shipped/deep-int8-s201925.safetensors",
             "diffc_deep_s201925",
+        ),
+        (
+            "models/shipped/deep-int8-s227715.safetensors",
+            "diffc_deep_s227715",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

@@ -76,6 +76,10 @@ MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
                             thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                  thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
+          "deep-int8-s227715": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                    thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
+          "deep-int8-s227715-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                         thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
           "deep-int8-s201925": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                     thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-s201925-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
@@ -777,19 +781,19 @@ INT8_KNOWN_ANSWERS = {
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0xE10AAC3887EC1C9D
-DEEP8_MODEL_ID = 0x2916BED3180B166C
+DEEP8_WEIGHTS_FNV = 0xC5100281C4F9EB81
+DEEP8_MODEL_ID = 0x036A74A5EA88ED88
 DEEP8_KNOWN_ANSWERS = {
     (24, 40, -4.0): 0xC5C34C8A8A8AD918,
     (24, 40, -1.0): 0x3E37CE748EA923ED,
     (24, 40, 0.5): 0x245C900B13B011CC,
     (24, 40, 1.0): 0xBDBC266FD619F4E8,
-    (24, 40, 3.0): 0x3CEFDA7DE94ED45D,
-    (24, 40, 3.26): 0x3F381FC0F44B737F,
-    (24, 40, 4.0): 0x236AAADCD8FB8461,
+    (24, 40, 3.0): 0xE5F5823861E7474A,
+    (24, 40, 3.26): 0x70561D9549BB668A,
+    (24, 40, 4.0): 0x5C0785820CD80CBE,
     (24, 40, 4.5): 0x25E03AB344B39A3E,
     (24, 40, 9.0): 0x5C50F099BC225F4C,
-    (13, 29, 3.26): 0x2CC8F17853E0EE1E,
+    (13, 29, 3.26): 0x1034F9F4A357C5EC,
 }
 
 
