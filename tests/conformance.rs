@@ -782,16 +782,16 @@ fn network_mirror_images_known_answers() {
 /// resolution), log-SNR experts (spec/reconstruction.md#log-snr-experts), each averaging four
 /// mirror images of its latent with one block matching. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0xC510_0281_C4F9_EB81;
-const DEEP_INT8_MODEL_ID: u64 = 0x036A_74A5_EA88_ED88;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0xF3B5_87B4_286E_F26D;
+const DEEP_INT8_MODEL_ID: u64 = 0x246E_E4DC_B04F_0C5C;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
-    (24, 40, -4.0, 0xC5C3_4C8A_8A8A_D918),
-    (24, 40, -1.0, 0x3E37_CE74_8EA9_23ED),
-    (24, 40, 0.5, 0x245C_900B_13B0_11CC),
-    (24, 40, 1.0, 0xBDBC_266F_D619_F4E8),
+    (24, 40, -4.0, 0xBB64_0F3E_4A8E_CE02),
+    (24, 40, -1.0, 0x1583_A3C4_5780_5E56),
+    (24, 40, 0.5, 0xC198_7A0A_B31E_A9BF),
+    (24, 40, 1.0, 0xF942_419A_2B2F_AA7F),
     (24, 40, 3.0, 0xE5F5_8238_61E7_474A),
     (24, 40, 3.26, 0x7056_1D95_49BB_668A),
-    (24, 40, 4.0, 0x5C07_8582_0CD8_0CBE),
+    (24, 40, 4.0, 0x0B0F_1A4F_93A6_2107),
     (24, 40, 4.5, 0x25E0_3AB3_44B3_9A3E),
     (24, 40, 9.0, 0x5C50_F099_BC22_5F4C),
     (13, 29, 3.26, 0x1034_F9F4_A357_C5EC),
