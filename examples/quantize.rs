@@ -40,7 +40,7 @@ fn crops(dir: &str, size: usize, max: usize) -> diffc::Result<Vec<Vec<f32>>> {
         let y0 = (im.height - size) / 2;
         for x0 in [(im.width - size) / 4, 3 * (im.width - size) / 4] {
             let mut c = vec![0f32; 3 * size * size];
-            im.crop_into(x0, y0, size, false, &mut c);
+            im.crop_into(x0, y0, size, Default::default(), &mut c);
             out.push(c);
         }
         if out.len() >= max {

@@ -1,6 +1,6 @@
 //! Train the neural prior without the CLI, or benchmark the network.
 //!
-//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N] [--lambda-band LO,HI]
+//! `cargo run --release --example train -- --data DIR --out MODEL [--resume CKPT | --grow SMALLER_CKPT] [--minutes M | --steps N] [--lambda-band LO,HI] [--orientations mirror|all]
 //!  [--model NAME] [--val DIR] [--batch B] [--crop C] [--seed S] [--products bf16|f32]`
 //!
 //! `cargo run --release --example train -- --bench [--model NAME] [--batch B] [--crop C]`
@@ -250,6 +250,12 @@ fn main() {
                     .collect();
                 assert!(b.len() == 2, "--lambda-band LO,HI");
                 o.lambda_band = Some((b[0], b[1]));
+            }
+            // `mirror` (left-right, the default) or `all` (the eight turns and mirror images).
+            "--orientations" => {
+                let s = v();
+                o.orientations = diffc::data::Orientations::parse(&s)
+                    .unwrap_or_else(|| panic!("--orientations {s}: want mirror or all"));
             }
             "--minutes" => o.minutes = v().parse().expect("minutes"),
             "--steps" => o.steps = Some(v().parse().expect("steps")),

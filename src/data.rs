@@ -43,18 +43,72 @@ impl Rgb8 {
         }
     }
 
-    /// Write the `size x size` crop at `(x0, y0)` (optionally mirrored left-right) into `out` as
+    /// Write the `size x size` crop at `(x0, y0)`, seen in orientation `o`, into `out` as
     /// planar CHW f32 in `[-1, 1]`.
-    pub fn crop_into(&self, x0: usize, y0: usize, size: usize, flip: bool, out: &mut [f32]) {
+    pub fn crop_into(&self, x0: usize, y0: usize, size: usize, o: Orientation, out: &mut [f32]) {
         let plane = size * size;
+        let last = size - 1;
         for y in 0..size {
-            let row = &self.data[((y0 + y) * self.width + x0) * 3..];
             for x in 0..size {
-                let sx = if flip { size - 1 - x } else { x };
+                // Output (x, y) shows crop pixel (sx, sy): mirror, then flip, then transpose.
+                let (tx, ty) = if o.transpose { (y, x) } else { (x, y) };
+                let sx = if o.mirror { last - tx } else { tx };
+                let sy = if o.flip { last - ty } else { ty };
+                let px = &self.data[((y0 + sy) * self.width + x0 + sx) * 3..][..3];
                 for c in 0..3 {
-                    out[c * plane + y * size + x] = row[sx * 3 + c] as f32 / 127.5 - 1.0;
+                    out[c * plane + y * size + x] = px[c] as f32 / 127.5 - 1.0;
                 }
             }
+        }
+    }
+}
+
+/// How a training crop is turned before the network sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Orientation {
+    /// Mirrored left-right.
+    pub mirror: bool,
+    /// Flipped upside down.
+    pub flip: bool,
+    /// Rows and columns swapped.
+    pub transpose: bool,
+}
+
+/// Which orientations training crops are drawn in, each equally often.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Orientations {
+    /// As photographed or mirrored left-right (2): photos keep their up and down.
+    #[default]
+    Mirror,
+    /// All eight turns and mirror images of the square: the test-time images of
+    /// [`crate::prior::mirrors`] and their transposes, seen in training.
+    All,
+}
+
+impl Orientations {
+    /// Parse `mirror` or `all`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mirror" => Some(Orientations::Mirror),
+            "all" => Some(Orientations::All),
+            _ => None,
+        }
+    }
+
+    /// The orientation coded by the top bits of `r`. The mirror bit is the top one in both
+    /// sets, so a run resumed with `All` continues the same random stream as one with `Mirror`.
+    fn pick(self, r: u64) -> Orientation {
+        let bit = |k: u32| (r >> (63 - k)) & 1 == 1;
+        match self {
+            Orientations::Mirror => Orientation {
+                mirror: bit(0),
+                ..Default::default()
+            },
+            Orientations::All => Orientation {
+                mirror: bit(0),
+                flip: bit(1),
+                transpose: bit(2),
+            },
         }
     }
 }
@@ -244,15 +298,22 @@ impl CropPool {
         self.images.iter().map(|i| i.width * i.height).sum()
     }
 
-    /// Fill `out` (`batch x 3 x crop x crop`) with random crops, randomly mirrored.
-    pub fn sample(&self, rng: &mut Rng, batch: usize, crop: usize, out: &mut [f32]) {
+    /// Fill `out` (`batch x 3 x crop x crop`) with random crops in random `orientations`.
+    pub fn sample(
+        &self,
+        rng: &mut Rng,
+        batch: usize,
+        crop: usize,
+        orientations: Orientations,
+        out: &mut [f32],
+    ) {
         let n = 3 * crop * crop;
         for b in 0..batch {
             let im = &self.images[rng.below(self.images.len())];
             let x0 = rng.below(im.width - crop + 1);
             let y0 = rng.below(im.height - crop + 1);
-            let flip = rng.next_u64() >> 63 == 1;
-            im.crop_into(x0, y0, crop, flip, &mut out[b * n..(b + 1) * n]);
+            let o = orientations.pick(rng.next_u64());
+            im.crop_into(x0, y0, crop, o, &mut out[b * n..(b + 1) * n]);
         }
     }
 }
@@ -284,11 +345,49 @@ mod tests {
             data: (0..24).map(|i| i as u8 * 10).collect(),
         };
         let mut o = vec![0f32; 12];
-        im.crop_into(1, 0, 2, false, &mut o);
+        im.crop_into(1, 0, 2, Orientation::default(), &mut o);
         let mut f = vec![0f32; 12];
-        im.crop_into(1, 0, 2, true, &mut f);
+        let mirror = Orientation {
+            mirror: true,
+            ..Default::default()
+        };
+        im.crop_into(1, 0, 2, mirror, &mut f);
         assert_eq!(o[0], f[1]);
         assert_eq!(o[0], 30.0 / 127.5 - 1.0);
+        // The crop's red channel, row by row: 30 60 / 150 180.
+        let red = |o: Orientation| {
+            let mut c = vec![0f32; 12];
+            im.crop_into(1, 0, 2, o, &mut c);
+            c[..4]
+                .iter()
+                .map(|v| ((v + 1.0) * 127.5).round() as u8)
+                .collect::<Vec<_>>()
+        };
+        let turn = |mirror, flip, transpose| Orientation {
+            mirror,
+            flip,
+            transpose,
+        };
+        assert_eq!(red(turn(false, false, false)), [30, 60, 150, 180]);
+        assert_eq!(red(turn(false, true, false)), [150, 180, 30, 60]);
+        assert_eq!(red(turn(false, false, true)), [30, 150, 60, 180]);
+        assert_eq!(red(turn(true, true, true)), [180, 60, 150, 30]);
+        // Eight distinct images, and `All` draws each of them.
+        let mut seen = std::collections::HashSet::new();
+        let mut rng = Rng::new(3);
+        for _ in 0..200 {
+            seen.insert(red(Orientations::All.pick(rng.next_u64())));
+        }
+        assert_eq!(seen.len(), 8);
+        let mut rng = Rng::new(3);
+        for _ in 0..200 {
+            let r = rng.next_u64();
+            assert_eq!(
+                Orientations::Mirror.pick(r).mirror,
+                Orientations::All.pick(r).mirror
+            );
+            assert!(!Orientations::Mirror.pick(r).flip && !Orientations::Mirror.pick(r).transpose);
+        }
         let d = im.downscale2();
         assert_eq!((d.width, d.height), (2, 1));
     }

@@ -1,6 +1,6 @@
 //! Training of the neural prior ([`crate::prior::net::DenoiserNet`]).
 //!
-//! Recipe: random crops (with left-right flips) of the training photos, VP noising
+//! Recipe: random crops (mirrored left-right, or in all eight orientations) of the training photos, VP noising
 //! `z = alpha x + sigma eps`, v-prediction, sigmoid loss weighting `w = sigmoid(b - lambda)`
 //! applied to the eps-MSE (`b = 6`), log-SNR drawn from a cosine schedule shifted by +4 mixed
 //! with a quarter of `U[-12, 12]`, AdamW (no weight decay) with linear warm-up and a linear
@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rayon::prelude::*;
 
-use crate::data::{CropPool, Rng};
+use crate::data::{CropPool, Orientations, Rng};
 use crate::error::{Error, Result};
 use crate::prior::backprop::{loss_and_gradients, Batch};
 use crate::prior::bf16::Products;
@@ -71,6 +71,8 @@ pub struct TrainOptions {
     /// Train only on log-SNRs in `[lo, hi]` (the usual distribution, restricted): a
     /// lambda-routed expert.
     pub lambda_band: Option<(f32, f32)>,
+    /// Orientations of the training crops. Not saved: a resumed run takes this run's.
+    pub orientations: Orientations,
     /// How the backward pass multiplies (the forward pass is always f32): bf16 products (f32
     /// sums) about double its GEMM rate where the CPU has AVX-512 BF16 (the default there), f32
     /// otherwise.
@@ -105,6 +107,7 @@ impl Default for TrainOptions {
             lr_scale: 1.0,
             grow: None,
             lambda_band: None,
+            orientations: Orientations::Mirror,
             products: Products::best(),
         }
     }
@@ -209,6 +212,8 @@ struct State {
     lr_scale: f64,
     /// Log-SNR band to train on (`TrainOptions::lambda_band`); not saved.
     band: Option<(f32, f32)>,
+    /// Orientations of the crops (`TrainOptions::orientations`); not saved.
+    orientations: Orientations,
     /// Quantization-aware training, if on.
     qat: Option<Qat>,
     /// How the passes multiply; not saved.
@@ -348,6 +353,7 @@ impl State {
             lr_scale: 1.0,
             moments_from: 0,
             band: None,
+            orientations: Orientations::Mirror,
             qat: None,
             products: Products::F32,
         })
@@ -616,7 +622,14 @@ impl State {
         crop: usize,
         _dev: &Device,
     ) -> Result<(f64, f64)> {
-        let (x, z, lams, w) = sample_batch(&mut self.rng, pool, batch, crop, self.band);
+        let (x, z, lams, w) = sample_batch(
+            &mut self.rng,
+            pool,
+            batch,
+            crop,
+            self.band,
+            self.orientations,
+        );
         let quantized: HashMap<String, Vec<f32>> = match &self.qat {
             Some(q) => crate::prior::engine::conv_layers(&self.cfg)
                 .into_iter()
@@ -707,10 +720,11 @@ fn sample_batch(
     batch: usize,
     crop: usize,
     band: Option<(f32, f32)>,
+    orientations: Orientations,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = 3 * crop * crop;
     let mut x = vec![0f32; batch * n];
-    pool.sample(rng, batch, crop, &mut x);
+    pool.sample(rng, batch, crop, orientations, &mut x);
     let lams: Vec<f32> = (0..batch).map(|_| sample_lambda_in(rng, band)).collect();
     let mut z = vec![0f32; batch * n];
     rng.fill_normal(&mut z);
@@ -790,7 +804,7 @@ impl Validation {
             let y0 = (im.height - size) / 2;
             for x0 in [(im.width - size) / 4, 3 * (im.width - size) / 4] {
                 let mut c = vec![0f32; n];
-                im.crop_into(x0, y0, size, false, &mut c);
+                im.crop_into(x0, y0, size, Default::default(), &mut c);
                 x.extend_from_slice(&c);
                 count += 1;
             }
@@ -879,6 +893,10 @@ pub fn run(opts: &TrainOptions) -> Result<()> {
         }
         st.band = Some((lo, hi));
         eprintln!("training on log-SNRs in [{lo}, {hi}] only");
+    }
+    st.orientations = opts.orientations;
+    if opts.orientations == Orientations::All {
+        eprintln!("training crops in all eight orientations");
     }
     if !opts.products.available() {
         return Err(Error::InvalidArgument(format!(
@@ -1264,7 +1282,14 @@ mod gradient_error {
         let pool = CropPool::load(Path::new(&data), 64, 1600).unwrap();
         let grads = |st: &State, seed: u64, p: Products| -> Vec<f64> {
             let (batch, crop) = (16, 64);
-            let (x, z, lams, w) = sample_batch(&mut Rng::new(seed), &pool, batch, crop, band);
+            let (x, z, lams, w) = sample_batch(
+                &mut Rng::new(seed),
+                &pool,
+                batch,
+                crop,
+                band,
+                Orientations::Mirror,
+            );
             let mut engine = Engine::from_named(&st.cfg, |k| st.params[st.index[k]].as_slice());
             engine.set_products(p);
             let b = Batch {

@@ -49,6 +49,15 @@ pub struct TrainArgs {
     /// only with the products it was trained with.
     #[arg(long, value_parser = parse_products)]
     pub products: Option<prior::bf16::Products>,
+    /// Orientations of the training crops: `mirror` (as photographed or mirrored left-right) or
+    /// `all` (the eight turns and mirror images). Not saved in the checkpoint: give it again
+    /// when resuming.
+    #[arg(long, default_value = "mirror", value_parser = parse_orientations)]
+    pub orientations: diffc::data::Orientations,
+}
+
+fn parse_orientations(s: &str) -> std::result::Result<diffc::data::Orientations, String> {
+    diffc::data::Orientations::parse(s).ok_or_else(|| format!("`{s}`: want mirror or all"))
 }
 
 fn parse_products(s: &str) -> std::result::Result<prior::bf16::Products, String> {
@@ -69,6 +78,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         crop,
         seed,
         products,
+        orientations,
     } = args;
     check_dir(&data)?;
     if let Some(v) = &val {
@@ -95,6 +105,7 @@ pub fn run(args: TrainArgs, ui: &Ui) -> Result<()> {
         lr_scale: 1.0,
         grow,
         lambda_band: None,
+        orientations,
         products: products.unwrap_or_else(prior::bf16::Products::best),
     })?)
 }
