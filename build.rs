@@ -3,8 +3,9 @@
 //! (training, benchmarks and its own streams), its previous release, the 11-bit integer
 //! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020`,
 //! `deep-int8-s89359`, `deep-int8-s95064`, `deep-int8-s125732`, `deep-int8-s161868`,
-//! `deep-int8-s193986`, `deep-int8-s173722`, `deep-int8-s201925`, `deep-int8-s227715` and
-//! `deep-int8-s239986` (each of the last eight with its `-fast` variant).
+//! `deep-int8-s193986`, `deep-int8-s173722`, `deep-int8-s201925`, `deep-int8-s227715`,
+//! `deep-int8-s239986` and `deep-int8-s249215` (each of the last nine with its `-fast`
+//! variant).
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -52,6 +53,10 @@ fn main() {
         (
             "models/shipped/deep-int8-s239986.safetensors",
             "diffc_deep_s239986",
+        ),
+        (
+            "models/shipped/deep-int8-s249215.safetensors",
+            "diffc_deep_s249215",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

@@ -782,19 +782,19 @@ fn network_mirror_images_known_answers() {
 /// resolution), log-SNR experts (spec/reconstruction.md#log-snr-experts), each averaging four
 /// mirror images of its latent with one block matching. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0xF3B5_87B4_286E_F26D;
-const DEEP_INT8_MODEL_ID: u64 = 0x246E_E4DC_B04F_0C5C;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0xE2D2_0E0D_F2A5_A55F;
+const DEEP_INT8_MODEL_ID: u64 = 0xFF1E_6CA1_C277_C5E6;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
     (24, 40, -4.0, 0xBB64_0F3E_4A8E_CE02),
     (24, 40, -1.0, 0x1583_A3C4_5780_5E56),
     (24, 40, 0.5, 0xC198_7A0A_B31E_A9BF),
     (24, 40, 1.0, 0xF942_419A_2B2F_AA7F),
-    (24, 40, 3.0, 0xE5F5_8238_61E7_474A),
-    (24, 40, 3.26, 0x7056_1D95_49BB_668A),
-    (24, 40, 4.0, 0x0B0F_1A4F_93A6_2107),
+    (24, 40, 3.0, 0x1F55_1AD1_EC30_B6F1),
+    (24, 40, 3.26, 0xEB99_820E_87E2_2C81),
+    (24, 40, 4.0, 0x9513_5AC8_B1DF_5FC4),
     (24, 40, 4.5, 0x25E0_3AB3_44B3_9A3E),
     (24, 40, 9.0, 0x5C50_F099_BC22_5F4C),
-    (13, 29, 3.26, 0x1034_F9F4_A357_C5EC),
+    (13, 29, 3.26, 0x71B7_4A0A_0FD1_A33B),
 ];
 
 /// Routing, the multiscale wrapper and every expert's integer network on the portable and the
