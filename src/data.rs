@@ -391,4 +391,44 @@ mod tests {
         let d = im.downscale2();
         assert_eq!((d.width, d.height), (2, 1));
     }
+
+    #[test]
+    fn mirror_sampling_is_the_recipe_before_orientations() {
+        // Runs trained before `Orientations` resume bit-exactly only if `Mirror` draws the same
+        // crops from the same random stream: one image, x0, y0 and one u64 whose top bit mirrors.
+        let im = |w: usize, h: usize, k: u8| Rgb8 {
+            width: w,
+            height: h,
+            data: (0..3 * w * h).map(|i| (i as u8).wrapping_mul(k)).collect(),
+        };
+        let pool = CropPool::from_images(vec![im(9, 7, 3), im(6, 11, 5)]).unwrap();
+        let (batch, crop) = (6, 4);
+        let n = 3 * crop * crop;
+        let mut got = vec![0f32; batch * n];
+        pool.sample(
+            &mut Rng::new(11),
+            batch,
+            crop,
+            Orientations::Mirror,
+            &mut got,
+        );
+        let mut rng = Rng::new(11);
+        let mut want = vec![0f32; batch * n];
+        for b in 0..batch {
+            let im = &pool.images[rng.below(pool.images.len())];
+            let x0 = rng.below(im.width - crop + 1);
+            let y0 = rng.below(im.height - crop + 1);
+            let flip = rng.next_u64() >> 63 == 1;
+            for y in 0..crop {
+                for x in 0..crop {
+                    let sx = if flip { crop - 1 - x } else { x };
+                    for c in 0..3 {
+                        want[b * n + c * crop * crop + y * crop + x] =
+                            im.data[((y0 + y) * im.width + x0 + sx) * 3 + c] as f32 / 127.5 - 1.0;
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want);
+    }
 }
