@@ -76,6 +76,10 @@ MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
                             thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                  thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
+          "deep-int8-s259488": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                    thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
+          "deep-int8-s259488-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                         thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
           "deep-int8-s249215": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                     thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-s249215-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
@@ -789,8 +793,8 @@ INT8_KNOWN_ANSWERS = {
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0xE2D20E0DF2A5A55F
-DEEP8_MODEL_ID = 0xFF1E6CA1C277C5E6
+DEEP8_WEIGHTS_FNV = 0x7AEC45B7DDC0017A
+DEEP8_MODEL_ID = 0x4E192DD543471103
 DEEP8_KNOWN_ANSWERS = {
     (24, 40, -4.0): 0xBB640F3E4A8ECE02,
     (24, 40, -1.0): 0x1583A3C457805E56,
@@ -798,7 +802,7 @@ DEEP8_KNOWN_ANSWERS = {
     (24, 40, 1.0): 0xF942419A2B2FAA7F,
     (24, 40, 3.0): 0x1F551AD1EC30B6F1,
     (24, 40, 3.26): 0xEB99820E87E22C81,
-    (24, 40, 4.0): 0x95135AC8B1DF5FC4,
+    (24, 40, 4.0): 0x7EA3B6F92547F19A,
     (24, 40, 4.5): 0x25E03AB344B39A3E,
     (24, 40, 9.0): 0x5C50F099BC225F4C,
     (13, 29, 3.26): 0x71B74A0A0FD1A33B,
