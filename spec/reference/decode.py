@@ -1,5 +1,5 @@
-"""Reference decoder of whole diffc streams coded with the built-in `gauss` prior or the
-integer network `tiny-int`.
+"""Reference decoder of whole diffc streams coded with the built-in `gauss` prior or one of
+the integer networks (`tiny-int`, `deep-int8` and the others listed under Models below).
 
 Run: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|ancestral]
      [--flow-steps N] [--model-file WEIGHTS]
@@ -379,22 +379,53 @@ def pnm(h, data):
     return magic + b"\n%d %d\n255\n" % (h["width"], h["height"]) + data
 
 
+USAGE = """usage: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|ancestral]
+                                             [--flow-steps N] [--model-file WEIGHTS]
+       python3 spec/reference/decode.py --self-check"""
+
+
+def usage_error(message):
+    sys.exit("decode.py: %s\n%s" % (message, USAGE))
+
+
 def main(argv):
     if argv[:1] == ["--self-check"]:
         return self_check()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
     method, flow_steps, model_file, args = DEFAULT_METHOD, DEFAULT_FLOW_STEPS, None, []
     it = iter(argv)
     for a in it:
-        if a == "--method":
-            method = next(it)
-        elif a == "--flow-steps":
-            flow_steps = int(next(it))
-        elif a == "--model-file":
-            model_file = next(it)
+        if a in ("--method", "--flow-steps", "--model-file"):
+            value = next(it, None)
+            if value is None:
+                usage_error("%s needs a value" % a)
+            if a == "--method":
+                if value not in ("denoise", "flow", "ancestral"):
+                    usage_error("unknown method %r" % value)
+                method = value
+            elif a == "--flow-steps":
+                if not value.isdigit() or int(value) > 1000:
+                    usage_error("--flow-steps takes an integer 0..1000 (as diffc's), not %r"
+                                % value)
+                flow_steps = int(value)
+            else:
+                model_file = value
+        elif a.startswith("--"):
+            usage_error("unknown option %s" % a)
         else:
             args.append(a)
-    b = open(args[0], "rb").read()
-    h, z, lam, packets, stop = decode(b, model_file)
+    if len(args) > 2:
+        usage_error("too many arguments")
+    try:
+        b = open(args[0], "rb").read()
+    except OSError as e:
+        sys.exit("decode.py: cannot read %s: %s" % (args[0], e.strerror))
+    try:
+        h, z, lam, packets, stop = decode(b, model_file)
+    except (Truncated, Corrupt) as e:
+        sys.exit("decode.py: %s: %s (%s)" % (args[0], type(e).__name__.lower(), e))
     prior = h["prior"]
     print("header", {k: v for k, v in h.items() if k != "prior"})
     print("model", "gauss" if prior is None else "%s (%016x)" % (prior.name, prior.model_id))
