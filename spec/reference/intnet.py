@@ -1018,10 +1018,18 @@ def main(argv):
         return self_check(*argv[1:2])
     if argv[:1] == ["--pins"] and len(argv) == 3:
         return print_pins(argv[1], argv[2])
-    if len(argv) != 1:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    if len(argv) != 1 or argv[0].startswith("--"):
         raise SystemExit(__doc__)
-    data = open(argv[0], "rb").read()
-    prior = Prior.from_file(argv[0])
+    try:
+        data = open(argv[0], "rb").read()
+        prior = Prior.from_file(argv[0])
+    except OSError as e:
+        raise SystemExit("intnet.py: cannot read %s: %s" % (argv[0], e.strerror))
+    except WeightError as e:
+        raise SystemExit("intnet.py: %s: %s" % (argv[0], e))
     n = prior.net
     print("format %s, metadata %s" % (INT_FORMAT, n.metadata))
     print("grid: first %d, per_unit %d, points %d (lambda %g .. %g)" % (
