@@ -260,7 +260,7 @@ def resolve_model(model_id, model_file=None):
     models = [(None, model_file)] if model_file else \
         [(n, p) for n, p in INTEGER_MODELS if os.path.exists(p)]
     if not models:
-        raise SystemExit("stream needs model %016x; no integer weights found (%s)"
+        raise SystemExit("decode.py: stream needs model %016x; no integer weights found (%s)"
                          % (model_id, ", ".join(INTEGER_WEIGHTS)))
     tried = []
     for name, path in models:
@@ -268,18 +268,23 @@ def resolve_model(model_id, model_file=None):
             try:
                 import intnet
             except ImportError as e:
-                raise SystemExit("stream needs model %016x; the integer prior needs NumPy (%s)"
-                                 % (model_id, e))
+                raise SystemExit("decode.py: stream needs model %016x; the integer prior needs "
+                                 "NumPy (%s)" % (model_id, e))
             if not os.path.exists(path):
-                raise SystemExit("stream needs model %016x; no weights at %s"
+                raise SystemExit("decode.py: stream needs model %016x; no weights at %s"
                                  % (model_id, path))
-            _PRIORS[(name, path)] = intnet.Prior.from_file(path, name)
+            try:
+                _PRIORS[(name, path)] = intnet.Prior.from_file(path, name)
+            except OSError as e:
+                raise SystemExit("decode.py: cannot read %s: %s" % (path, e.strerror))
+            except intnet.WeightError as e:
+                raise SystemExit("decode.py: %s: %s" % (path, e))
         prior = _PRIORS[(name, path)]
         if prior.model_id == model_id:
             return prior
         tried.append("%s is %016x" % (path, prior.model_id))
-    raise SystemExit("stream needs model %016x (%s); this reference has gauss (%016x) and "
-                     "integer networks only" % (model_id, "; ".join(tried), GAUSS_ID))
+    raise SystemExit("decode.py: stream needs model %016x, but %s (this reference decodes gauss, "
+                     "%016x, and the integer networks)" % (model_id, "; ".join(tried), GAUSS_ID))
 
 
 def update(z, x_hat, e, cz, cx, sd):
@@ -379,19 +384,21 @@ def pnm(h, data):
     return magic + b"\n%d %d\n255\n" % (h["width"], h["height"]) + data
 
 
-USAGE = """usage: python3 spec/reference/decode.py STREAM [OUT.pnm] [--method denoise|flow|ancestral]
-                                             [--flow-steps N] [--model-file WEIGHTS]
+USAGE = """usage: python3 spec/reference/decode.py STREAM [OUT.pnm]
+           [--method denoise|flow|ancestral] [--flow-steps N] [--model-file WEIGHTS]
        python3 spec/reference/decode.py --self-check"""
 
 
 def usage_error(message):
-    sys.exit("decode.py: %s\n%s" % (message, USAGE))
+    """Exits with status 2 (as diffc's command line does for usage errors)."""
+    sys.stderr.write("decode.py: %s\n%s\n" % (message, USAGE))
+    sys.exit(2)
 
 
 def main(argv):
     if argv[:1] == ["--self-check"]:
         return self_check()
-    if not argv or argv[0] in ("-h", "--help"):
+    if "-h" in argv or "--help" in argv:
         print(USAGE)
         return
     method, flow_steps, model_file, args = DEFAULT_METHOD, DEFAULT_FLOW_STEPS, None, []
@@ -399,23 +406,25 @@ def main(argv):
     for a in it:
         if a in ("--method", "--flow-steps", "--model-file"):
             value = next(it, None)
-            if value is None:
+            if value is None or value.startswith("--"):
                 usage_error("%s needs a value" % a)
             if a == "--method":
                 if value not in ("denoise", "flow", "ancestral"):
                     usage_error("unknown method %r" % value)
                 method = value
             elif a == "--flow-steps":
-                if not value.isdigit() or int(value) > 1000:
+                if not (value.isascii() and value.isdigit()) or int(value) > 1000:
                     usage_error("--flow-steps takes an integer 0..1000 (as diffc's), not %r"
                                 % value)
                 flow_steps = int(value)
             else:
                 model_file = value
         elif a.startswith("--"):
-            usage_error("unknown option %s" % a)
+            usage_error("unknown option %s (a file named so: ./%s)" % (a, a))
         else:
             args.append(a)
+    if not args:
+        usage_error("missing STREAM")
     if len(args) > 2:
         usage_error("too many arguments")
     try:

@@ -1,4 +1,5 @@
-"""Reference implementation of the integer prior `tiny-int` (spec/integer-network.md).
+"""Reference implementation of the integer priors (spec/integer-network.md): `tiny-int`,
+`tiny-int8`, `deep-int8` and its earlier releases (MODELS below).
 
 Run: python3 spec/reference/intnet.py --self-check [WEIGHTS]
         -> loads models/shipped/tiny-int.safetensors (or WEIGHTS), checks its model id and
@@ -10,7 +11,7 @@ Run: python3 spec/reference/intnet.py --self-check [WEIGHTS]
      python3 spec/reference/intnet.py --pins WEIGHTS NAME
         -> the hash, model id and known answers to pin a new shipped model NAME with.
 
-Library use (decode.py does this for streams of tiny-int):
+Library use (decode.py does this for streams of the integer networks):
 
     prior = intnet.Prior.from_file(path)        # network + multiscale wrapper, with its id
     x_hat = prior.predict_x(z, lam)             # z: float32 (3, H, W), lam: Python float
@@ -665,7 +666,7 @@ class Prior:
                 return cls(data, n, gemm)
             except WeightError:
                 pass
-        raise WeightError("%s: not the weights of any of %s" % (path, ", ".join(MODELS)))
+        raise WeightError("not the weights of any of %s" % ", ".join(MODELS))
 
     def predict_x(self, z, lam):
         """x_hat (float32 (3, H, W)) of z (float32 (3, H, W)) at log-SNR lam (a float):
