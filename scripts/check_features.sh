@@ -33,13 +33,15 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "diffc":
         print(next(f for f in m["filenames"] if f.endswith(".rlib")))')
-weights=models/shipped/tiny.safetensors
-python3 - "$lib" "$weights" <<'PY' || fail "the weights are still compiled into the library"
+for weights in models/shipped/deep-int8.safetensors models/shipped/tiny-int8.safetensors \
+    models/shipped/tiny.safetensors; do
+    python3 - "$lib" "$weights" <<'PY' || fail "$weights is still compiled into the library"
 import sys
 lib = open(sys.argv[1], "rb").read()
 head = open(sys.argv[2], "rb").read()[:4096]
 sys.exit(1 if head in lib else 0)
 PY
+done
 
 # 3. The command line alone (no trainer, evaluator or weights) builds too.
 cargo build --release --no-default-features --features cli --bin diffc

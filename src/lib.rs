@@ -17,7 +17,9 @@
 //! All on by default. `cli` builds the `diffc` binary (clap, indicatif); `train` holds the
 //! trainer (`diffc::train`) and `diffc::bench`; `eval` the rate-distortion evaluator
 //! (`diffc::eval`: it runs the classical codecs' command-line encoders and writes SVG);
-//! `embedded-model` compiles the shipped `tiny` weights (5.5 MB) into the library. With `default-features = false` the library is the
+//! `embedded-model` compiles the shipped weights into the library (the default `deep-int8`,
+//! 9.7 MB, and `tiny-int8`, 3.9 MB; builds from the repository also embed the earlier models
+//! that `diffc models` lists). With `default-features = false` the library is the
 //! codec alone: [`prior::load_model`] knows `gauss` only, and network weights come from a file
 //! ([`prior::load_model_file`]). `cuda` (off by default) runs the prior on a GPU.
 //!

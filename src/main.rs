@@ -63,7 +63,7 @@ enum Command {
     /// List the models built into this binary.
     Models,
     /// Measure this machine: the network's forward pass (768x512), a training step and the
-    /// codec's own per-step work (medians; JSON with --json).
+    /// codec's own per-step work (the best of --repeats runs; JSON with --json).
     #[cfg(feature = "train")]
     Bench(cli::bench::BenchArgs),
 }

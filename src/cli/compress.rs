@@ -28,7 +28,7 @@ pub struct CompressArgs {
     pub bpp: Option<f64>,
     /// Quality 1..100, the same on every image: the stream ends at log-SNR
     /// lambda = 0.09 Q - 1.1 (Q 50 = lambda 3.4, about 0.5 bpp on typical photos; the rate
-    /// roughly doubles every 13 points and depends on the image).
+    /// roughly doubles every 15 points and depends on the image).
     #[arg(short, long, conflicts_with = "steps",
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
@@ -254,8 +254,8 @@ fn compress_file(plan: &Plan, input: &str, output: &str, ui: &Ui, in_batch: bool
 }
 
 /// `--quality Q` as the final log-SNR of the stream: `0.09 Q - 1.1` (Q 1 = -1.01, Q 50 = 3.4,
-/// where the default model gives about 0.5 bpp on typical photos, Q 100 = 7.9). Each lambda
-/// unit costs roughly 1.8x more bits, so the rate doubles about every 13 points.
+/// where the default model gives about 0.5 bpp on typical photos, Q 100 = 7.9). The median
+/// rate over the dev photos (README's presets table) doubles about every 15 points.
 fn quality_lambda(q: u8) -> f64 {
     0.09 * q as f64 - 1.1
 }
