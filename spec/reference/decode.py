@@ -398,7 +398,7 @@ def usage_error(message):
 def main(argv):
     if argv[:1] == ["--self-check"]:
         return self_check()
-    if "-h" in argv or "--help" in argv:
+    if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return
     method, flow_steps, model_file, args = DEFAULT_METHOD, DEFAULT_FLOW_STEPS, None, []
