@@ -4,8 +4,8 @@
 //! network `tiny-int` and the earlier releases of the default, `deep-int8-s83020`,
 //! `deep-int8-s89359`, `deep-int8-s95064`, `deep-int8-s125732`, `deep-int8-s161868`,
 //! `deep-int8-s193986`, `deep-int8-s173722`, `deep-int8-s201925`, `deep-int8-s227715`,
-//! `deep-int8-s239986`, `deep-int8-s249215`, `deep-int8-s259488` and `deep-int8-s269661`
-//! (each of the last eleven with its `-fast` variant).
+//! `deep-int8-s239986`, `deep-int8-s249215`, `deep-int8-s259488`, `deep-int8-s269661` and
+//! `deep-int8-s283862` (each of the last twelve with its `-fast` variant).
 fn main() {
     for (file, cfg) in [
         ("models/shipped/tiny.safetensors", "diffc_tiny_float"),
@@ -65,6 +65,10 @@ fn main() {
         (
             "models/shipped/deep-int8-s269661.safetensors",
             "diffc_deep_s269661",
+        ),
+        (
+            "models/shipped/deep-int8-s283862.safetensors",
+            "diffc_deep_s283862",
         ),
     ] {
         println!("cargo:rerun-if-changed={file}");

@@ -6,7 +6,7 @@
 # Usage: scripts/time_codec.sh MODEL[=FILE] MODEL[=FILE] [...] -- PHOTO [PHOTO ...]
 #   (MODEL=FILE: `--model MODEL --model-file FILE`; BPP default 0.5, ROUNDS default 2,
 #    DIFFC default target/release/diffc)
-#   e.g. scripts/time_codec.sh deep-int8-s269661 deep-int8 -- ../shared/data/dev/dev0{1,5,9}.png
+#   e.g. scripts/time_codec.sh deep-int8-s283862 deep-int8 -- ../shared/data/dev/dev0{1,5,9}.png
 set -euo pipefail
 usage="usage: scripts/time_codec.sh MODEL[=FILE] MODEL[=FILE] [...] -- PHOTO [PHOTO ...]"
 models=()

@@ -782,16 +782,16 @@ fn network_mirror_images_known_answers() {
 /// resolution), log-SNR experts (spec/reconstruction.md#log-snr-experts), each averaging four
 /// mirror images of its latent with one block matching. Its file hash, model id and known
 /// answers (`DEEP8_` in `intnet.py`, which computes them from the spec alone).
-const DEEP_INT8_WEIGHTS_FNV: u64 = 0xD803_E22E_B927_379D;
-const DEEP_INT8_MODEL_ID: u64 = 0xD020_A83E_E37B_D16C;
+const DEEP_INT8_WEIGHTS_FNV: u64 = 0x1DE1_6A72_62C8_A526;
+const DEEP_INT8_MODEL_ID: u64 = 0x567B_EDB8_EF90_E257;
 const DEEP8_KNOWN_ANSWERS: [KnownAnswer; 10] = [
-    (24, 40, -4.0, 0xBB64_0F3E_4A8E_CE02),
-    (24, 40, -1.0, 0x1583_A3C4_5780_5E56),
-    (24, 40, 0.5, 0xC198_7A0A_B31E_A9BF),
-    (24, 40, 1.0, 0xF942_419A_2B2F_AA7F),
+    (24, 40, -4.0, 0x0859_3A3E_7B37_9D64),
+    (24, 40, -1.0, 0xD3C6_F0DA_6870_A8FD),
+    (24, 40, 0.5, 0x08A6_09F3_2496_1C58),
+    (24, 40, 1.0, 0x5CD4_57D1_08AC_7B46),
     (24, 40, 3.0, 0x058A_5C43_D8CE_E4A0),
     (24, 40, 3.26, 0xFB24_0E98_F2F9_3D25),
-    (24, 40, 4.0, 0xBBDB_FFCC_8372_8852),
+    (24, 40, 4.0, 0x80E9_B3E6_ACD8_81E5),
     (24, 40, 4.5, 0x25E0_3AB3_44B3_9A3E),
     (24, 40, 9.0, 0x5C50_F099_BC22_5F4C),
     (13, 29, 3.26, 0x1CE3_8094_BE49_602F),

@@ -14,20 +14,22 @@ use diffc::{
 /// It changes ONLY when `models/shipped/` (or the model's multiscale thresholds) changes: a
 /// commit that ships new weights updates this constant in the same commit, and nothing else
 /// may move it.
-const SHIPPED_MODEL_ID: u64 = 0xD020_A83E_E37B_D16C;
+const SHIPPED_MODEL_ID: u64 = 0x567B_EDB8_EF90_E257;
 
 /// Id of `deep-int8-fast`: the default's weights over two mirror images instead of four. Moves
 /// with [`SHIPPED_MODEL_ID`].
-const FAST_MODEL_ID: u64 = 0xD020_A63E_E37B_CE06;
+const FAST_MODEL_ID: u64 = 0x567B_EBB8_EF90_DEF1;
 
-/// Ids of other models this build embeds, so their streams decode: the first to thirteenth releases
-/// of prior v2 (the last eleven with their two-mirror variants), the previous default `tiny-int8` (until prior v2,
+/// Ids of other models this build embeds, so their streams decode: the first to fourteenth releases
+/// of prior v2 (the last twelve with their two-mirror variants), the previous default `tiny-int8` (until prior v2,
 /// 2026-11-30), the float network it was made from (the default before it), the 11-bit integer
 /// network and earlier releases. `(name, id)`; an entry leaves only when its weights leave
 /// `models/shipped/`.
 const EARLIER_MODEL_IDS: &[(&str, u64)] = &[
     ("deep-int8-s83020", 0x4EA0_20BD_FCB7_8059),
     ("deep-int8-s89359", 0x4FEB_3980_6751_3A36),
+    ("deep-int8-s283862", 0xD020_A83E_E37B_D16C),
+    ("deep-int8-s283862-fast", 0xD020_A63E_E37B_CE06),
     ("deep-int8-s269661", 0x4E19_2DD5_4347_1103),
     ("deep-int8-s269661-fast", 0x4E19_33D5_4347_1B35),
     ("deep-int8-s259488", 0xFF1E_6CA1_C277_C5E6),

@@ -21,7 +21,8 @@ coefficients have the Rust decoder's bits on every platform.
 Models: `gauss` (id 0x98209D16F94A2017, standard library only) and the integer networks of
 spec/integer-network.md, `deep-int8` (log-SNR experts, each network averaging four mirror
 images, spec/reconstruction.md), its faster variant `deep-int8-fast` (the same weights over two
-mirror images), its earlier releases `deep-int8-s269661` (and `deep-int8-s269661-fast`),
+mirror images), its earlier releases `deep-int8-s283862` (and `deep-int8-s283862-fast`),
+`deep-int8-s269661` (and `deep-int8-s269661-fast`),
 `deep-int8-s259488` (and `deep-int8-s259488-fast`),
 `deep-int8-s249215` (and `deep-int8-s249215-fast`),
 `deep-int8-s239986` (and `deep-int8-s239986-fast`),
@@ -227,6 +228,8 @@ SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "models", "shipped")
 INTEGER_MODELS = [(n, os.path.join(SHIPPED, f + ".safetensors"))
                   for n, f in (("deep-int8", "deep-int8"), ("deep-int8-fast", "deep-int8"),
+                               ("deep-int8-s283862", "deep-int8-s283862"),
+                               ("deep-int8-s283862-fast", "deep-int8-s283862"),
                                ("deep-int8-s269661", "deep-int8-s269661"),
                                ("deep-int8-s269661-fast", "deep-int8-s269661"),
                                ("deep-int8-s259488", "deep-int8-s259488"),

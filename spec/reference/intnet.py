@@ -77,6 +77,10 @@ MODELS = {"tiny-int": dict(arch="tiny", thresholds=(0.125, -1.75), mirrors=1),
                             thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                  thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
+          "deep-int8-s283862": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                    thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
+          "deep-int8-s283862-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
+                                         thresholds=(0.625, -1.25), mirrors=1, net_mirrors=2),
           "deep-int8-s269661": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
                                     thresholds=(0.625, -1.25), mirrors=1, net_mirrors=4),
           "deep-int8-s269661-fast": dict(arch="deep-nl16,deep-nl16,deep-nl16,deep",
@@ -798,16 +802,16 @@ INT8_KNOWN_ANSWERS = {
 # in tests/conformance.rs). The log-SNRs reach every expert, directly and through the
 # multiscale halvings, and every bound exactly.
 DEEP8_WEIGHTS = os.path.join(ROOT, "models", "shipped", "deep-int8.safetensors")
-DEEP8_WEIGHTS_FNV = 0xD803E22EB927379D
-DEEP8_MODEL_ID = 0xD020A83EE37BD16C
+DEEP8_WEIGHTS_FNV = 0x1DE16A7262C8A526
+DEEP8_MODEL_ID = 0x567BEDB8EF90E257
 DEEP8_KNOWN_ANSWERS = {
-    (24, 40, -4.0): 0xBB640F3E4A8ECE02,
-    (24, 40, -1.0): 0x1583A3C457805E56,
-    (24, 40, 0.5): 0xC1987A0AB31EA9BF,
-    (24, 40, 1.0): 0xF942419A2B2FAA7F,
+    (24, 40, -4.0): 0x08593A3E7B379D64,
+    (24, 40, -1.0): 0xD3C6F0DA6870A8FD,
+    (24, 40, 0.5): 0x08A609F324961C58,
+    (24, 40, 1.0): 0x5CD457D108AC7B46,
     (24, 40, 3.0): 0x058A5C43D8CEE4A0,
     (24, 40, 3.26): 0xFB240E98F2F93D25,
-    (24, 40, 4.0): 0xBBDBFFCC83728852,
+    (24, 40, 4.0): 0x80E9B3E6ACD881E5,
     (24, 40, 4.5): 0x25E03AB344B39A3E,
     (24, 40, 9.0): 0x5C50F099BC225F4C,
     (13, 29, 3.26): 0x1CE38094BE49602F,

@@ -130,6 +130,10 @@ macro_rules! shipped {
 /// The default's weights, shared by its faster variant.
 const DEEP_INT8_WEIGHTS: Option<&[u8]> = shipped!("deep-int8.safetensors");
 
+/// The fourteenth release's weights, shared by its faster variant.
+#[cfg(diffc_deep_s283862)]
+const DEEP_INT8_S283862_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s283862.safetensors");
+
 /// The thirteenth release's weights, shared by its faster variant.
 #[cfg(diffc_deep_s269661)]
 const DEEP_INT8_S269661_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s269661.safetensors");
@@ -178,7 +182,7 @@ const DEEP_INT8_S95064_WEIGHTS: Option<&[u8]> = shipped!("deep-int8-s95064.safet
 /// itself writes `models/NAME.safetensors`). Without the `embedded-model` feature no weights
 /// are compiled in (then only `gauss` loads by name).
 pub const MODELS: &[ModelEntry] = &[
-    // Prior v2 (fourteenth release, experts at steps 196,455 / 268,449 / 283,862 / 92,765): four
+    // Prior v2 (fifteenth release, experts at steps 206,620 / 268,449 / 293,993 / 92,765): four
     // networks, each the expert of a band of log-SNRs ([`experts`]; it hands over at 3, 4 and
     // 4.5), fine-tuned from one `deep` run on overlapping bands; the first three are `deep-nl16`
     // (they also see the means of the 16 best-matched blocks, [`nonlocal`]). In integer arithmetic
@@ -201,6 +205,26 @@ pub const MODELS: &[ModelEntry] = &[
         thresholds: &[0.625, -1.25],
         mirrors: Mirroring::Network(2),
         weights: DEEP_INT8_WEIGHTS,
+    },
+    // The fourteenth release of prior v2 (experts at steps 196,455 / 268,449 / 283,862 / 92,765;
+    // the first three `deep-nl16`, each network averaging four mirror images with one block
+    // matching) and its two-mirror variant, kept so that their streams still decode (in builds
+    // from the repository; the crates.io package leaves them out, see build.rs).
+    #[cfg(diffc_deep_s283862)]
+    ModelEntry {
+        name: "deep-int8-s283862",
+        arch: "deep-nl16,deep-nl16,deep-nl16,deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: Mirroring::Network(4),
+        weights: DEEP_INT8_S283862_WEIGHTS,
+    },
+    #[cfg(diffc_deep_s283862)]
+    ModelEntry {
+        name: "deep-int8-s283862-fast",
+        arch: "deep-nl16,deep-nl16,deep-nl16,deep",
+        thresholds: &[0.625, -1.25],
+        mirrors: Mirroring::Network(2),
+        weights: DEEP_INT8_S283862_WEIGHTS,
     },
     // The thirteenth release of prior v2 (experts at steps 196,455 / 251,590 / 269,661 / 92,765;
     // the first three `deep-nl16`, each network averaging four mirror images with one block
